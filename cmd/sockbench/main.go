@@ -1,0 +1,97 @@
+// Command sockbench serves, loads, benchmarks and compares server
+// concurrency models. See `sockbench --help`.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sockbench/sockbench/models"
+)
+
+// Exit statuses shared by every subcommand.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the run failed, or compare found a regression
+	exitUsage   = 2 // bad flags, arguments or addresses
+)
+
+// usageError marks an error as the user's input being wrong (exit 2).
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+// usagef returns a usageError with a formatted message.
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// exitError carries a specific exit status with an already-printed message.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+var rootCmd = &cobra.Command{
+	Use:   "sockbench",
+	Short: "Benchmark server concurrency models: threaded, event loop, prefork",
+	Long: `sockbench runs the same echo/uppercase server written three ways (a goroutine
+per connection, epoll event loops, and a pool of worker processes), drives each
+with one load generator over TCP, UDP and Unix sockets, and writes results you
+can compare, plot and gate CI on.`,
+	SilenceUsage:  true,
+	SilenceErrors: true,
+}
+
+func main() {
+	models.MaybeRunChild()
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	rootCmd.SetArgs(args)
+	rootCmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
+	})
+	err := rootCmd.Execute()
+	if err == nil {
+		return exitOK
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintln(os.Stderr, "sockbench:", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(os.Stderr, "sockbench:", err)
+	var ue usageError
+	if errors.As(err, &ue) || isCobraUsage(err) {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// isCobraUsage recognises cobra's own argument errors (unknown command,
+// wrong number of args), which it does not type.
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "accepts ", "requires ", "unknown flag", "unknown shorthand", "invalid argument"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,161 @@
+package models
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// MaxUnixPath is the longest Unix socket path the kernel takes (sun_path
+// is 108 bytes on Linux, 104 on the BSDs and macOS, NUL included).
+const MaxUnixPath = 103
+
+// PrepareUnixPath checks that path can be bound as a Unix socket and clears
+// a stale socket file left by a server that died: the file is removed only
+// when it is a socket and nothing answers on it. A live server's socket
+// gives ErrSocketInUse; anything that is not a socket is never removed.
+func PrepareUnixPath(path, network string) error {
+	if path == "" {
+		return errors.New("models: empty unix socket path")
+	}
+	if len(path) > MaxUnixPath {
+		return fmt.Errorf("models: unix socket path is %d bytes, longer than the %d the kernel allows: %s", len(path), MaxUnixPath, path)
+	}
+	dir := filepath.Dir(path)
+	if st, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("models: directory for unix socket %s: %w", path, err)
+	} else if !st.IsDir() {
+		return fmt.Errorf("models: %s is not a directory", dir)
+	}
+	st, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("models: %w", err)
+	}
+	if st.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("models: %s exists and is not a socket; not removing it", path)
+	}
+	if network == "unixgram" {
+		// A datagram socket cannot be probed by connecting; connect a
+		// datagram socket of our own, which fails with ECONNREFUSED when
+		// nobody is bound.
+		c, err := net.DialTimeout("unixgram", path, time.Second)
+		if err == nil {
+			c.Close()
+			return fmt.Errorf("%w: %s", ErrSocketInUse, path)
+		}
+	} else {
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			c.Close()
+			return fmt.Errorf("%w: %s", ErrSocketInUse, path)
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.EPROTOTYPE) {
+			return fmt.Errorf("models: probing existing socket %s: %w", path, err)
+		}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("models: removing stale socket %s: %w", path, err)
+	}
+	return nil
+}
+
+// SocketFile remembers the socket file a server created so it removes only
+// that file on exit, not one a later server put at the same path.
+type SocketFile struct {
+	Path string
+	ino  uint64
+}
+
+// ClaimSocketFile sets the permission of the freshly bound socket at path
+// and records its identity.
+func ClaimSocketFile(path string, mode os.FileMode) (*SocketFile, error) {
+	if err := os.Chmod(path, mode); err != nil {
+		return nil, fmt.Errorf("models: chmod %s: %w", path, err)
+	}
+	sf := &SocketFile{Path: path}
+	if st, err := os.Lstat(path); err == nil {
+		sf.ino = inode(st)
+	}
+	return sf, nil
+}
+
+// Remove deletes the socket file if it is still the one we created.
+func (sf *SocketFile) Remove() {
+	if sf == nil || sf.Path == "" {
+		return
+	}
+	st, err := os.Lstat(sf.Path)
+	if err != nil || st.Mode()&os.ModeSocket == 0 || (sf.ino != 0 && inode(st) != sf.ino) {
+		return
+	}
+	os.Remove(sf.Path)
+}
+
+func inode(st os.FileInfo) uint64 {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		return uint64(s.Ino)
+	}
+	return 0
+}
+
+// ListenStream binds a stream listener (tcp or unix) for cfg. For unix it
+// clears a stale socket, sets the file mode, and returns the SocketFile to
+// remove on exit (nil for tcp). Go's UnixListener would unlink the path on
+// Close by itself; we turn that off so removal goes through SocketFile.
+func ListenStream(cfg *Config) (net.Listener, *SocketFile, error) {
+	if cfg.Net == "unix" {
+		if err := PrepareUnixPath(cfg.Addr, cfg.Net); err != nil {
+			return nil, nil, err
+		}
+		ln, err := net.Listen("unix", cfg.Addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("models: listen unix %s: %w", cfg.Addr, err)
+		}
+		ln.(*net.UnixListener).SetUnlinkOnClose(false)
+		sf, err := ClaimSocketFile(cfg.Addr, cfg.SocketMode)
+		if err != nil {
+			ln.Close()
+			os.Remove(cfg.Addr)
+			return nil, nil, err
+		}
+		return ln, sf, nil
+	}
+	ln, err := net.Listen(cfg.Net, cfg.Addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("models: listen %s %s: %w", cfg.Net, cfg.Addr, err)
+	}
+	return ln, nil, nil
+}
+
+// ListenPacket binds a datagram socket (udp or unixgram) for cfg, with the
+// same Unix socket handling as ListenStream.
+func ListenPacket(cfg *Config) (net.PacketConn, *SocketFile, error) {
+	if cfg.Net == "unixgram" {
+		if err := PrepareUnixPath(cfg.Addr, cfg.Net); err != nil {
+			return nil, nil, err
+		}
+		pc, err := net.ListenPacket("unixgram", cfg.Addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("models: listen unixgram %s: %w", cfg.Addr, err)
+		}
+		sf, err := ClaimSocketFile(cfg.Addr, cfg.SocketMode)
+		if err != nil {
+			pc.Close()
+			os.Remove(cfg.Addr)
+			return nil, nil, err
+		}
+		return pc, sf, nil
+	}
+	pc, err := net.ListenPacket(cfg.Net, cfg.Addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("models: listen %s %s: %w", cfg.Net, cfg.Addr, err)
+	}
+	return pc, nil, nil
+}

@@ -1,0 +1,186 @@
+// Package models is the contract every sockbench server model implements:
+// a Config, a Server that starts, reports its address, shuts down
+// gracefully and counts what it did, and a registry so the serve command
+// and the conformance suite can build any model by name.
+//
+// Models know nothing of the load generator or the orchestrator; they
+// speak the wire protocol of package protocol and nothing else.
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sockbench/sockbench/protocol"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultGrace      = 5 * time.Second
+	DefaultSocketMode = os.FileMode(0o600)
+)
+
+// Sentinel errors shared by every model.
+var (
+	// ErrServerClosed is returned by Start after Shutdown, as net/http does.
+	ErrServerClosed = errors.New("models: server closed")
+	// ErrUnknownModel is returned by New for a name nobody registered.
+	ErrUnknownModel = errors.New("models: unknown model")
+	// ErrUnsupportedNet is returned when a model does not serve a transport.
+	ErrUnsupportedNet = errors.New("models: unsupported network")
+	// ErrSocketInUse means a Unix socket path has a live listener on it.
+	ErrSocketInUse = errors.New("models: unix socket in use by another server")
+)
+
+// Config is what every model is configured with. The zero value of every
+// field but Net, Addr and Mode means "the default"; call Normalize to fill
+// them in before use.
+type Config struct {
+	// Net is the transport: "tcp", "udp", "unix" (stream) or "unixgram".
+	Net string
+	// Addr is host:port for tcp and udp (":0" or "127.0.0.1:0" picks a free
+	// port), or a filesystem path for unix and unixgram.
+	Addr string
+	// Mode is what the server does to each request.
+	Mode protocol.Mode
+	// Workers is the number of event loops (eventloop), worker processes
+	// (prefork) or UDP reader goroutines (threaded). 0 means the number of
+	// CPUs the process may use.
+	Workers int
+	// MaxConns bounds concurrent stream connections; connections past it
+	// are closed at once and counted as Rejected. 0 means unlimited.
+	MaxConns int
+	// MaxLine bounds one request line, '\n' included, and so the bytes a
+	// server holds per connection. 0 means protocol.DefaultMaxLine.
+	MaxLine int
+	// IdleTimeout closes a stream connection that sends nothing for this
+	// long. 0 means never.
+	IdleTimeout time.Duration
+	// Cost is the per-request handler cost (--work, --block).
+	Cost protocol.Cost
+	// Grace bounds a graceful shutdown. 0 means DefaultGrace.
+	Grace time.Duration
+	// SocketMode is the permission of a Unix socket file. 0 means 0600.
+	SocketMode os.FileMode
+	// Logger receives what the server has to say (accept errors, oversized
+	// lines, shutdown). nil means discard.
+	Logger *slog.Logger
+	// Extra holds model-specific options (prefork's "spawn"), as key=value.
+	Extra map[string]string
+}
+
+// Normalize fills defaults in and checks the fields, returning a clear
+// error for anything a server could not run with.
+func (c *Config) Normalize() error {
+	switch c.Net {
+	case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix", "unixgram":
+	case "":
+		return errors.New("models: no network given (want tcp, udp or unix)")
+	default:
+		return fmt.Errorf("%w %q (want tcp, udp, unix or unixgram)", ErrUnsupportedNet, c.Net)
+	}
+	if c.Addr == "" {
+		return errors.New("models: no address given")
+	}
+	if c.Mode != protocol.Echo && c.Mode != protocol.Upper {
+		return fmt.Errorf("%w %v", protocol.ErrUnknownMode, c.Mode)
+	}
+	if c.Workers < 0 || c.MaxConns < 0 || c.MaxLine < 0 || c.IdleTimeout < 0 || c.Grace < 0 ||
+		c.Cost.Work < 0 || c.Cost.Block < 0 {
+		return errors.New("models: workers, max-conns, max-line, idle-timeout, grace, work and block must not be negative")
+	}
+	if c.Workers == 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
+	if c.MaxLine == 0 {
+		c.MaxLine = protocol.DefaultMaxLine
+	}
+	if c.MaxLine < 2 {
+		return errors.New("models: max-line must be at least 2 (one byte and its newline)")
+	}
+	if c.Grace == 0 {
+		c.Grace = DefaultGrace
+	}
+	if c.SocketMode == 0 {
+		c.SocketMode = DefaultSocketMode
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return nil
+}
+
+// IsStream reports whether the transport is a byte stream (framed in lines).
+func (c *Config) IsStream() bool {
+	return strings.HasPrefix(c.Net, "tcp") || c.Net == "unix"
+}
+
+// IsUnix reports whether Addr is a filesystem path.
+func (c *Config) IsUnix() bool { return c.Net == "unix" || c.Net == "unixgram" }
+
+// Server is one running instance of a model.
+//
+// Start binds and begins serving; when it returns nil the server accepts
+// traffic and Addr reports the real address (the chosen port for ":0").
+// Shutdown stops accepting, answers every request already read, closes
+// every connection and returns; it returns ctx.Err() if ctx ends first,
+// after forcing everything closed. Stats may be called at any time.
+type Server interface {
+	Start() error
+	Addr() string
+	Shutdown(ctx context.Context) error
+	Stats() Stats
+}
+
+// Factory builds a server of one model; it must not bind yet.
+type Factory func(Config) (Server, error)
+
+var (
+	regMu    sync.RWMutex
+	registry = map[string]Factory{}
+)
+
+// Register makes a model available by name. Models call it from init.
+func Register(name string, f Factory) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := registry[name]; dup {
+		panic("models: Register called twice for " + name)
+	}
+	registry[name] = f
+}
+
+// Names lists registered models, sorted.
+func Names() []string {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// New normalizes cfg and builds a server of the named model.
+func New(name string, cfg Config) (Server, error) {
+	regMu.RLock()
+	f, ok := registry[name]
+	regMu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w %q (want one of %s)", ErrUnknownModel, name, strings.Join(Names(), ", "))
+	}
+	if err := cfg.Normalize(); err != nil {
+		return nil, err
+	}
+	return f(cfg)
+}

@@ -46,36 +46,36 @@ var (
 // them in before use.
 type Config struct {
 	// Net is the transport: "tcp", "udp", "unix" (stream) or "unixgram".
-	Net string
+	Net string `json:"net"`
 	// Addr is host:port for tcp and udp (":0" or "127.0.0.1:0" picks a free
 	// port), or a filesystem path for unix and unixgram.
-	Addr string
+	Addr string `json:"addr"`
 	// Mode is what the server does to each request.
-	Mode protocol.Mode
+	Mode protocol.Mode `json:"mode"`
 	// Workers is the number of event loops (eventloop), worker processes
 	// (prefork) or UDP reader goroutines (threaded). 0 means the number of
 	// CPUs the process may use.
-	Workers int
+	Workers int `json:"workers"`
 	// MaxConns bounds concurrent stream connections; connections past it
 	// are closed at once and counted as Rejected. 0 means unlimited.
-	MaxConns int
+	MaxConns int `json:"max_conns"`
 	// MaxLine bounds one request line, '\n' included, and so the bytes a
 	// server holds per connection. 0 means protocol.DefaultMaxLine.
-	MaxLine int
+	MaxLine int `json:"max_line"`
 	// IdleTimeout closes a stream connection that sends nothing for this
 	// long. 0 means never.
-	IdleTimeout time.Duration
+	IdleTimeout time.Duration `json:"idle_timeout"`
 	// Cost is the per-request handler cost (--work, --block).
-	Cost protocol.Cost
+	Cost protocol.Cost `json:"cost"`
 	// Grace bounds a graceful shutdown. 0 means DefaultGrace.
-	Grace time.Duration
+	Grace time.Duration `json:"grace"`
 	// SocketMode is the permission of a Unix socket file. 0 means 0600.
-	SocketMode os.FileMode
+	SocketMode os.FileMode `json:"socket_mode"`
 	// Logger receives what the server has to say (accept errors, oversized
 	// lines, shutdown). nil means discard.
-	Logger *slog.Logger
+	Logger *slog.Logger `json:"-"`
 	// Extra holds model-specific options (prefork's "spawn"), as key=value.
-	Extra map[string]string
+	Extra map[string]string `json:"extra,omitempty"`
 }
 
 // Normalize fills defaults in and checks the fields, returning a clear

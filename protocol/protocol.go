@@ -102,3 +102,14 @@ func UpperInPlace(b []byte) {
 		}
 	}
 }
+
+// MarshalText implements encoding.TextMarshaler (JSON, YAML, flags).
+func (m Mode) MarshalText() ([]byte, error) {
+	if m != Echo && m != Upper {
+		return nil, fmt.Errorf("%w %d", ErrUnknownMode, uint8(m))
+	}
+	return []byte(m.String()), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (m *Mode) UnmarshalText(b []byte) error { return m.Set(string(b)) }

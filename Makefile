@@ -6,7 +6,7 @@ PROFILE       ?= quick
 TEST_TIMEOUT  ?= 8m
 PKGS          := ./...
 
-.PHONY: all build test lint fmt-check vet staticcheck race bench clean
+.PHONY: all build test lint fmt-check vet staticcheck race bench clean pi release test-emulated
 
 all: build
 
@@ -32,6 +32,30 @@ test: lint race
 
 bench: build
 	$(BIN) bench --profile $(PROFILE)
+
+# Cross-builds. CGO is off so one static binary copies straight onto a Pi.
+VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS       := -s -w -X main.version=$(VERSION)
+CROSS          = CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+
+pi:
+	@mkdir -p dist
+	GOOS=linux GOARCH=arm64       $(CROSS) -o dist/sockbench-linux-arm64 ./cmd/sockbench
+	GOOS=linux GOARCH=arm GOARM=6 $(CROSS) -o dist/sockbench-linux-armv6 ./cmd/sockbench
+	GOOS=linux GOARCH=arm GOARM=7 $(CROSS) -o dist/sockbench-linux-armv7 ./cmd/sockbench
+
+release: pi
+	GOOS=linux  GOARCH=amd64 $(CROSS) -o dist/sockbench-linux-amd64  ./cmd/sockbench
+	GOOS=darwin GOARCH=amd64 $(CROSS) -o dist/sockbench-darwin-amd64 ./cmd/sockbench
+	GOOS=darwin GOARCH=arm64 $(CROSS) -o dist/sockbench-darwin-arm64 ./cmd/sockbench
+	cd dist && sha256sum sockbench-* > SHA256SUMS
+
+# The conformance suite and the load generator's tests on Pi CPUs under
+# qemu-user (slow: timeouts scale by SOCKBENCH_TIME_SCALE). Needs qemu-user.
+EMU_PKGS      := ./protocol/ ./models/... ./loadgen/
+test-emulated:
+	SOCKBENCH_TIME_SCALE=$${SOCKBENCH_TIME_SCALE:-8} GOARCH=arm64 $(GO) test -count=1 -timeout 20m -exec qemu-aarch64 $(EMU_PKGS)
+	SOCKBENCH_TIME_SCALE=$${SOCKBENCH_TIME_SCALE:-8} GOARCH=arm GOARM=6 $(GO) test -count=1 -timeout 20m -exec qemu-arm $(EMU_PKGS)
 
 clean:
 	rm -rf bin dist

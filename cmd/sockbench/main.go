@@ -44,6 +44,10 @@ func (e exitError) Error() string {
 	return e.err.Error()
 }
 
+// version is set at build time (-ldflags "-X main.version=...") by make
+// release; it is recorded in results as suite_version.
+var version = "dev"
+
 var rootCmd = &cobra.Command{
 	Use:   "sockbench",
 	Short: "Benchmark server concurrency models: threaded, event loop, prefork",
@@ -53,6 +57,7 @@ with one load generator over TCP, UDP and Unix sockets, and writes results you
 can compare, plot and gate CI on.`,
 	SilenceUsage:  true,
 	SilenceErrors: true,
+	Version:       version,
 }
 
 func main() {

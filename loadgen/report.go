@@ -1,0 +1,118 @@
+package loadgen
+
+import (
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Report is the outcome of one load run: what was asked, what was measured,
+// and what went wrong. Its JSON form (`sockbench load --format json`) is the
+// contract with the bench orchestrator; the keys are stable, new ones are
+// only ever added.
+//
+// Counting rules, so the numbers add up:
+//   - A request belongs to the measurement when it was due (open loop) or
+//     sent (closed loop) after the warmup and before the end of the run;
+//     requests of the warmup are never counted anywhere.
+//   - Requests counts replies that arrived and matched the expected bytes.
+//   - Errors counts failed requests (and failed connection attempts), by
+//     kind in ErrorsByKind; Mismatches and stream Timeouts are included in it.
+//   - UDP loss is a property of the transport, not an error: a datagram
+//     whose reply did not come within --timeout counts in Lost and Timeouts,
+//     not in Errors.
+type Report struct {
+	Target    string  `json:"target"`     // as given, e.g. tcp://127.0.0.1:7000
+	Net       string  `json:"net"`        // tcp, udp or unix
+	Mode      string  `json:"mode"`       // echo or upper
+	Loop      string  `json:"loop"`       // closed, or open when Rate > 0
+	Conns     int     `json:"conns"`      // connections asked for
+	ConnsOK   int     `json:"conns_ok"`   // connections that were established
+	Pipeline  int     `json:"pipeline"`   // requests in flight per connection
+	Size      int     `json:"size"`       // request size in bytes ('\n' included); for MIN:MAX the rounded mean
+	SizeMin   int     `json:"size_min"`   // smallest request size
+	SizeMax   int     `json:"size_max"`   // largest request size
+	Seed      uint64  `json:"seed"`       // seed of the request contents and sizes
+	Rate      float64 `json:"rate"`       // target req/s of the open loop; 0 for closed loop
+	WarmupS   float64 `json:"warmup_s"`   // warmup before measuring, seconds
+	DurationS float64 `json:"duration_s"` // length of the measurement window, seconds
+
+	Requests     int64            `json:"requests"`       // validated replies
+	Bytes        int64            `json:"bytes"`          // bytes of validated replies
+	Errors       int64            `json:"errors"`         // failed requests and connections
+	ErrorsByKind map[string]int64 `json:"errors_by_kind"` // kind -> count; empty when none
+	Mismatches   int64            `json:"mismatches"`     // replies that differed from the expected bytes
+	Examples     []string         `json:"mismatch_examples"`
+	Lost         int64            `json:"lost"`       // UDP: datagrams never answered within --timeout
+	Duplicated   int64            `json:"duplicated"` // UDP: replies received twice
+	Reordered    int64            `json:"reordered"`  // UDP: replies that arrived after a later one
+	Late         int64            `json:"late"`       // UDP: replies that arrived after being counted lost
+	Timeouts     int64            `json:"timeouts"`   // requests that hit --timeout
+	Sent         int64            `json:"sent"`       // requests sent in the measurement
+
+	RPS  float64 `json:"rps"`  // Requests / DurationS
+	MBps float64 `json:"mbps"` // Bytes / DurationS / 1e6 (one direction)
+
+	Latency Summary  `json:"latency_us"` // from due time in open loop, from send in closed loop
+	Service *Summary `json:"service_us"` // open loop only: from actual send to reply; null otherwise
+	Connect Summary  `json:"connect_us"` // connection establishment time
+
+	ClientCPUS      float64  `json:"client_cpu_s"`     // user+system CPU seconds of this process in the window
+	ClientCPUs      int      `json:"client_cpus"`      // CPUs this process could use
+	ClientSaturated bool     `json:"client_saturated"` // used >= 90% of ClientCPUs: the generator may be the bottleneck
+	RateHeld        bool     `json:"rate_held"`        // open loop kept its schedule (always true for closed loop)
+	Interrupted     bool     `json:"interrupted"`      // stopped early by a signal or cancellation
+	Failure         string   `json:"failure"`          // why the run failed, "" when it did not
+	Warnings        []string `json:"warnings"`         // things a reader must know; never null
+
+	Start   string `json:"start"`   // UTC time the measurement began, RFC 3339
+	Sources int    `json:"sources"` // number of runs merged into this report (1 for a single run)
+
+	// Histograms in nanoseconds, for --hdr-out and merging; not in JSON.
+	LatencyHist *hdrhistogram.Histogram `json:"-"`
+	ServiceHist *hdrhistogram.Histogram `json:"-"`
+	ConnectHist *hdrhistogram.Histogram `json:"-"`
+}
+
+// Summary describes one latency distribution in microseconds.
+type Summary struct {
+	Count  int64   `json:"count"`
+	P50    float64 `json:"p50"`
+	P90    float64 `json:"p90"`
+	P99    float64 `json:"p99"`
+	P999   float64 `json:"p999"`
+	P9999  float64 `json:"p9999"`
+	Max    float64 `json:"max"`
+	Mean   float64 `json:"mean"`
+	Stddev float64 `json:"stddev"`
+}
+
+// Histogram geometry shared by every recorder: nanoseconds from 1 ns to one
+// hour with three significant digits (0.1% resolution at any magnitude).
+const (
+	histLowest  = 1
+	histHighest = int64(3600e9)
+	histDigits  = 3
+)
+
+// newHist returns an empty dense histogram with the shared geometry.
+func newHist() *hdrhistogram.Histogram {
+	return hdrhistogram.New(histLowest, histHighest, histDigits)
+}
+
+// Summarize turns a nanosecond histogram into a microsecond Summary.
+func Summarize(h *hdrhistogram.Histogram) Summary {
+	if h == nil || h.TotalCount() == 0 {
+		return Summary{}
+	}
+	us := func(ns int64) float64 { return float64(ns) / 1e3 }
+	return Summary{
+		Count:  h.TotalCount(),
+		P50:    us(h.ValueAtPercentile(50)),
+		P90:    us(h.ValueAtPercentile(90)),
+		P99:    us(h.ValueAtPercentile(99)),
+		P999:   us(h.ValueAtPercentile(99.9)),
+		P9999:  us(h.ValueAtPercentile(99.99)),
+		Max:    us(h.Max()),
+		Mean:   h.Mean() / 1e3,
+		Stddev: h.StdDev() / 1e3,
+	}
+}

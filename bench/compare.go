@@ -62,9 +62,9 @@ type CompareOptions struct {
 
 // Verdicts of one cell and metric.
 const (
-	VerdictSame     = "~"           // no significant change, or within threshold
-	VerdictBetter   = "better"      // significant and past the threshold, improved
-	VerdictWorse    = "worse"       // significant and past the threshold, regressed
+	VerdictSame     = "~"            // no significant change, or within threshold
+	VerdictBetter   = "better"       // significant and past the threshold, improved
+	VerdictWorse    = "worse"        // significant and past the threshold, regressed
 	VerdictTooFew   = "too few runs" // not enough runs to judge
 	VerdictOnlyBase = "only in base"
 	VerdictOnlyNew  = "only in new"

@@ -1,0 +1,433 @@
+package prefork
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sockbench/sockbench/models"
+)
+
+// errClosing is returned by spawnProc once the server is stopping.
+var errClosing = errors.New("prefork: server stopping")
+
+// spawner starts every child of a server from one goroutine locked to its
+// OS thread.
+//
+// Subtleness ahead: Linux's Pdeathsig fires when the *thread* that forked
+// the child exits, not when the process does. The Go runtime moves
+// goroutines between threads and retires threads, so a child started from
+// an ordinary goroutine could be SIGKILLed while the parent is alive and
+// well. Every child is therefore started from this goroutine, locked to
+// its thread for the life of the server and never unlocked; when it
+// returns, the runtime terminates the thread, which is why stop is called
+// only after every child has exited.
+type spawner struct {
+	reqs    chan spawnReq
+	stopped chan struct{}
+}
+
+type spawnReq struct {
+	cmd *exec.Cmd
+	res chan error
+}
+
+func startSpawner() *spawner {
+	sp := &spawner{reqs: make(chan spawnReq), stopped: make(chan struct{})}
+	go func() {
+		runtime.LockOSThread() // never unlocked: see spawner
+		defer close(sp.stopped)
+		for r := range sp.reqs {
+			r.res <- r.cmd.Start()
+		}
+	}()
+	return sp
+}
+
+func (sp *spawner) start(cmd *exec.Cmd) error {
+	res := make(chan error, 1)
+	sp.reqs <- spawnReq{cmd, res}
+	return <-res
+}
+
+func (sp *spawner) stop() {
+	close(sp.reqs)
+	<-sp.stopped
+}
+
+// proc is one child process: a pool worker or a per-conn child.
+type proc struct {
+	slot    int // pool slot, or -1 for a per-conn child
+	cmd     *exec.Cmd
+	pid     int
+	ctrl    *os.File // write end of the control pipe
+	started time.Time
+	ready   chan struct{} // closed on its "ready" message
+	done    chan struct{} // closed once it has exited and been accounted
+
+	// Guarded by Server.mu.
+	last    models.Stats
+	seq     uint64
+	exitErr error
+}
+
+// contrib is what the child adds to the server's Stats. Connections of a
+// child that is gone are not open any more; a per-conn child's connection
+// is counted (Accepted, Active) by the parent.
+func (p *proc) contrib() models.Stats {
+	st := p.last
+	if p.slot < 0 {
+		st.Accepted, st.Active = 0, 0
+	}
+	return st
+}
+
+// spawnProc starts a child of role with handoff as its fd 3.
+func (s *Server) spawnProc(role string, slot int, handoff *os.File) (*proc, error) {
+	sp := spec{Config: s.cfg, Slot: slot, LogLevel: s.level, Admit: s.adm != nil}
+	sp.Config.Logger = nil
+	env, err := childEnv(role, sp)
+	if err != nil {
+		return nil, err
+	}
+	ctrlR, ctrlW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("prefork: control pipe: %w", err)
+	}
+	msgR, msgW, err := os.Pipe()
+	if err != nil {
+		ctrlR.Close()
+		ctrlW.Close()
+		return nil, fmt.Errorf("prefork: message pipe: %w", err)
+	}
+	files := []*os.File{handoff, ctrlR, msgW}
+	if s.adm != nil {
+		files = append(files, s.admF)
+	}
+	name := role
+	if slot >= 0 {
+		name += " slot=" + strconv.Itoa(slot)
+	}
+	cmd := &exec.Cmd{
+		Path:        s.exe,
+		Args:        []string{os.Args[0], name},
+		Env:         env,
+		ExtraFiles:  files,
+		Stdout:      os.Stderr, // stdout belongs to the parent's ready line
+		Stderr:      os.Stderr,
+		SysProcAttr: sysProcAttr(),
+	}
+
+	s.mu.Lock()
+	if s.state != stateRunning {
+		s.mu.Unlock()
+		ctrlR.Close()
+		ctrlW.Close()
+		msgR.Close()
+		msgW.Close()
+		return nil, errClosing
+	}
+	// Under s.mu, so Shutdown either sees the child or stops the spawn.
+	err = s.sp.start(cmd)
+	ctrlR.Close()
+	msgW.Close()
+	if err != nil {
+		s.mu.Unlock()
+		ctrlW.Close()
+		msgR.Close()
+		return nil, fmt.Errorf("prefork: starting %s: %w", role, err)
+	}
+	p := &proc{
+		slot: slot, cmd: cmd, pid: cmd.Process.Pid, ctrl: ctrlW, started: time.Now(),
+		ready: make(chan struct{}), done: make(chan struct{}),
+	}
+	s.procs[p] = struct{}{}
+	s.spawned++
+	s.procWG.Add(1)
+	s.mu.Unlock()
+	go s.watch(p, msgR)
+	return p, nil
+}
+
+// watch reads a child's messages until it exits, then reaps it and moves
+// its stats to the retired total.
+func (s *Server) watch(p *proc, msgR *os.File) {
+	defer s.procWG.Done()
+	s.readMessages(p, msgR)
+	msgR.Close()
+	err := p.cmd.Wait()
+	p.ctrl.Close()
+	if s.adm != nil && p.slot >= 0 {
+		s.adm.reset(p.slot)
+	}
+	if p.slot < 0 {
+		s.parent.Active.Add(-1)
+	}
+	s.mu.Lock()
+	delete(s.procs, p)
+	p.exitErr = err
+	st := p.contrib()
+	st.Active = 0
+	s.retired = s.retired.Add(st)
+	s.notifyLocked()
+	s.mu.Unlock()
+	close(p.done)
+}
+
+// readMessages handles a child's messages until EOF: the child has exited
+// (or handed its pipe on, which children never do).
+func (s *Server) readMessages(p *proc, r io.Reader) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	readyOnce := sync.Once{}
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			s.log.Warn("overlong message from child; dropped", "pid", p.pid)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+			continue
+		}
+		if err != nil {
+			return
+		}
+		var m msg
+		if err := json.Unmarshal(line, &m); err != nil {
+			s.log.Warn("unreadable message from child", "pid", p.pid, "err", err)
+			continue
+		}
+		switch m.T {
+		case "ready":
+			readyOnce.Do(func() { close(p.ready) })
+		case "stats":
+			if m.Stats != nil {
+				s.mu.Lock()
+				p.last = *m.Stats
+				if m.Seq > p.seq {
+					p.seq = m.Seq
+				}
+				s.notifyLocked()
+				s.mu.Unlock()
+			}
+		case "log":
+			relog(s.log, p.pid, m.Log)
+		}
+	}
+}
+
+func (s *Server) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// refresh asks every live child for a snapshot and waits, at most
+// statsWait, until each has answered or exited.
+func (s *Server) refresh() {
+	s.mu.Lock()
+	if s.state != stateRunning || len(s.procs) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.statsSeq++
+	seq := s.statsSeq
+	asked := make([]*proc, 0, len(s.procs))
+	for p := range s.procs {
+		asked = append(asked, p)
+	}
+	s.mu.Unlock()
+	req := []byte("stats " + strconv.FormatUint(seq, 10) + "\n")
+	deadline := time.Now().Add(statsWait)
+	for _, p := range asked {
+		// A child that stopped reading must not block Stats.
+		p.ctrl.SetWriteDeadline(deadline)
+		p.ctrl.Write(req)
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		pending := false
+		for _, p := range asked {
+			if _, live := s.procs[p]; live && p.seq < seq {
+				pending = true
+				break
+			}
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		if !pending {
+			return
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return
+		}
+	}
+}
+
+// supervise keeps one pool slot filled: it starts a worker, waits for it
+// to exit, and starts another, at once the first time and then after a
+// backoff (100ms doubling, capped at maxRespawnDelay) while the worker
+// keeps dying within stableRun of starting. After crashLimit such deaths
+// in a row the server gives up with ErrCrashLoop. firstReady is called
+// once, when the slot's first worker serves.
+func (s *Server) supervise(slot int, firstReady func()) {
+	defer s.wg.Done()
+	var readyOnce sync.Once
+	crashes := 0
+	for {
+		p, err := s.spawnProc(WorkerRole, slot, s.sock)
+		if errors.Is(err, errClosing) {
+			return
+		}
+		started := time.Now()
+		if err == nil {
+			s.log.Info("worker started", "slot", slot, "pid", p.pid)
+			select {
+			case <-p.ready:
+				readyOnce.Do(firstReady)
+			case <-p.done:
+			case <-s.closing:
+				return
+			}
+			select {
+			case <-p.done:
+			case <-s.closing:
+				return
+			}
+			s.mu.Lock()
+			err = p.exitErr
+			s.mu.Unlock()
+			if err == nil {
+				err = errors.New("exited with status 0 though nobody asked it to stop")
+			}
+			err = fmt.Errorf("worker pid %d: %w", p.pid, err)
+		}
+		if s.isClosing() {
+			return
+		}
+		if time.Since(started) < stableRun {
+			crashes++
+		} else {
+			crashes = 1
+		}
+		if crashes >= crashLimit {
+			s.fail(fmt.Errorf("%w: worker slot %d died %d times in a row within %v of starting; last: %v",
+				ErrCrashLoop, slot, crashes, stableRun, err))
+			return
+		}
+		delay := time.Duration(0)
+		if crashes > 1 {
+			delay = min(100*time.Millisecond<<(crashes-2), maxRespawnDelay)
+		}
+		s.log.Warn("worker died; respawning", "slot", slot, "err", err, "delay", delay)
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-s.closing:
+				t.Stop()
+				return
+			}
+		}
+		s.mu.Lock()
+		s.respawns++
+		s.mu.Unlock()
+	}
+}
+
+func (s *Server) isClosing() bool {
+	select {
+	case <-s.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// fail ends the server on its own: it logs err, records it for Err and
+// Shutdown, and stops every worker within the grace period.
+func (s *Server) fail(err error) {
+	s.mu.Lock()
+	if s.state != stateRunning {
+		s.mu.Unlock()
+		return
+	}
+	s.fatal = err
+	s.mu.Unlock()
+	s.log.Error("giving up", "err", err)
+	go func() {
+		s.beginStop()
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Grace)
+		defer cancel()
+		s.waitChildren(ctx)
+		s.finish()
+	}()
+}
+
+// beginStop closes the parent's socket (no more connections for anyone)
+// and sends SIGTERM to every child. Later calls do nothing.
+func (s *Server) beginStop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != stateRunning {
+		return
+	}
+	s.state = stateClosing
+	close(s.closing)
+	s.closeSockets()
+	for p := range s.procs {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+}
+
+// waitChildren waits for every child to exit; when ctx ends first it
+// SIGKILLs the rest, waits for them too, and returns ctx.Err().
+func (s *Server) waitChildren(ctx context.Context) error {
+	all := make(chan struct{})
+	go func() { s.procWG.Wait(); close(all) }()
+	select {
+	case <-all:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	n := len(s.procs)
+	for p := range s.procs {
+		p.cmd.Process.Kill()
+	}
+	s.mu.Unlock()
+	s.log.Warn("children did not drain within grace; killed", "count", n)
+	<-all
+	return ctx.Err()
+}
+
+// finish runs once every child has exited: it stops the supervisors and
+// the spawner thread, removes the socket file and logs the totals.
+func (s *Server) finish() {
+	s.stopOnce.Do(func() {
+		s.wg.Wait()
+		s.sp.stop()
+		s.sf.Remove()
+		s.adm.close()
+		s.mu.Lock()
+		s.state = stateClosed
+		total := s.retired.Add(s.parent.Snapshot())
+		spawned, respawns := s.spawned, s.respawns
+		s.mu.Unlock()
+		s.log.Info("stopped", "spawn", s.spawn, "processes_started", spawned, "respawns", respawns, "totals", total.String())
+		close(s.done)
+	})
+	<-s.done
+}

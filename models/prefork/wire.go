@@ -1,0 +1,177 @@
+package prefork
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sockbench/sockbench/models"
+)
+
+// The parent and each child talk over two pipes handed over as inherited
+// descriptors (see spawnProc):
+//
+//   - control, parent → child (fd 4): lines "stats <seq>", asking for a
+//     fresh Stats snapshot. The child also reads it to notice the parent's
+//     death: EOF means the parent is gone, and the child exits at once.
+//   - messages, child → parent (fd 5): one JSON object per line, a msg.
+//
+// Shutdown itself is a plain SIGTERM, so a worker behaves the same whether
+// its parent or an operator asked.
+const (
+	fdHandoff  = 3 // the listener, datagram socket or connection
+	fdControl  = 4
+	fdMessages = 5
+	fdAdmit    = 6 // shared max-conns counters (pool with MaxConns only)
+)
+
+// envSpec carries the child's spec (JSON) in its environment.
+const envSpec = "SOCKBENCH_PREFORK"
+
+// envTestCrash makes a worker exit with status 1 before serving. Tests use
+// it to drive the crash-loop limit; it is never set otherwise.
+const envTestCrash = "SOCKBENCH_PREFORK_TEST_CRASH"
+
+// spec is what a child needs to know besides its inherited descriptors.
+type spec struct {
+	Config   models.Config `json:"config"`
+	Slot     int           `json:"slot"`      // pool: worker slot; per-conn: -1
+	LogLevel slog.Level    `json:"log_level"` // lowest level the parent's logger shows
+	Admit    bool          `json:"admit"`     // fdAdmit holds shared max-conns counters
+}
+
+// msg is one line from a child.
+type msg struct {
+	// T is "ready" (serving), "stats" (a snapshot: periodic, asked for, or
+	// Final just before a clean exit) or "log" (a record of the child's
+	// slog.Logger, re-logged by the parent's).
+	T     string          `json:"t"`
+	Seq   uint64          `json:"seq,omitempty"`
+	Final bool            `json:"final,omitempty"`
+	Stats *models.Stats   `json:"stats,omitempty"`
+	Log   json.RawMessage `json:"log,omitempty"`
+}
+
+// msgWriter writes msgs from a child; safe for concurrent use.
+type msgWriter struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func (w *msgWriter) send(m msg) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.f.Write(append(b, '\n'))
+}
+
+// Write implements io.Writer for the child's slog JSON handler, which
+// writes each record in one call: the record is wrapped in a "log" msg.
+func (w *msgWriter) Write(p []byte) (int, error) {
+	w.send(msg{T: "log", Log: json.RawMessage(bytes.TrimSpace(p))})
+	return len(p), nil
+}
+
+// readControl serves the parent's stats requests from snap until the
+// control pipe ends, then closes gone: the parent has died (or is gone
+// for good), and the child should exit.
+func readControl(ctrl *os.File, w *msgWriter, snap func() models.Stats, gone chan<- struct{}) {
+	defer close(gone)
+	sc := bufio.NewScanner(ctrl)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && f[0] == "stats" {
+			seq, _ := strconv.ParseUint(f[1], 10, 64)
+			st := snap()
+			w.send(msg{T: "stats", Seq: seq, Stats: &st})
+		}
+	}
+}
+
+// pushStats sends a snapshot every period when it changed, so the parent
+// has recent figures even for a worker that is later SIGKILLed.
+func pushStats(w *msgWriter, snap func() models.Stats, period time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	var last models.Stats
+	for {
+		select {
+		case <-t.C:
+			if st := snap(); st != last {
+				last = st
+				w.send(msg{T: "stats", Stats: &st})
+			}
+		case <-stop:
+			return
+		}
+	}
+}
+
+// relog re-emits a child's slog JSON record on the parent's logger, with
+// the child's pid.
+func relog(log *slog.Logger, pid int, raw json.RawMessage) {
+	var rec map[string]any
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		log.Warn("unreadable log line from child", "pid", pid, "line", string(raw))
+		return
+	}
+	var lvl slog.Level
+	if s, ok := rec["level"].(string); ok {
+		lvl.UnmarshalText([]byte(s))
+	}
+	text, _ := rec["msg"].(string)
+	delete(rec, "time")
+	delete(rec, "level")
+	delete(rec, "msg")
+	args := []any{"pid", pid}
+	keys := make([]string, 0, len(rec))
+	for k := range rec {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		args = append(args, k, rec[k])
+	}
+	log.Log(context.Background(), lvl, text, args...)
+}
+
+// minLevel is the lowest level log shows, so children do not send records
+// the parent would drop.
+func minLevel(log *slog.Logger) slog.Level {
+	for _, l := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError} {
+		if log.Enabled(context.Background(), l) {
+			return l
+		}
+	}
+	return slog.LevelError + 4
+}
+
+// childEnv is the parent's environment with the child role and spec set,
+// and GOMAXPROCS=1 so the child's runtime starts with one P.
+func childEnv(role string, sp spec) ([]string, error) {
+	b, err := json.Marshal(sp)
+	if err != nil {
+		return nil, fmt.Errorf("prefork: encoding worker config: %w", err)
+	}
+	env := make([]string, 0, len(os.Environ())+3)
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == models.ChildEnv || k == envSpec || k == "GOMAXPROCS" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, models.ChildEnv+"="+role, envSpec+"="+string(b), "GOMAXPROCS=1"), nil
+}

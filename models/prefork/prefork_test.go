@@ -3,8 +3,15 @@ package prefork
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,29 +24,291 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func TestQuickTCP(t *testing.T) {
-	srv, err := models.New("prefork", models.Config{Net: "tcp", Addr: "127.0.0.1:0", Mode: protocol.Upper, Workers: 2})
+// addrFor returns a loopback address or a short temp socket path.
+func addrFor(t *testing.T, network string) string {
+	t.Helper()
+	if network == "unix" || network == "unixgram" {
+		dir, err := os.MkdirTemp("", "sb")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		return filepath.Join(dir, "s.sock")
+	}
+	return "127.0.0.1:0"
+}
+
+// start builds and starts a prefork server; it is shut down at the end of
+// the test, after which no child process may remain.
+func start(t *testing.T, cfg models.Config) *Server {
+	t.Helper()
+	if cfg.Addr == "" {
+		cfg.Addr = addrFor(t, cfg.Net)
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 2
+	}
+	srv, err := models.New("prefork", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c, err := net.Dial("tcp", srv.Addr())
+	s := srv.(*Server)
+	t.Cleanup(func() {
+		shutdown(t, s)
+		checkNoChildren(t)
+	})
+	return s
+}
+
+func shutdown(t *testing.T, s *Server) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+// checkNoChildren fails when this process still has child processes.
+func checkNoChildren(t *testing.T) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		return
+	}
+	if kids := children(os.Getpid()); len(kids) > 0 {
+		t.Errorf("child processes left: %v", kids)
+	}
+}
+
+// children lists the live (not zombie) processes whose parent is ppid,
+// from /proc.
+func children(ppid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var kids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		state, parent, ok := procStat(pid)
+		if ok && parent == ppid && state != "Z" {
+			kids = append(kids, pid)
+		}
+	}
+	return kids
+}
+
+// procStat reads a process's state and parent pid; ok is false when the
+// process is gone.
+func procStat(pid int) (state string, ppid int, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", 0, false
+	}
+	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return "", 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return "", 0, false
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	return f[0], ppid, true
+}
+
+// alive reports whether pid is a live process (zombies count as dead).
+func alive(pid int) bool {
+	state, _, ok := procStat(pid)
+	return ok && state != "Z"
+}
+
+// workerPids lists the pids of the live children, for tests.
+func (s *Server) workerPids() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var pids []int
+	for p := range s.procs {
+		pids = append(pids, p.pid)
+	}
+	return pids
+}
+
+// waitStats polls s.Stats until cond holds, failing after 5s.
+func waitStats(t *testing.T, s *Server, what string, cond func(models.Stats) bool) models.Stats {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := s.Stats()
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("Stats never showed %s: %s", what, st)
+			return st
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// roundTrip sends one line and checks its reply.
+func roundTrip(c net.Conn, br *bufio.Reader, mode protocol.Mode, line string) error {
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, line); err != nil {
+		return err
+	}
+	got, err := br.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if want := string(mode.AppendReply(nil, []byte(line))); got != want {
+		return fmt.Errorf("reply %q, want %q", got, want)
+	}
+	return nil
+}
+
+func TestServesEveryNet(t *testing.T) {
+	for _, network := range []string{"tcp", "unix", "udp"} {
+		t.Run(network, func(t *testing.T) {
+			s := start(t, models.Config{Net: network, Mode: protocol.Upper, Workers: 2})
+			if runtime.GOOS == "linux" {
+				if n := len(children(os.Getpid())); n != 2 {
+					t.Errorf("%d worker processes, want 2", n)
+				}
+			}
+			const conns, reqs = 8, 25
+			errs := make(chan error, conns)
+			for i := range conns {
+				go func() {
+					c, err := net.Dial(network, s.Addr())
+					if err != nil {
+						errs <- err
+						return
+					}
+					defer c.Close()
+					br := bufio.NewReader(c)
+					for j := range reqs {
+						if err := roundTrip(c, br, protocol.Upper, fmt.Sprintf("conn %d req %d\n", i, j)); err != nil {
+							errs <- err
+							return
+						}
+					}
+					errs <- nil
+				}()
+			}
+			for range conns {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Live stats come from every worker, asked on demand. A
+			// worker counts a reply once its write returns, which may be
+			// just after the client read it: poll briefly.
+			waitStats(t, s, fmt.Sprintf("requests=%d", conns*reqs), func(st models.Stats) bool { return st.Requests == conns*reqs })
+			shutdown(t, s)
+			if st := s.Stats(); st.Requests != conns*reqs || st.Active != 0 {
+				t.Errorf("final Stats = %s, want requests=%d active=0", st, conns*reqs)
+			}
+			if network == "unix" {
+				if _, err := os.Lstat(s.cfg.Addr); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("socket file left behind: %v", err)
+				}
+			}
+			checkNoChildren(t)
+		})
+	}
+}
+
+func TestBadOptions(t *testing.T) {
+	for _, tc := range []struct {
+		net, spawn, want string
+	}{
+		{"udp", SpawnPerConn, "only tcp and unix"},
+		{"tcp", "threads", `unknown spawn mode "threads"`},
+	} {
+		_, err := models.New("prefork", models.Config{Net: tc.net, Addr: "127.0.0.1:0", Extra: map[string]string{"spawn": tc.spawn}})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s spawn=%s: err = %v, want it to say %q", tc.net, tc.spawn, err, tc.want)
+		}
+	}
+	_, err := models.New("prefork", models.Config{Net: "tcp", Addr: "127.0.0.1:0", Extra: map[string]string{"spwan": "pool"}})
+	if err == nil || !strings.Contains(err.Error(), `unknown option "spwan"`) {
+		t.Errorf("misspelt option: err = %v", err)
+	}
+}
+
+func TestCrashLoopEndsServer(t *testing.T) {
+	t.Setenv(envTestCrash, "1")
+	srv, err := models.New("prefork", models.Config{Net: "tcp", Addr: "127.0.0.1:0", Workers: 1, Grace: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Write([]byte("hello\n"))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil || line != "HELLO\n" {
-		t.Fatalf("got %q %v", line, err)
+	begin := time.Now()
+	err = srv.Start()
+	if !errors.Is(err, ErrCrashLoop) {
+		t.Fatalf("Start: %v, want ErrCrashLoop", err)
 	}
-	c.Close()
-	t.Log(srv.Stats())
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
+	t.Logf("gave up after %v: %v", time.Since(begin), err)
+	select {
+	case <-srv.(*Server).Done():
+	default:
+		t.Error("Done not closed after a crash loop")
+	}
+	if err := srv.Shutdown(context.Background()); !errors.Is(err, ErrCrashLoop) {
+		t.Errorf("Shutdown after crash loop: %v, want ErrCrashLoop", err)
+	}
+	checkNoChildren(t)
+}
+
+func TestMaxConnsAcrossWorkers(t *testing.T) {
+	s := start(t, models.Config{Net: "tcp", Mode: protocol.Echo, Workers: 2, MaxConns: 3})
+	var open []net.Conn
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
+	for i := range 3 {
+		c, err := net.Dial("tcp", s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, c)
+		if err := roundTrip(c, bufio.NewReader(c), protocol.Echo, "x\n"); err != nil {
+			t.Fatalf("conn %d of 3 (within max-conns): %v", i, err)
+		}
+	}
+	// Whichever worker gets the fourth, it is over the pool's limit.
+	c, err := net.Dial("tcp", s.Addr())
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Log(srv.Stats())
+	if err := roundTrip(c, bufio.NewReader(c), protocol.Echo, "x\n"); err == nil {
+		t.Fatal("fourth connection served; want it rejected (max-conns 3)")
+	}
+	c.Close()
+	waitStats(t, s, "rejected=1 active=3", func(st models.Stats) bool { return st.Rejected == 1 && st.Active == 3 })
+	// A place freed is a place for the next client.
+	open[0].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.Dial("tcp", s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = roundTrip(c, bufio.NewReader(c), protocol.Echo, "y\n")
+		open = append(open, c)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no connection served after one closed: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

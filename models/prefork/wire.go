@@ -160,18 +160,31 @@ func minLevel(log *slog.Logger) slog.Level {
 
 // childEnv is the parent's environment with the child role and spec set,
 // and GOMAXPROCS=1 so the child's runtime starts with one P.
+//
+// It also sets the race detector's atexit_sleep_ms to 0 unless GORACE
+// already sets it: a -race binary otherwise sleeps a full second on exit,
+// which would make every worker's shutdown, and every per-conn child, last
+// at least a second in race-enabled tests. Other binaries ignore GORACE.
 func childEnv(role string, sp spec) ([]string, error) {
 	b, err := json.Marshal(sp)
 	if err != nil {
 		return nil, fmt.Errorf("prefork: encoding worker config: %w", err)
 	}
-	env := make([]string, 0, len(os.Environ())+3)
+	env := make([]string, 0, len(os.Environ())+4)
+	gorace := ""
 	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if k == models.ChildEnv || k == envSpec || k == "GOMAXPROCS" {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case models.ChildEnv, envSpec, "GOMAXPROCS":
+			continue
+		case "GORACE":
+			gorace = v
 			continue
 		}
 		env = append(env, kv)
 	}
-	return append(env, models.ChildEnv+"="+role, envSpec+"="+string(b), "GOMAXPROCS=1"), nil
+	if !strings.Contains(gorace, "atexit_sleep_ms") {
+		gorace = strings.TrimSpace(gorace + " atexit_sleep_ms=0")
+	}
+	return append(env, models.ChildEnv+"="+role, envSpec+"="+string(b), "GOMAXPROCS=1", "GORACE="+gorace), nil
 }

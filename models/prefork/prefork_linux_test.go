@@ -1,0 +1,419 @@
+package prefork
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sockbench/sockbench/models"
+	"github.com/sockbench/sockbench/protocol"
+)
+
+// These tests read /proc, so they are Linux only.
+
+const (
+	testParentRole = "prefork-test-parent"
+	testParentEnv  = "PREFORK_TEST_PARENT"
+)
+
+// testParentSpec is what the parent subprocess serves.
+type testParentSpec struct {
+	Config      models.Config `json:"config"`
+	NoPdeathsig bool          `json:"no_pdeathsig"`
+}
+
+func init() { models.RegisterChild(testParentRole, testParentMain) }
+
+// testParentMain runs a prefork server as `sockbench serve` does, so a test
+// can SIGKILL the parent itself.
+func testParentMain() int {
+	var sp testParentSpec
+	if err := json.Unmarshal([]byte(os.Getenv(testParentEnv)), &sp); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	noPdeathsig = sp.NoPdeathsig
+	cfg := sp.Config
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, err := models.New("prefork", cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if err := models.Run(context.Background(), srv, cfg, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// TestParentSIGKILL kills the parent with SIGKILL and checks that no
+// worker (or per-conn child) outlives it by more than 2s: through
+// Pdeathsig, and through the control-pipe watch alone (what macOS has).
+func TestParentSIGKILL(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		spawn       string
+		noPdeathsig bool
+	}{
+		{"pool/pdeathsig", SpawnPool, false},
+		{"pool/pipe-only", SpawnPool, true},
+		{"per-conn/pdeathsig", SpawnPerConn, false},
+		{"per-conn/pipe-only", SpawnPerConn, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := models.Config{Net: "tcp", Addr: "127.0.0.1:0", Mode: protocol.Echo, Workers: 2,
+				Extra: map[string]string{"spawn": tc.spawn}}
+			b, _ := json.Marshal(testParentSpec{Config: cfg, NoPdeathsig: tc.noPdeathsig})
+			exe, err := os.Executable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(exe, "-test.run=^$")
+			cmd.Env = append(os.Environ(), models.ChildEnv+"="+testParentRole, testParentEnv+"="+string(b))
+			cmd.Stderr = os.Stderr
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Process.Kill()
+			line, err := bufio.NewReader(out).ReadString('\n')
+			f := strings.Fields(line)
+			if err != nil || len(f) != 4 || f[0] != "ready" {
+				t.Fatalf("ready line %q: %v", line, err)
+			}
+			addr := f[2]
+			want := 2
+			if tc.spawn == SpawnPerConn {
+				// Two open connections, two children.
+				for range 2 {
+					c, err := net.Dial("tcp", addr)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer c.Close()
+					if err := roundTrip(c, bufio.NewReader(c), protocol.Echo, "hi\n"); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			kids := children(cmd.Process.Pid)
+			if len(kids) != want {
+				t.Fatalf("parent %d has children %v, want %d", cmd.Process.Pid, kids, want)
+			}
+			cmd.Process.Signal(syscall.SIGKILL)
+			cmd.Wait()
+			killed := time.Now()
+			for {
+				var left []int
+				for _, pid := range kids {
+					if alive(pid) {
+						left = append(left, pid)
+					}
+				}
+				if len(left) == 0 {
+					t.Logf("children %v gone %v after the parent's SIGKILL", kids, time.Since(killed))
+					return
+				}
+				if time.Since(killed) > 2*time.Second {
+					for _, pid := range left {
+						syscall.Kill(pid, syscall.SIGKILL)
+					}
+					t.Fatalf("children %v still alive 2s after the parent was SIGKILLed", left)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// serverSideOwner maps each client connection to the pid of the worker
+// holding its server side, through /proc/net/tcp and /proc/<pid>/fd.
+func serverSideOwner(t *testing.T, serverAddr string, clients []net.Conn, pids []int) map[net.Conn]int {
+	t.Helper()
+	_, sport, _ := net.SplitHostPort(serverAddr)
+	sp, _ := strconv.Atoi(sport)
+	byPort := map[int]net.Conn{}
+	for _, c := range clients {
+		byPort[c.LocalAddr().(*net.TCPAddr).Port] = c
+	}
+	inodeConn := map[string]net.Conn{}
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 10 {
+			continue
+		}
+		lp := hexPort(f[1])
+		rp := hexPort(f[2])
+		if lp == sp {
+			if c, ok := byPort[rp]; ok {
+				inodeConn[f[9]] = c
+			}
+		}
+	}
+	owner := map[net.Conn]int{}
+	for _, pid := range pids {
+		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		for _, e := range ents {
+			l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
+			if err != nil || !strings.HasPrefix(l, "socket:[") {
+				continue
+			}
+			if c, ok := inodeConn[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")]; ok {
+				owner[c] = pid
+			}
+		}
+	}
+	return owner
+}
+
+func hexPort(addr string) int {
+	_, p, _ := strings.Cut(addr, ":")
+	n, _ := strconv.ParseUint(p, 16, 16)
+	return int(n)
+}
+
+// TestWorkerSIGKILLUnderLoad kills one worker while every connection is
+// busy: connections on the other worker keep getting answers, those on
+// the victim end, and a new worker appears within a second.
+func TestWorkerSIGKILLUnderLoad(t *testing.T) {
+	s := start(t, models.Config{Net: "tcp", Mode: protocol.Upper, Workers: 2})
+	pids := s.workerPids()
+	if len(pids) != 2 {
+		t.Fatalf("workers %v, want 2", pids)
+	}
+	// Open connections until both workers serve some.
+	var clients []net.Conn
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	var owner map[net.Conn]int
+	for len(clients) < 400 {
+		for range 8 {
+			c, err := net.Dial("tcp", s.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := roundTrip(c, bufio.NewReader(c), protocol.Upper, "warm up\n"); err != nil {
+				t.Fatal(err)
+			}
+			clients = append(clients, c)
+		}
+		owner = serverSideOwner(t, s.Addr(), clients, pids)
+		per := map[int]int{}
+		for _, pid := range owner {
+			per[pid]++
+		}
+		if len(owner) == len(clients) && per[pids[0]] > 0 && per[pids[1]] > 0 {
+			break
+		}
+	}
+	victim := pids[0]
+	var onVictim, onOther int
+	for _, pid := range owner {
+		if pid == victim {
+			onVictim++
+		} else {
+			onOther++
+		}
+	}
+	if onVictim == 0 || onOther == 0 {
+		t.Fatalf("could not get connections on both workers (%d clients, owners %v)", len(clients), owner)
+	}
+	t.Logf("%d connections on the victim %d, %d on the other worker", onVictim, victim, onOther)
+
+	// Load: every connection sends requests back to back until stopped.
+	var (
+		stop      atomic.Bool
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		otherErrs []error
+		victimEnd int
+		afterKill atomic.Int64 // replies on surviving connections after the kill
+		killedAt  atomic.Bool
+	)
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			br := bufio.NewReader(c)
+			for j := 0; !stop.Load(); j++ {
+				err := roundTrip(c, br, protocol.Upper, fmt.Sprintf("client %d request %d\n", i, j))
+				if err != nil {
+					mu.Lock()
+					if owner[c] == victim {
+						victimEnd++
+					} else {
+						otherErrs = append(otherErrs, err)
+					}
+					mu.Unlock()
+					return
+				}
+				if killedAt.Load() && owner[c] != victim {
+					afterKill.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killedAt.Store(true)
+	killed := time.Now()
+	var replacement int
+	for replacement == 0 {
+		for _, pid := range s.workerPids() {
+			if pid != pids[0] && pid != pids[1] {
+				replacement = pid
+			}
+		}
+		if time.Since(killed) > time.Second {
+			t.Fatalf("no new worker within 1s of killing %d (workers %v)", victim, s.workerPids())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("new worker %d appeared %v after the kill", replacement, time.Since(killed))
+	time.Sleep(300 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	if len(otherErrs) > 0 {
+		t.Errorf("%d connections on the surviving worker failed, first: %v", len(otherErrs), otherErrs[0])
+	}
+	if victimEnd != onVictim {
+		t.Errorf("%d of the %d connections on the killed worker ended", victimEnd, onVictim)
+	}
+	if afterKill.Load() == 0 {
+		t.Error("no replies on the surviving worker's connections after the kill")
+	}
+	// The replacement serves new clients too.
+	deadline := time.Now().Add(5 * time.Second)
+	for served := false; !served; {
+		c, err := net.Dial("tcp", s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := roundTrip(c, bufio.NewReader(c), protocol.Upper, "new\n"); err != nil {
+			t.Fatalf("new client after respawn: %v", err)
+		}
+		clients = append(clients, c)
+		served = serverSideOwner(t, s.Addr(), []net.Conn{c}, []int{replacement})[c] == replacement
+		if time.Now().After(deadline) {
+			t.Fatal("the replacement worker never served a new client")
+		}
+	}
+}
+
+// TestPerConn checks fork-per-connection: one process per open
+// connection, reaped when it closes; at most MaxConns at once.
+func TestPerConn(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			s := start(t, models.Config{Net: network, Mode: protocol.Upper, MaxConns: 3,
+				Extra: map[string]string{"spawn": SpawnPerConn}})
+			var conns []net.Conn
+			for i := range 3 {
+				c, err := net.Dial(network, s.Addr())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				conns = append(conns, c)
+				if err := roundTrip(c, bufio.NewReader(c), protocol.Upper, fmt.Sprintf("conn %d\n", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := len(children(os.Getpid())); n != 3 {
+				t.Errorf("%d child processes for 3 connections", n)
+			}
+			c, err := net.Dial(network, s.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := roundTrip(c, bufio.NewReader(c), protocol.Upper, "one too many\n"); err == nil {
+				t.Error("a fourth connection was served past max-conns 3")
+			}
+			c.Close()
+			for _, c := range conns {
+				c.Close()
+			}
+			st := waitStats(t, s, "active=0", func(st models.Stats) bool { return st.Active == 0 })
+			if st.Accepted != 3 || st.Rejected != 1 || st.Requests != 3 {
+				t.Errorf("Stats = %s, want accepted=3 rejected=1 requests=3", st)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for len(children(os.Getpid())) > 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("children of closed connections not reaped: %v", children(os.Getpid()))
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// TestShutdownForwardsSIGTERM checks that a connection in the middle of a
+// blocking request is answered during Shutdown, in both spawn modes.
+func TestShutdownForwardsSIGTERM(t *testing.T) {
+	for _, spawn := range []string{SpawnPool, SpawnPerConn} {
+		t.Run(spawn, func(t *testing.T) {
+			s := start(t, models.Config{Net: "tcp", Mode: protocol.Upper, Cost: protocol.Cost{Block: 300 * time.Millisecond},
+				Grace: 5 * time.Second, Extra: map[string]string{"spawn": spawn}})
+			c, err := net.Dial("tcp", s.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			if err := roundTrip(c, br, protocol.Upper, "first\n"); err != nil {
+				t.Fatal(err)
+			}
+			c.Write([]byte("during shutdown\n"))
+			time.Sleep(50 * time.Millisecond) // let the request be read
+			done := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				done <- s.Shutdown(ctx)
+			}()
+			got, err := br.ReadString('\n')
+			if err != nil || got != "DURING SHUTDOWN\n" {
+				t.Errorf("reply during shutdown %q, %v", got, err)
+			}
+			if _, err := br.ReadString('\n'); !errors.Is(err, io.EOF) {
+				t.Errorf("after the reply: %v, want EOF (a graceful close)", err)
+			}
+			c.Close() // ends the server's lingering close
+			if err := <-done; err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+			checkNoChildren(t)
+			if st := s.Stats(); st.Requests != 2 {
+				t.Errorf("Stats = %s, want requests=2", st)
+			}
+		})
+	}
+}

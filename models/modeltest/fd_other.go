@@ -1,0 +1,16 @@
+//go:build !linux && !darwin
+
+package modeltest
+
+import (
+	"errors"
+	"time"
+)
+
+func openFDs() (int, error) {
+	return 0, errors.New("counting open file descriptors is only supported on Linux and macOS")
+}
+
+func procCPU(pid int) (time.Duration, error) {
+	return 0, errors.New("process CPU time is only measured on Linux")
+}

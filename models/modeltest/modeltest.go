@@ -1,0 +1,263 @@
+// Package modeltest is the conformance suite every sockbench server model
+// must pass, in the spirit of testing/fstest: a model's test is one call,
+//
+//	func TestMain(m *testing.M) { models.MaybeRunChild(); os.Exit(m.Run()) }
+//	func TestConformance(t *testing.T) { modeltest.Run(t, "threaded") }
+//
+// Run starts real servers of the model on loopback (127.0.0.1:0 and short
+// Unix socket paths), drives them with real clients and checks every reply
+// byte for byte. Each check starts its own server, so its Stats belong to
+// that check alone. Checks that count goroutines and file descriptors run
+// alone, before the parallel checks of their group start; servers that need
+// their own process (SIGTERM, RLIMIT_NOFILE) run as the child role
+// "modeltest-server" of the model's test binary.
+package modeltest
+
+import (
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/sockbench/sockbench/models"
+	"github.com/sockbench/sockbench/protocol"
+)
+
+// Check names, usable with Skip. Each is one t.Run leaf: "tcp/echo/pipelined".
+const (
+	// CheckSingle sends one request and checks its reply.
+	CheckSingle = "single"
+	// CheckPipelined sends 1000 requests in one write; replies come in order.
+	CheckPipelined = "pipelined"
+	// CheckBytewise writes requests one byte per write.
+	CheckBytewise = "bytewise"
+	// CheckBinary sends every byte value but '\n' (datagrams: every value).
+	CheckBinary = "binary"
+	// CheckLineSizes sends lines of 0 bytes, 1 byte and just under max-line.
+	CheckLineSizes = "line-sizes"
+	// CheckOverLimit sends a line over max-line: only that connection is
+	// closed, others keep being served, Stats.LineTooLong counts it.
+	CheckOverLimit = "over-limit"
+	// CheckConcurrent runs 200 clients with validated random traffic.
+	CheckConcurrent = "concurrent"
+	// CheckHalfClose: a client that shuts its write side gets every reply,
+	// then EOF.
+	CheckHalfClose = "half-close"
+	// CheckReset: clients that reset mid-line do not hurt the server.
+	CheckReset = "reset"
+	// CheckIdleTimeout: idle connections are closed after Config.IdleTimeout,
+	// busy ones are not.
+	CheckIdleTimeout = "idle-timeout"
+	// CheckMaxConns: connections past Config.MaxConns are closed at once and
+	// counted as Rejected; existing ones keep working.
+	CheckMaxConns = "max-conns"
+	// CheckDatagramSizes sends datagrams of 1 to 65507 bytes from many
+	// source ports.
+	CheckDatagramSizes = "datagram-sizes"
+	// CheckShutdown is graceful shutdown under load, in process
+	// (Server.Shutdown) and in a subprocess (SIGTERM).
+	CheckShutdown = "shutdown"
+	// CheckLeaks runs 2000 connect/disconnect cycles and checks goroutines,
+	// file descriptors and socket files come back to their baseline.
+	CheckLeaks = "leaks"
+	// CheckFDExhaustion runs the server in a subprocess with a low
+	// RLIMIT_NOFILE and floods it with connections.
+	CheckFDExhaustion = "fd-exhaustion"
+	// CheckSocketFile (unix transports only): the socket file is created with
+	// Config.SocketMode, a stale one is replaced, a live one is not stolen
+	// (models.ErrSocketInUse), a non-socket file is left alone, and the file
+	// is gone after shutdown.
+	CheckSocketFile = "socket-file"
+)
+
+// Option configures Run and Benchmark.
+type Option func(*options)
+
+type options struct {
+	extra map[string]string
+	nets  []string
+	skips map[string]string
+	scale float64
+}
+
+// Extra sets Config.Extra[key] = value on every server the suite starts
+// (for example prefork's "spawn" = "per-conn").
+func Extra(key, value string) Option {
+	return func(o *options) { o.extra[key] = value }
+}
+
+// Nets restricts the transports the suite covers. The default is "tcp",
+// "udp" and "unix"; "unixgram" may be added by models that serve it.
+func Nets(nets ...string) Option {
+	return func(o *options) { o.nets = slices.Clone(nets) }
+}
+
+// Skip skips a check that cannot apply to this variant; reason is logged
+// through t.Skip. check is a check name ("max-conns"), or a check on one
+// transport ("udp/shutdown").
+func Skip(check, reason string) Option {
+	return func(o *options) { o.skips[check] = reason }
+}
+
+// Scale multiplies every timeout and grace period of the suite by f, for
+// emulation under qemu or slow machines. The environment variable
+// SOCKBENCH_TEST_SCALE, when set to a number, multiplies it further.
+func Scale(f float64) Option {
+	return func(o *options) {
+		if f > 0 {
+			o.scale *= f
+		}
+	}
+}
+
+func newOptions(opts []Option) *options {
+	o := &options{
+		extra: map[string]string{},
+		nets:  []string{"tcp", "udp", "unix"},
+		skips: map[string]string{},
+		scale: 1,
+	}
+	if v, err := strconv.ParseFloat(os.Getenv("SOCKBENCH_TEST_SCALE"), 64); err == nil && v > 0 {
+		o.scale = v
+	}
+	for _, opt := range opts {
+		opt(o)
+	}
+	return o
+}
+
+func (o *options) skipReason(network, check string) (string, bool) {
+	if r, ok := o.skips[network+"/"+check]; ok {
+		return r, true
+	}
+	r, ok := o.skips[check]
+	return r, ok
+}
+
+// check is one entry of the suite.
+type check struct {
+	name   string
+	stream bool // applies to tcp and unix
+	dgram  bool // applies to udp and unixgram
+	unix   bool // applies to Unix-path transports only
+	modes  bool // runs in both modes (else echo only)
+	serial bool // counts process-wide resources: must run alone
+	fn     func(e *env)
+}
+
+// checks is the suite, in the order it runs. Serial checks run before
+// their group's parallel ones start (Go runs parallel subtests after their
+// parent's function returns), so nothing else of the suite runs beside them.
+var checks []check
+
+func init() {
+	checks = []check{
+		{name: CheckSingle, stream: true, dgram: true, modes: true, fn: checkSingle},
+		{name: CheckPipelined, stream: true, modes: true, fn: checkPipelined},
+		{name: CheckBytewise, stream: true, modes: true, fn: checkBytewise},
+		{name: CheckBinary, stream: true, dgram: true, modes: true, fn: checkBinary},
+		{name: CheckLineSizes, stream: true, modes: true, fn: checkLineSizes},
+		{name: CheckOverLimit, stream: true, fn: checkOverLimit},
+		{name: CheckConcurrent, stream: true, dgram: true, modes: true, fn: checkConcurrent},
+		{name: CheckHalfClose, stream: true, fn: checkHalfClose},
+		{name: CheckReset, stream: true, fn: checkReset},
+		{name: CheckIdleTimeout, stream: true, fn: checkIdleTimeout},
+		{name: CheckMaxConns, stream: true, fn: checkMaxConns},
+		{name: CheckDatagramSizes, dgram: true, modes: true, fn: checkDatagramSizes},
+		{name: CheckShutdown, stream: true, dgram: true, fn: checkShutdown},
+		{name: CheckLeaks, stream: true, dgram: true, serial: true, fn: checkLeaks},
+		{name: CheckFDExhaustion, stream: true, fn: checkFDExhaustion},
+		{name: CheckSocketFile, stream: true, dgram: true, unix: true, fn: checkSocketFile},
+	}
+}
+
+func (c *check) applies(network string, mode protocol.Mode) bool {
+	if !c.modes && mode != protocol.Echo {
+		return false
+	}
+	if c.unix && !isUnixNet(network) {
+		return false
+	}
+	if isStreamNet(network) {
+		return c.stream
+	}
+	return c.dgram
+}
+
+func findCheck(name string) *check {
+	for i := range checks {
+		if checks[i].name == name {
+			return &checks[i]
+		}
+	}
+	return nil
+}
+
+func isStreamNet(network string) bool {
+	switch network {
+	case "tcp", "tcp4", "tcp6", "unix":
+		return true
+	}
+	return false
+}
+
+func isUnixNet(network string) bool { return network == "unix" || network == "unixgram" }
+
+func knownNet(network string) bool {
+	switch network {
+	case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix", "unixgram":
+		return true
+	}
+	return false
+}
+
+// Run runs the whole conformance suite against the registered model
+// (t.Run per net × mode × check, "tcp/echo/pipelined"). Checks about
+// framing and transforms run in both modes; lifecycle and resource checks
+// run in echo mode only.
+func Run(t *testing.T, model string, opts ...Option) {
+	t.Helper()
+	o := newOptions(opts)
+	if !slices.Contains(models.Names(), model) {
+		t.Fatalf("modeltest: model %q is not registered (have %v): does the test import its package?", model, models.Names())
+	}
+	for _, nw := range o.nets {
+		if !knownNet(nw) {
+			t.Fatalf("modeltest: unknown network %q in Nets", nw)
+		}
+	}
+	start := time.Now()
+	for _, nw := range o.nets {
+		t.Run(nw, func(t *testing.T) {
+			for _, mode := range protocol.Modes {
+				t.Run(mode.String(), func(t *testing.T) {
+					for i := range checks {
+						c := &checks[i]
+						if !c.applies(nw, mode) {
+							continue
+						}
+						t.Run(c.name, func(t *testing.T) {
+							if reason, ok := o.skipReason(nw, c.name); ok {
+								t.Skip(reason)
+							}
+							if !c.serial {
+								t.Parallel()
+							}
+							runCheck(t, model, nw, mode, c, o)
+						})
+					}
+				})
+			}
+		})
+	}
+	t.Logf("modeltest: %s suite took %v", model, time.Since(start).Round(time.Millisecond))
+}
+
+// runCheck runs one check on t, which may be a fake testing.TB (the suite's
+// own tests use one to prove checks fail against broken servers).
+func runCheck(t testing.TB, model, network string, mode protocol.Mode, c *check, o *options) {
+	t.Helper()
+	e := newEnv(t, model, network, mode, o)
+	c.fn(e)
+}

@@ -1,0 +1,128 @@
+package modeltest
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sockbench/sockbench/models"
+	"github.com/sockbench/sockbench/protocol"
+)
+
+func TestMain(m *testing.M) {
+	models.MaybeRunChild()
+	os.Exit(m.Run())
+}
+
+// TestReference runs the whole suite against the reference server: the
+// suite can be passed.
+func TestReference(t *testing.T) {
+	Run(t, "modeltest-reference")
+}
+
+// fakeTB records failures instead of failing the real test, so a check can
+// be run against a broken server and be expected to fail.
+type fakeTB struct {
+	testing.TB
+	mu       sync.Mutex
+	msgs     []string
+	failed   bool
+	skipped  bool
+	cleanups []func()
+}
+
+func (f *fakeTB) Errorf(format string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failed = true
+	f.msgs = append(f.msgs, fmt.Sprintf(format, args...))
+}
+func (f *fakeTB) Error(args ...any) { f.Errorf("%s", fmt.Sprint(args...)) }
+func (f *fakeTB) Fatalf(format string, args ...any) {
+	f.Errorf(format, args...)
+	runtime.Goexit()
+}
+func (f *fakeTB) Fatal(args ...any) { f.Fatalf("%s", fmt.Sprint(args...)) }
+func (f *fakeTB) Fail() {
+	f.mu.Lock()
+	f.failed = true
+	f.mu.Unlock()
+}
+func (f *fakeTB) FailNow() { f.Fail(); runtime.Goexit() }
+func (f *fakeTB) Failed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failed
+}
+func (f *fakeTB) Skip(args ...any) {
+	f.mu.Lock()
+	f.skipped = true
+	f.mu.Unlock()
+	runtime.Goexit()
+}
+func (f *fakeTB) Skipf(format string, args ...any) { f.Skip() }
+func (f *fakeTB) SkipNow()                         { f.Skip() }
+func (f *fakeTB) Cleanup(fn func()) {
+	f.mu.Lock()
+	f.cleanups = append(f.cleanups, fn)
+	f.mu.Unlock()
+}
+
+// runFake runs one check of model on a fakeTB and returns it.
+func runFake(t *testing.T, model, network string, mode protocol.Mode, name string, opts ...Option) *fakeTB {
+	t.Helper()
+	c := findCheck(name)
+	if c == nil {
+		t.Fatalf("no check %q", name)
+	}
+	f := &fakeTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runCheck(f, model, network, mode, c, newOptions(opts))
+	}()
+	<-done
+	for i := len(f.cleanups) - 1; i >= 0; i-- {
+		cdone := make(chan struct{})
+		go func() { defer close(cdone); f.cleanups[i]() }()
+		<-cdone
+	}
+	return f
+}
+
+// TestChecksFailOnBrokenServers runs checks against deliberately broken
+// variants of the reference server and expects each to report failure.
+func TestChecksFailOnBrokenServers(t *testing.T) {
+	cases := []struct {
+		model, net string
+		mode       protocol.Mode
+		check      string
+		want       string  // a fragment of one failure message
+		scale      float64 // shorter timeouts where failing means waiting one out
+	}{
+		{"modeltest-broken-upper-in-echo", "tcp", protocol.Echo, CheckSingle, "reply differs", 1},
+		{"modeltest-broken-upper-in-echo", "unix", protocol.Echo, CheckPipelined, "reply differs", 1},
+		{"modeltest-broken-upper-in-echo", "udp", protocol.Echo, CheckDatagramSizes, "differs", 1},
+		{"modeltest-broken-no-max-line", "tcp", protocol.Echo, CheckOverLimit, "still open", 0.1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.model+"/"+tc.net+"/"+tc.check, func(t *testing.T) {
+			t.Parallel()
+			f := runFake(t, tc.model, tc.net, tc.mode, tc.check, Scale(tc.scale))
+			if f.skipped {
+				t.Fatalf("check skipped")
+			}
+			if !f.Failed() {
+				t.Fatalf("check %s passed against %s", tc.check, tc.model)
+			}
+			all := strings.Join(f.msgs, "\n")
+			if !strings.Contains(all, tc.want) {
+				t.Errorf("failures do not mention %q:\n%s", tc.want, all)
+			}
+			t.Logf("failed as it should:\n%s", all)
+		})
+	}
+}

@@ -1,0 +1,358 @@
+package modeltest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sockbench/sockbench/models"
+	"github.com/sockbench/sockbench/protocol"
+)
+
+// The reference server is a small, deliberately plain, correct model: a
+// goroutine per connection, lingering close, backoff on accept errors. The
+// suite runs against it to show it can pass; its broken variants (the bug
+// fields) show each check can fail.
+
+// bugs are the ways a broken variant misbehaves.
+type bugs struct {
+	upperInEcho      bool // echo mode upper-cases
+	dropOnShutdown   bool // Shutdown closes at once, losing replies counted but not yet written
+	noLinger         bool // closes with unread bytes pending (the peer may see RST)
+	halfCloseDrops   bool // a client's FIN makes it drop the replies not yet written
+	noMaxLine        bool // never closes a connection for a long line (and buffers nothing)
+	noIdleTimeout    bool // ignores Config.IdleTimeout
+	noMaxConns       bool // ignores Config.MaxConns
+	spinOnAcceptErr  bool // retries a failed accept at once, forever
+	leakPerConn      bool // leaves a goroutine behind per connection until Shutdown
+	keepSocketFile   bool // leaves the Unix socket file behind
+	stealSocket      bool // removes any existing socket file, live or not
+	slowIdleShutdown bool // Shutdown waits for idle connections instead of closing them
+}
+
+var refVariants = map[string]bugs{
+	"modeltest-reference":                 {},
+	"modeltest-broken-upper-in-echo":      {upperInEcho: true},
+	"modeltest-broken-drop-on-shutdown":   {dropOnShutdown: true},
+	"modeltest-broken-no-linger":          {noLinger: true},
+	"modeltest-broken-half-close":         {halfCloseDrops: true},
+	"modeltest-broken-no-max-line":        {noMaxLine: true},
+	"modeltest-broken-no-idle-timeout":    {noIdleTimeout: true},
+	"modeltest-broken-no-max-conns":       {noMaxConns: true},
+	"modeltest-broken-spin-on-emfile":     {spinOnAcceptErr: true},
+	"modeltest-broken-leak-per-conn":      {leakPerConn: true},
+	"modeltest-broken-keep-socket-file":   {keepSocketFile: true},
+	"modeltest-broken-steal-socket":       {stealSocket: true},
+	"modeltest-broken-slow-idle-shutdown": {slowIdleShutdown: true},
+}
+
+func init() {
+	for name, b := range refVariants {
+		models.Register(name, func(cfg models.Config) (models.Server, error) {
+			return &refServer{cfg: cfg, bugs: b, conns: map[net.Conn]struct{}{}, stop: make(chan struct{})}, nil
+		})
+	}
+}
+
+type refServer struct {
+	cfg  models.Config
+	bugs bugs
+	cnt  models.Counters
+
+	ln   net.Listener
+	pc   net.PacketConn
+	sf   *models.SocketFile
+	addr string
+
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	closing atomic.Bool
+	stop    chan struct{} // closed by Shutdown
+	wg      sync.WaitGroup
+	leaks   sync.WaitGroup
+}
+
+func (s *refServer) Addr() string        { return s.addr }
+func (s *refServer) Stats() models.Stats { return s.cnt.Snapshot() }
+
+func (s *refServer) Start() error {
+	if s.closing.Load() {
+		return models.ErrServerClosed
+	}
+	if s.bugs.stealSocket && s.cfg.IsUnix() {
+		removeAny(s.cfg.Addr)
+	}
+	if s.cfg.IsStream() {
+		ln, sf, err := models.ListenStream(&s.cfg)
+		if err != nil {
+			return err
+		}
+		s.ln, s.sf, s.addr = ln, sf, ln.Addr().String()
+		s.wg.Add(1)
+		go s.acceptLoop()
+		return nil
+	}
+	pc, sf, err := models.ListenPacket(&s.cfg)
+	if err != nil {
+		return err
+	}
+	s.pc, s.sf, s.addr = pc, sf, pc.LocalAddr().String()
+	for range s.cfg.Workers {
+		s.wg.Add(1)
+		go s.packetLoop()
+	}
+	return nil
+}
+
+func (s *refServer) acceptLoop() {
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return
+			}
+			s.cnt.AcceptErrors.Add(1)
+			if s.bugs.spinOnAcceptErr {
+				continue
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), 200*time.Millisecond)
+			select {
+			case <-time.After(backoff):
+			case <-s.stop:
+				return
+			}
+			continue
+		}
+		backoff = 0
+		s.cnt.Accepted.Add(1)
+		if s.cfg.MaxConns > 0 && !s.bugs.noMaxConns && s.cnt.Active.Load() >= int64(s.cfg.MaxConns) {
+			s.cnt.Rejected.Add(1)
+			c.Close()
+			continue
+		}
+		s.cnt.Active.Add(1)
+		s.mu.Lock()
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		if s.bugs.leakPerConn {
+			s.leaks.Add(1)
+			go func() { defer s.leaks.Done(); <-s.stop }()
+		}
+		s.wg.Add(1)
+		go s.serveConn(c)
+	}
+}
+
+type countReader struct {
+	c net.Conn
+	n *atomic.Uint64
+}
+
+func (r countReader) Read(p []byte) (int, error) {
+	n, err := r.c.Read(p)
+	r.n.Add(uint64(n))
+	return n, err
+}
+
+// armRead sets the read deadline for the next read: the idle timeout, or
+// now when shutting down. Shutdown sets closing before it pokes every
+// connection's deadline, so checking closing after setting ours means one
+// of the two always wins.
+func (s *refServer) armRead(c net.Conn) {
+	if s.cfg.IdleTimeout > 0 && !s.bugs.noIdleTimeout {
+		c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+	} else {
+		c.SetReadDeadline(time.Time{})
+	}
+	if s.closing.Load() && !s.bugs.slowIdleShutdown {
+		c.SetReadDeadline(time.Now())
+	}
+}
+
+func (s *refServer) serveConn(c net.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.cnt.Active.Add(-1)
+	}()
+	maxLine := s.cfg.MaxLine
+	if s.bugs.noMaxLine {
+		maxLine = 1 << 30
+	}
+	lr := protocol.NewLineReader(countReader{c, &s.cnt.BytesIn}, maxLine)
+	var out []byte
+	var pending uint64
+	flush := func() bool {
+		if len(out) == 0 {
+			return true
+		}
+		if s.bugs.dropOnShutdown && s.closing.Load() {
+			return false
+		}
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		n, err := c.Write(out)
+		s.cnt.BytesOut.Add(uint64(n))
+		if err != nil {
+			s.cnt.WriteErrors.Add(1)
+			return false
+		}
+		if !s.bugs.dropOnShutdown {
+			s.cnt.Requests.Add(pending)
+		}
+		out, pending = out[:0], 0
+		return true
+	}
+	for {
+		if !lr.HasLine() {
+			if !s.bugs.halfCloseDrops && !flush() {
+				c.Close()
+				return
+			}
+			s.armRead(c)
+		}
+		line, err := lr.Next()
+		if err != nil {
+			switch {
+			case errors.Is(err, protocol.ErrLineTooLong):
+				s.cnt.LineTooLong.Add(1)
+				s.closeConn(c)
+			case isTimeout(err) && !s.closing.Load():
+				s.cnt.IdleTimeouts.Add(1)
+				s.closeConn(c)
+			case err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) || isTimeout(err):
+				if s.bugs.halfCloseDrops {
+					c.Close()
+					return
+				}
+				if flush() {
+					s.closeConn(c)
+				} else {
+					c.Close()
+				}
+			default:
+				s.cnt.ReadErrors.Add(1)
+				c.Close()
+			}
+			return
+		}
+		s.cfg.Cost.Pay(context.Background())
+		n := len(out)
+		out = append(out, line...)
+		if s.bugs.upperInEcho {
+			protocol.UpperInPlace(out[n:])
+		} else {
+			s.cfg.Mode.Apply(out[n:])
+		}
+		pending++
+		if s.bugs.dropOnShutdown {
+			s.cnt.Requests.Add(1)
+		}
+		if len(out) >= 64<<10 && !flush() {
+			c.Close()
+			return
+		}
+	}
+}
+
+// closeConn is the lingering close: FIN first, then read and discard what
+// the peer still sends (bounded), then close, so that unread bytes do not
+// turn the close into a reset that destroys replies in flight.
+func (s *refServer) closeConn(c net.Conn) {
+	if s.bugs.noLinger {
+		c.Close()
+		return
+	}
+	type closeWriter interface{ CloseWrite() error }
+	if cw, ok := c.(closeWriter); ok {
+		cw.CloseWrite()
+	}
+	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.CopyN(io.Discard, c, 256<<10)
+	c.Close()
+}
+
+func (s *refServer) packetLoop() {
+	defer s.wg.Done()
+	buf := make([]byte, protocol.MaxDatagram+1)
+	for {
+		n, from, err := s.pc.ReadFrom(buf)
+		if err != nil {
+			if s.closing.Load() {
+				return
+			}
+			s.cnt.ReadErrors.Add(1)
+			continue
+		}
+		s.cnt.BytesIn.Add(uint64(n))
+		if n > protocol.MaxDatagram {
+			s.cnt.BadDgrams.Add(1)
+			continue
+		}
+		s.cfg.Cost.Pay(context.Background())
+		if s.bugs.upperInEcho {
+			protocol.UpperInPlace(buf[:n])
+		} else {
+			s.cfg.Mode.Apply(buf[:n])
+		}
+		if _, err := s.pc.WriteTo(buf[:n], from); err != nil {
+			s.cnt.WriteErrors.Add(1)
+			continue
+		}
+		s.cnt.Requests.Add(1)
+		s.cnt.BytesOut.Add(uint64(n))
+	}
+}
+
+func (s *refServer) Shutdown(ctx context.Context) error {
+	if s.closing.Swap(true) {
+		return nil
+	}
+	close(s.stop)
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	if s.pc != nil {
+		s.pc.SetReadDeadline(time.Now())
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		if s.bugs.dropOnShutdown {
+			c.Close()
+		} else if !s.bugs.slowIdleShutdown {
+			c.SetReadDeadline(time.Now())
+		}
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); s.leaks.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		<-done
+		err = ctx.Err()
+	}
+	if s.pc != nil {
+		s.pc.Close()
+	}
+	if !s.bugs.keepSocketFile {
+		s.sf.Remove()
+	}
+	return err
+}
+
+func removeAny(path string) { os.Remove(path) }

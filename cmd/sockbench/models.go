@@ -1,0 +1,7 @@
+package main
+
+// The server models `sockbench serve` can run. Each registers itself with
+// models.Register in its init; add a model here to make it available.
+import (
+	_ "github.com/sockbench/sockbench/models/threaded"
+)

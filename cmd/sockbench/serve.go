@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sockbench/sockbench/models"
+	"github.com/sockbench/sockbench/protocol"
+)
+
+// Default addresses of `sockbench serve`.
+const (
+	defaultServePort = "7000"
+	defaultSockName  = "sockbench.sock"
+)
+
+// serveFlags are the flags of `sockbench serve`.
+type serveFlags struct {
+	model       string
+	network     string
+	addr        string
+	mode        protocol.Mode
+	workers     int
+	maxConns    int
+	maxLine     int
+	idleTimeout time.Duration
+	work        time.Duration
+	block       time.Duration
+	grace       time.Duration
+	socketMode  string
+	spawn       string
+	logLevel    string
+}
+
+func newServeCmd() *cobra.Command {
+	f := &serveFlags{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run one server model until SIGTERM or SIGINT",
+		Long: `serve runs one server model on one transport. Once it accepts traffic it prints
+exactly one line on stdout:
+
+  ready <net> <addr> pid=<pid>
+
+with the real port when :0 was asked for; everything else goes to stderr.
+SIGTERM or SIGINT stops accepting, answers every request already read, and
+exits 0 within --grace.
+
+Requests are lines ending in '\n' on tcp and unix, one datagram each on udp
+and unixgram; echo returns them unchanged, upper maps ASCII a-z to A-Z.`,
+		Example: `  sockbench serve --net tcp --mode upper            # 127.0.0.1:7000
+  sockbench serve --net udp --addr 127.0.0.1:0      # any free port
+  sockbench serve --net unix --addr /tmp/sb.sock --block 1ms`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("serve takes no arguments, got %q (flags start with --; see 'sockbench serve --help')", strings.Join(args, " "))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.model, "model", "threaded", "server model: "+strings.Join(models.Names(), ", "))
+	fl.StringVar(&f.network, "net", "tcp", "transport: tcp, udp, unix or unixgram")
+	fl.StringVar(&f.addr, "addr", "", "host:port for tcp/udp (default 127.0.0.1:"+defaultServePort+"), socket path for unix (default "+filepath.Join(os.TempDir(), defaultSockName)+")")
+	fl.Var(&f.mode, "mode", "what to do to each request: echo or upper")
+	fl.IntVar(&f.workers, "workers", 0, "event loops, worker processes or UDP readers (0: one per CPU)")
+	fl.IntVar(&f.maxConns, "max-conns", 0, "most stream connections at once; more are closed at once (0: no limit)")
+	fl.IntVar(&f.maxLine, "max-line", protocol.DefaultMaxLine, "longest request line in bytes, '\\n' included; a longer one closes its connection")
+	fl.DurationVar(&f.idleTimeout, "idle-timeout", 0, "close a stream connection that sends nothing for this long (0: never)")
+	fl.DurationVar(&f.work, "work", 0, "CPU time to burn per request")
+	fl.DurationVar(&f.block, "block", 0, "time to wait per request, as a blocking call would")
+	fl.DurationVar(&f.grace, "grace", models.DefaultGrace, "longest graceful shutdown after SIGTERM/SIGINT")
+	fl.StringVar(&f.socketMode, "socket-mode", "0600", "permission of a Unix socket file, in octal")
+	fl.StringVar(&f.spawn, "spawn", "", "prefork only: pool (default) or per-conn (a process per connection)")
+	fl.StringVar(&f.logLevel, "log-level", "info", "stderr log level: debug, info, warn or error")
+	return cmd
+}
+
+func init() { rootCmd.AddCommand(newServeCmd()) }
+
+// runServe checks the flags, builds the server and runs it.
+func runServe(ctx context.Context, f *serveFlags) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return usagef("--log-level %q: want debug, info, warn or error", f.logLevel)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	cfg, err := serveConfig(f, log)
+	if err != nil {
+		return err
+	}
+	srv, err := models.New(f.model, cfg)
+	if err != nil {
+		// Every flag was checked above; what is left is a config the model
+		// itself refuses.
+		return usageError{err}
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := models.Run(ctx, srv, cfg, os.Stdout); err != nil {
+		return listenError(err, &cfg)
+	}
+	return nil
+}
+
+// serveConfig turns the flags into a Config, with one clear usage error for
+// the first thing wrong.
+func serveConfig(f *serveFlags, log *slog.Logger) (models.Config, error) {
+	cfg := models.Config{Net: f.network, Mode: f.mode, Workers: f.workers, MaxConns: f.maxConns,
+		MaxLine: f.maxLine, IdleTimeout: f.idleTimeout, Cost: protocol.Cost{Work: f.work, Block: f.block},
+		Grace: f.grace, Logger: log}
+
+	if !hasModel(f.model) {
+		return cfg, usagef("unknown model %q (want one of: %s)", f.model, strings.Join(models.Names(), ", "))
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"--workers", f.workers}, {"--max-conns", f.maxConns}} {
+		if n.v < 0 {
+			return cfg, usagef("%s must not be negative (got %d)", n.name, n.v)
+		}
+	}
+	if f.maxLine < 2 {
+		return cfg, usagef("--max-line must be at least 2 bytes, one byte and its newline (got %d)", f.maxLine)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--idle-timeout", f.idleTimeout}, {"--work", f.work}, {"--block", f.block}, {"--grace", f.grace}} {
+		if d.v < 0 {
+			return cfg, usagef("%s must not be negative (got %v)", d.name, d.v)
+		}
+	}
+	if f.grace == 0 {
+		return cfg, usagef("--grace must be more than 0")
+	}
+	mode, err := strconv.ParseUint(f.socketMode, 8, 32)
+	if err != nil || mode == 0 || mode > 0o777 {
+		return cfg, usagef("--socket-mode %q: want octal permission bits from 0001 to 0777, such as 0600", f.socketMode)
+	}
+	cfg.SocketMode = os.FileMode(mode)
+	if f.spawn != "" {
+		if f.spawn != "pool" && f.spawn != "per-conn" {
+			return cfg, usagef("--spawn %q: want pool or per-conn", f.spawn)
+		}
+		if f.model != "prefork" {
+			return cfg, usagef("--spawn applies only to --model prefork (got --model %s)", f.model)
+		}
+		cfg.Extra = map[string]string{"spawn": f.spawn}
+	}
+
+	switch f.network {
+	case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6":
+		addr := f.addr
+		if addr == "" {
+			host := "127.0.0.1"
+			if strings.HasSuffix(f.network, "6") {
+				host = "::1"
+			}
+			addr = net.JoinHostPort(host, defaultServePort)
+		}
+		if err := checkHostPort(addr, f.network, log); err != nil {
+			return cfg, err
+		}
+		cfg.Addr = addr
+	case "unix", "unixgram":
+		addr := f.addr
+		if addr == "" {
+			addr = filepath.Join(os.TempDir(), defaultSockName)
+		}
+		if err := checkSocketPath(addr); err != nil {
+			return cfg, err
+		}
+		cfg.Addr = addr
+	case "":
+		return cfg, usagef("--net must not be empty (want tcp, udp, unix or unixgram)")
+	default:
+		return cfg, usagef("unknown --net %q (want tcp, udp, unix or unixgram)", f.network)
+	}
+	return cfg, nil
+}
+
+func hasModel(name string) bool {
+	for _, n := range models.Names() {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// checkHostPort validates a host:port address and warns when it is not a
+// loopback address: the server would then be reachable from other machines.
+func checkHostPort(addr, network string, log *slog.Logger) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return usagef("--addr %q is not host:port for --net %s (%v); try 127.0.0.1:7000 or 127.0.0.1:0", addr, network, addrErrText(err))
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return usagef("--addr %q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	var ips []net.IP
+	switch {
+	case host == "":
+		log.Warn("binding to every interface: the server is reachable from other machines", "addr", addr)
+		return nil
+	case net.ParseIP(strings.Split(host, "%")[0]) != nil:
+		ips = []net.IP{net.ParseIP(strings.Split(host, "%")[0])}
+	default:
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		names, err := net.DefaultResolver.LookupHost(ctx, host)
+		if err != nil || len(names) == 0 {
+			return usagef("--addr %q: cannot resolve host %q", addr, host)
+		}
+		for _, n := range names {
+			ips = append(ips, net.ParseIP(n))
+		}
+	}
+	for _, ip := range ips {
+		if ip != nil && !ip.IsLoopback() {
+			log.Warn("binding to a non-loopback address: the server is reachable from other machines", "addr", addr)
+			break
+		}
+	}
+	return nil
+}
+
+// addrErrText strips the address net.SplitHostPort repeats in its error.
+func addrErrText(err error) string {
+	var ae *net.AddrError
+	if errors.As(err, &ae) {
+		return ae.Err
+	}
+	return err.Error()
+}
+
+// checkSocketPath catches a Unix socket path that cannot be bound before
+// anything else happens.
+func checkSocketPath(path string) error {
+	if len(path) > models.MaxUnixPath {
+		return usagef("--addr: unix socket path is %d bytes, longer than the %d the kernel allows: %s", len(path), models.MaxUnixPath, path)
+	}
+	dir := filepath.Dir(path)
+	st, err := os.Stat(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return usagef("--addr %s: directory %s does not exist", path, dir)
+		}
+		return usagef("--addr %s: %v", path, err)
+	}
+	if !st.IsDir() {
+		return usagef("--addr %s: %s is not a directory", path, dir)
+	}
+	return nil
+}
+
+// listenError rewords the usual reasons a server cannot start as one line
+// that says what to do.
+func listenError(err error, cfg *models.Config) error {
+	where := cfg.Net + " " + cfg.Addr
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("cannot listen on %s: address already in use (another server is running there; pick another --addr, or port 0 for any free port)", where)
+	case errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("cannot listen on %s: permission denied (ports below 1024 need privileges; for unix, check the directory)", where)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Errorf("cannot listen on %s: no interface on this machine has that address", where)
+	case errors.Is(err, models.ErrSocketInUse):
+		return fmt.Errorf("cannot listen on %s: another server is listening on that socket", where)
+	}
+	return err
+}

@@ -230,6 +230,9 @@ func ReadCSV(r io.Reader) ([]Row, error) {
 			Workers: int(p.int("workers")), ServerArgs: p.str("server_args"),
 		}
 		if row.Status == StatusSkipped || row.Status == StatusFailed {
+			row.DurationS, row.RPS, row.MBps = math.NaN(), math.NaN(), math.NaN()
+			row.P50, row.P90, row.P99, row.P999, row.P9999, row.Max = math.NaN(), math.NaN(), math.NaN(), math.NaN(), math.NaN(), math.NaN()
+			row.ServerCPUS, row.CPUUSPerReq, row.ClientCPUS = math.NaN(), math.NaN(), math.NaN()
 			rows = append(rows, row)
 			continue
 		}

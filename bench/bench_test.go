@@ -1,0 +1,426 @@
+package bench
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/perf/benchfmt"
+)
+
+func TestBuiltinProfiles(t *testing.T) {
+	names := ProfileNames()
+	if strings.Join(names, ",") != "full,pi,quick" {
+		t.Fatalf("profiles = %v", names)
+	}
+	for _, n := range names {
+		p, err := LoadProfile(n)
+		if err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+		cells, err := p.Cells()
+		if err != nil || len(cells) == 0 {
+			t.Fatalf("%s: %d cells, %v", n, len(cells), err)
+		}
+		if p.Count < MinRunsForAlpha(0.05) {
+			t.Errorf("%s: count %d is too few for compare to judge", n, p.Count)
+		}
+	}
+	q, _ := LoadProfile("quick")
+	cells, _ := q.Cells()
+	seen := map[string]bool{}
+	conns := map[int]bool{}
+	for _, c := range cells {
+		seen[c.Model+"/"+c.Net+"/"+c.Mode] = true
+		conns[c.Conns] = true
+	}
+	for _, m := range []string{"threaded", "eventloop", "prefork"} {
+		for _, n := range []string{"tcp", "udp", "unix"} {
+			for _, mode := range []string{"echo", "upper"} {
+				if !seen[m+"/"+n+"/"+mode] {
+					t.Errorf("quick lacks %s/%s/%s", m, n, mode)
+				}
+			}
+		}
+	}
+	if len(conns) < 2 {
+		t.Errorf("quick has %d connection counts, want >= 2", len(conns))
+	}
+	f, _ := LoadProfile("full")
+	fc, _ := f.Cells()
+	var maxConns, maxSize int
+	var work, block, open bool
+	for _, c := range fc {
+		maxConns, maxSize = max(maxConns, c.Conns), max(maxSize, c.Size)
+		work = work || c.Work > 0
+		block = block || c.Block > 0
+		open = open || c.Rate > 0
+	}
+	if maxConns < 10000 || maxSize < 64<<10 || !work || !block || !open {
+		t.Errorf("full: max conns %d, max size %d, work %v block %v open %v", maxConns, maxSize, work, block, open)
+	}
+	// The Pi profile must fit 512 MB by our own estimate, with prefork at 4 workers.
+	pi, _ := LoadProfile("pi")
+	pc, _ := pi.Cells()
+	for _, c := range pc {
+		if need := NeedMemory(c, 4); need > 300<<20 {
+			t.Errorf("pi cell %s needs ~%d MiB", c, need>>20)
+		}
+	}
+}
+
+func TestProfileErrors(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"matrix: []", "empty matrix"},
+		{"matrix:\n  - nets: [sctp]", "unknown net"},
+		{"matrix:\n  - modes: [lower]", "unknown mode"},
+		{"matrix:\n  - conns: [0]", "at least 1"},
+		{"matrix:\n  - sizes: [0]", "bad size"},
+		{"matrix:\n  - sizes: [4QiB]", "bad size"},
+		{"matrix:\n  - netz: [tcp]", "not found"},
+		{"count: -1\nmatrix:\n  - nets: [tcp]", "negative"},
+		{"duration: soon\nmatrix:\n  - nets: [tcp]", "time.Duration"},
+	} {
+		_, err := ParseProfile("t", []byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+	if _, err := LoadProfile("nosuch"); err == nil || !strings.Contains(err.Error(), "quick") {
+		t.Errorf("unknown profile: %v", err)
+	}
+	p, err := ParseProfile("t", []byte("duration: 300ms\nmatrix:\n  - models: [a, b]\n    sizes: [64, 4KiB]\n    work: [50us]\n  - models: [a]\n    sizes: [64]\n    work: [50us]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cells, _ := p.Cells()
+	if len(cells) != 4 || cells[1].Size != 4096 || cells[0].Work != 50*time.Microsecond || cells[0].Duration != 300*time.Millisecond {
+		t.Fatalf("cells = %+v", cells)
+	}
+}
+
+func TestInterleave(t *testing.T) {
+	p, err := ParseProfile("t", []byte("matrix:\n  - models: [threaded, eventloop, prefork]\n    nets: [tcp, udp]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cells, _ := p.Cells()
+	got := interleave(cells)
+	var order []string
+	for _, c := range got {
+		order = append(order, c.Model+"/"+c.Net)
+	}
+	want := "threaded/tcp eventloop/tcp prefork/tcp threaded/udp eventloop/udp prefork/udp"
+	if strings.Join(order, " ") != want {
+		t.Fatalf("order = %v", order)
+	}
+}
+
+func TestParseCPUs(t *testing.T) {
+	c, err := ParseCPUs("0,2-4, 7")
+	if err != nil || formatCPUs(c) != "0,2-4,7" {
+		t.Fatalf("%v %v", c, err)
+	}
+	for _, bad := range []string{"", "a", "3-1", "-1", "1-"} {
+		if _, err := ParseCPUs(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestFitCheck(t *testing.T) {
+	c := Cell{Model: "prefork", Net: "tcp", Conns: 10000, Size: 64 << 10, Pipeline: 1}
+	fds := func(n uint64) func() (uint64, error) { return func() (uint64, error) { return n, nil } }
+	mem := func(n int64) func() (int64, error) { return func() (int64, error) { return n, nil } }
+	if why := fitCheck(c, 2, fds(1024), mem(512<<20)); !strings.Contains(why, "file descriptors") || !strings.Contains(why, "MiB of memory") {
+		t.Errorf("10k conns on a Pi: %q", why)
+	}
+	small := Cell{Model: "threaded", Net: "tcp", Conns: 16, Size: 64, Pipeline: 1}
+	if why := fitCheck(small, 1, fds(1024), mem(400<<20)); why != "" {
+		t.Errorf("small cell on a Pi: %q", why)
+	}
+	unknown := func() (int64, error) { return 0, errors.ErrUnsupported }
+	if why := fitCheck(small, 1, fds(1<<20), unknown); why != "" {
+		t.Errorf("unknown memory must not skip: %q", why)
+	}
+	if NeedMemory(c, 2) <= NeedMemory(small, 2) {
+		t.Error("memory estimate not monotonic")
+	}
+	// The real machine: the fd limit and MemAvailable are readable here.
+	if lim, err := fdLimit(); err != nil || lim == 0 {
+		t.Errorf("fdLimit: %d %v", lim, err)
+	}
+	if goos == "linux" {
+		if m, err := memAvailable(); err != nil || m <= 0 {
+			t.Errorf("memAvailable: %d %v", m, err)
+		}
+	}
+}
+
+// synthRows makes test rows for one cell: n runs around rps with noise.
+// They are test data, never shown as results.
+func synthRows(k Key, n int, rps, noise float64, rng *rand.Rand) []Row {
+	var rows []Row
+	for i := 0; i < n; i++ {
+		v := rps * (1 + noise*(rng.Float64()*2-1))
+		rows = append(rows, Row{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Key: k, Run: i + 1,
+			Env:       Env{Host: "testhost", OS: "linux", Arch: "amd64", CPUModel: "Test CPU", Cores: 2, GoVersion: "go1.26", Commit: "abc"},
+			DurationS: 0.4, Requests: int64(v * 0.4), RPS: v, MBps: v * 64 / 1e6,
+			P50: 1e6 / v, P90: 1.5e6 / v, P99: 3e6 / v, P999: 5e6 / v, P9999: 8e6 / v, Max: 9e6 / v,
+			ServerCPUS: 0.3, CPUUSPerReq: 0.3e6 / (v * 0.4), ServerRSSKB: 12000, ClientCPUS: 0.35, Status: StatusOK,
+			ServerCPUs: "0", ClientCPUs: "1", Workers: 1})
+	}
+	return rows
+}
+
+func key(model, net string, conns int) Key {
+	return Key{Model: model, Net: net, Mode: "echo", Conns: conns, Pipeline: 1, Size: 64}
+}
+
+func TestCSVRoundTripAndCompleteRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	rows := synthRows(key("threaded", "tcp", 1), 3, 20000, 0.02, rng)
+	rows = append(rows, Row{Key: key("prefork", "tcp", 10000), Run: 1, Status: StatusSkipped, Note: "needs about 3000 MiB, 400 MiB available"})
+	path := filepath.Join(t.TempDir(), "r.csv")
+	w, err := CreateCSV(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range rows {
+		if err := w.Write(&rows[i]); err != nil {
+			t.Fatal(err)
+		}
+		// Every write is a complete line on disk before the next one.
+		b, _ := os.ReadFile(path)
+		if !bytes.HasSuffix(b, []byte("\n")) || bytes.Count(b, []byte("\n")) != i+2 {
+			t.Fatalf("after row %d the file is not whole lines: %q", i, b)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	header := strings.SplitN(string(b), "\n", 2)[0]
+	wantDesign := "time,suite_version,commit,host,os,arch,cpu_model,cores,go_version,model,net,mode,conns,pipeline,size,rate,work_us,block_us,run,duration_s,requests,errors,lost,rps,mbps,p50_us,p90_us,p99_us,p999_us,p9999_us,max_us,server_cpu_s,cpu_us_per_req,server_rss_kb,client_cpu_s,client_saturated"
+	if !strings.HasPrefix(header, wantDesign+",") {
+		t.Fatalf("header does not start with DESIGN.md's columns:\n%s", header)
+	}
+	got, err := ReadCSVFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 || got[0].RPS != math.Round(rows[0].RPS*10)/10 || got[0].Key != rows[0].Key || !got[0].OK() {
+		t.Fatalf("read back %+v", got[0])
+	}
+	if got[3].Status != StatusSkipped || !math.IsNaN(got[3].RPS) || got[3].Note == "" {
+		t.Fatalf("skipped row read back as %+v", got[3])
+	}
+	// A truncated last row (a kill mid-write by something else) is reported, not misread.
+	if err := os.WriteFile(path, b[:len(b)-40], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadCSVFile(path); err == nil {
+		t.Error("a truncated row was accepted")
+	}
+	if _, err := ReadCSV(strings.NewReader("a,b\n1,2\n")); err == nil {
+		t.Error("a CSV that is not ours was accepted")
+	}
+}
+
+func TestBenchfmtReadable(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	rows := append(synthRows(key("threaded", "tcp", 1), 5, 20000, 0.02, rng), synthRows(key("eventloop", "udp", 32), 5, 50000, 0.02, rng)...)
+	rows = append(rows, Row{Key: key("prefork", "tcp", 10000), Status: StatusSkipped})
+	var buf bytes.Buffer
+	if err := WriteBenchfmt(&buf, rows, map[string]string{"profile": "quick"}); err != nil {
+		t.Fatal(err)
+	}
+	br := benchfmt.NewReader(bytes.NewReader(buf.Bytes()), "x.txt")
+	n := 0
+	for br.Scan() {
+		switch rec := br.Result().(type) {
+		case *benchfmt.SyntaxError:
+			t.Fatalf("syntax error: %v\n%s", rec, buf.String())
+		case *benchfmt.Result:
+			n++
+			if rec.GetConfig("goos") != "linux" || rec.GetConfig("profile") != "quick" || rec.GetConfig("cpu") != "Test CPU" {
+				t.Errorf("config: %v", rec.Config)
+			}
+			if _, ok := rec.Value("req/s"); !ok {
+				t.Errorf("no req/s in %s", rec.Name)
+			}
+		}
+	}
+	if n != 10 {
+		t.Fatalf("%d results, want 10:\n%s", n, buf.String())
+	}
+	if u := br.Units().Get("req/s", "better"); u == nil || u.Value != "higher" {
+		t.Errorf("Unit req/s better=higher missing")
+	}
+	if !strings.Contains(buf.String(), "BenchmarkEcho/model=threaded/net=tcp/conns=1/pipeline=1/size=64 ") {
+		t.Errorf("name format:\n%s", buf.String())
+	}
+	// The .txt reads back for compare.
+	back, err := ReadBenchfmt(bytes.NewReader(buf.Bytes()), "x.txt")
+	if err != nil || len(back) != 10 || back[0].Key != rows[0].Key || math.Abs(back[0].P99-rows[0].P99) > 1e-6*rows[0].P99 {
+		t.Fatalf("read back: %v %+v", err, back)
+	}
+}
+
+func TestCompareStatistics(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	cells := []Key{key("threaded", "tcp", 1), key("eventloop", "tcp", 1), key("prefork", "unix", 32)}
+	var base, same, slower []Row
+	for _, k := range cells {
+		base = append(base, synthRows(k, 5, 20000, 0.03, rng)...)
+		same = append(same, synthRows(k, 5, 20000, 0.03, rng)...)
+		f := 1.0
+		if k.Model == "eventloop" {
+			f = 0.8 // 20% slower
+		}
+		slower = append(slower, synthRows(k, 5, 20000*f, 0.03, rng)...)
+	}
+	opts := CompareOptions{Threshold: 0.05}
+	c, err := Compare(base, same, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := c.Failed(); len(f) != 0 {
+		t.Fatalf("same distribution flagged: %+v", f)
+	}
+	c, _ = Compare(base, slower, opts)
+	f := c.Failed()
+	if len(f) != 1 || f[0].Key.Model != "eventloop" || f[0].Verdict != VerdictWorse || f[0].Delta > -0.1 {
+		t.Fatalf("failed = %+v", f)
+	}
+	var out bytes.Buffer
+	c.WriteText(&out)
+	if !strings.Contains(out.String(), "FAIL") || !strings.Contains(out.String(), "model=eventloop") {
+		t.Errorf("text:\n%s", out.String())
+	}
+	// Improvements fail too unless only regressions are asked for.
+	c, _ = Compare(slower, base, opts)
+	if len(c.Failed()) != 1 || c.Failed()[0].Verdict != VerdictBetter {
+		t.Errorf("improvement: %+v", c.Failed())
+	}
+	opts.RegressionsOnly = true
+	c, _ = Compare(slower, base, opts)
+	if len(c.Failed()) != 0 {
+		t.Errorf("regressions-only still fails on an improvement")
+	}
+	// A 3% change is below a 5% threshold even when significant.
+	var small []Row
+	for _, k := range cells {
+		small = append(small, synthRows(k, 8, 20000*0.97, 0.001, rng)...)
+	}
+	var tight []Row
+	for _, k := range cells {
+		tight = append(tight, synthRows(k, 8, 20000, 0.001, rng)...)
+	}
+	c, _ = Compare(tight, small, CompareOptions{Threshold: 0.05})
+	if len(c.Failed()) != 0 {
+		t.Errorf("3%% change failed a 5%% threshold")
+	}
+	c, _ = Compare(tight, small, CompareOptions{Threshold: 0.01})
+	if len(c.Failed()) != 3 {
+		t.Errorf("3%% change past a 1%% threshold: %d failures", len(c.Failed()))
+	}
+	// Too few runs: said so, never judged, even for a huge change.
+	few := synthRows(cells[0], 3, 20000, 0.01, rng)
+	fewSlow := synthRows(cells[0], 3, 5000, 0.01, rng)
+	c, _ = Compare(few, fewSlow, CompareOptions{Threshold: 0.05})
+	out.Reset()
+	c.WriteText(&out)
+	if len(c.Failed()) != 0 || c.TooFew() != 1 || !strings.Contains(out.String(), "CANNOT JUDGE") || !strings.Contains(out.String(), ">= 4") {
+		t.Errorf("too few runs:\n%s", out.String())
+	}
+	// Cells present on one side only are listed.
+	c, _ = Compare(base, synthRows(key("threaded", "udp", 1), 5, 1, 0, rng), CompareOptions{Threshold: 0.05})
+	out.Reset()
+	c.WriteText(&out)
+	if !strings.Contains(out.String(), VerdictOnlyBase) || !strings.Contains(out.String(), VerdictOnlyNew) {
+		t.Errorf("one-sided cells:\n%s", out.String())
+	}
+	if _, err := Compare(base, same, CompareOptions{Gate: []string{"speed"}}); err == nil {
+		t.Error("unknown metric accepted")
+	}
+	if MinRunsForAlpha(0.05) != 4 || MinRunsForAlpha(0.01) != 5 {
+		t.Errorf("MinRunsForAlpha = %d, %d", MinRunsForAlpha(0.05), MinRunsForAlpha(0.01))
+	}
+}
+
+func TestParseThreshold(t *testing.T) {
+	for in, want := range map[string]float64{"5%": 0.05, "5": 0.05, "0.05": 0.05, "12.5%": 0.125, "0%": 0} {
+		got, err := ParseThreshold(in)
+		if err != nil || math.Abs(got-want) > 1e-12 {
+			t.Errorf("%q = %v, %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"", "x", "-5%", "NaN"} {
+		if _, err := ParseThreshold(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestReportRenders(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	var a, b []Row
+	for _, m := range []string{"threaded", "eventloop", "prefork"} {
+		for _, n := range []string{"tcp", "udp", "unix"} {
+			for _, c := range []int{1, 32} {
+				a = append(a, synthRows(key(m, n, c), 5, 20000*float64(c), 0.05, rng)...)
+				b = append(b, synthRows(key(m, n, c), 5, 15000*float64(c), 0.05, rng)...)
+			}
+		}
+	}
+	a[0].ClientSaturated = true
+	a = append(a, Row{Key: key("prefork", "tcp", 10000), Status: StatusSkipped, Note: "needs about 3000 MiB"})
+	var buf bytes.Buffer
+	rep := &Report{Title: "t <x>", Sets: []ResultSet{{Name: "a.csv", Rows: a}, {Name: "b.csv", Rows: b}}}
+	if err := rep.WriteHTML(&buf); err != nil {
+		t.Fatal(err)
+	}
+	s := buf.String()
+	for _, want := range []string{"<svg", "Throughput — tcp", "Throughput — udp", "Throughput — unix", "Latency percentiles",
+		"Server CPU per request", "Server memory per connection", "threaded · b.csv", "t &lt;x&gt;", "needs about 3000 MiB", "saturated"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	for _, bad := range []string{"<script", "http://", "https://", "NaN"} {
+		if strings.Contains(strings.ReplaceAll(s, `xmlns="http://www.w3.org/2000/svg"`, ""), bad) {
+			t.Errorf("report contains %q", bad)
+		}
+	}
+	if n := strings.Count(s, "<svg"); n != 3+6+3+3 {
+		t.Errorf("%d charts, want %d", n, 3+6+3+3)
+	}
+	// No clean runs: a page that says so.
+	buf.Reset()
+	if err := (&Report{Sets: []ResultSet{{Name: "x", Rows: a[len(a)-1:]}}}).WriteHTML(&buf); err != nil || !strings.Contains(buf.String(), "No clean runs") {
+		t.Errorf("empty report: %v", err)
+	}
+}
+
+func TestSummary(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	rows := synthRows(key("threaded", "tcp", 1), 5, 20000, 0.05, rng)
+	rows[2].ClientSaturated = true
+	rows = append(rows, Row{Key: key("prefork", "tcp", 10000), Status: StatusSkipped, Note: "needs about 3000 MiB"})
+	rows = append(rows, Row{Key: key("eventloop", "tcp", 1), Status: StatusFailed, Note: "server exited"})
+	var buf bytes.Buffer
+	WriteSummary(&buf, rows)
+	s := buf.String()
+	for _, want := range []string{"threaded", "Skipped 1 cell", "needs about 3000 MiB", "FAILURES", "LOAD GENERATOR WAS THE BOTTLENECK in 1 of 5 runs"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("summary lacks %q:\n%s", want, s)
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package bench
+
+import (
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"strings"
+)
+
+var (
+	goos   = runtime.GOOS
+	goarch = runtime.GOARCH
+)
+
+func numCPU() int { return runtime.NumCPU() }
+
+func goVersion() string { return runtime.Version() }
+
+// BuildCommit is the VCS revision the running binary was built from
+// ("-dirty" when the tree had changes), or "" when unknown.
+func BuildCommit() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" && modified == "true" {
+		rev += "-dirty"
+	}
+	return rev
+}
+
+// Resource estimates, deliberately generous: a skipped cell costs a line
+// in the results, a cell that runs the machine out of memory costs the
+// machine. Per connection: the server's goroutine or event-loop state and
+// buffers, the load generator's per-connection state (its latency
+// histogram is the bulk), and the kernel's socket buffers on both ends
+// (at least a page each, or two requests' worth).
+const (
+	baseProcBytes    = 24 << 20  // one Go process at rest (runtime, heap, binary pages)
+	clientConnBytes  = 320 << 10 // load generator per connection
+	serverConnBytes  = 16 << 10  // server per connection, plus buffers
+	memReserveBytes  = 64 << 20  // left for the system and the orchestrator
+	fdsPerProcExtra  = 64        // stdio, listeners, epoll, pipes, runtime
+	minKernelBufSize = 4 << 10
+)
+
+// NeedMemory estimates the memory a cell needs in bytes while it runs.
+func NeedMemory(c Cell, workers int) int64 {
+	procs := int64(2) // server and load generator
+	if c.Model == "prefork" {
+		procs += int64(workers)
+	}
+	kbuf := int64(2 * c.Size * c.Pipeline)
+	if kbuf < minKernelBufSize {
+		kbuf = minKernelBufSize
+	}
+	perConn := int64(clientConnBytes+serverConnBytes) + int64(2*c.Size*c.Pipeline) + 2*kbuf
+	return procs*baseProcBytes + int64(c.Conns)*perConn
+}
+
+// NeedFDs estimates the file descriptors the busier of the two processes
+// needs: one per connection plus its fixed ones.
+func NeedFDs(c Cell) int { return c.Conns + fdsPerProcExtra }
+
+// wontFit says why a cell would not fit this machine now, or "".
+func (r *Runner) wontFit(c Cell) string {
+	return fitCheck(c, r.workers, fdLimit, memAvailable)
+}
+
+// fitCheck compares a cell's needs with the fd limit and the memory
+// available, both read fresh before every cell (memory shrinks as the
+// machine gets busy).
+func fitCheck(c Cell, workers int, fdLimit func() (uint64, error), mem func() (int64, error)) string {
+	var why []string
+	if lim, err := fdLimit(); err == nil && lim > 0 && uint64(NeedFDs(c)) > lim {
+		why = append(why, fmt.Sprintf("needs about %d file descriptors per process, the limit is %d (raise ulimit -n)", NeedFDs(c), lim))
+	}
+	if avail, err := mem(); err == nil {
+		need := NeedMemory(c, workers)
+		if need > avail-memReserveBytes {
+			why = append(why, fmt.Sprintf("needs about %d MiB of memory, %d MiB available (keeping %d MiB in reserve)",
+				need>>20, avail>>20, memReserveBytes>>20))
+		}
+	}
+	return strings.Join(why, "; ")
+}

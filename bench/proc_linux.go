@@ -1,0 +1,217 @@
+//go:build linux
+
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat.
+// It is 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// procStat is what we read of one process.
+type procStat struct {
+	pid, ppid int
+	cpuTicks  uint64 // utime + stime
+}
+
+// readStat parses /proc/<pid>/stat. The command name is in parentheses and
+// may itself contain spaces and parentheses, so fields are counted from the
+// last ')'.
+func readStat(pid int) (procStat, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStat{}, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return procStat{}, fmt.Errorf("bench: odd /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); ppid is field 4, utime 14, stime 15.
+	if len(f) < 13 {
+		return procStat{}, fmt.Errorf("bench: short /proc/%d/stat", pid)
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	ut, _ := strconv.ParseUint(f[11], 10, 64)
+	st, _ := strconv.ParseUint(f[12], 10, 64)
+	return procStat{pid: pid, ppid: ppid, cpuTicks: ut + st}, nil
+}
+
+// processTree returns pid and all its descendants, found by walking
+// /proc/*/stat by parent pid (prefork's workers are the parent's children).
+func processTree(pid int) []procStat {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]procStat{}
+	var root *procStat
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := readStat(p)
+		if err != nil {
+			continue // exited meanwhile
+		}
+		if p == pid {
+			root = &st
+		}
+		children[st.ppid] = append(children[st.ppid], st)
+	}
+	if root == nil {
+		return nil
+	}
+	out := []procStat{*root}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i].pid]...)
+	}
+	return out
+}
+
+// sampleTree returns the CPU seconds (user+system) used so far by pid and
+// every descendant alive now, the sum of their peak RSS (VmHWM) in KiB,
+// and how many processes that was.
+func sampleTree(pid int) (cpuS float64, rssKB int64, procs int, err error) {
+	tree := processTree(pid)
+	if len(tree) == 0 {
+		return 0, 0, 0, fmt.Errorf("bench: process %d is gone", pid)
+	}
+	var ticks uint64
+	for _, p := range tree {
+		ticks += p.cpuTicks
+		rssKB += vmHWM(p.pid)
+	}
+	return float64(ticks) / clockTicks, rssKB, len(tree), nil
+}
+
+// vmHWM reads a process's peak resident set size in KiB.
+func vmHWM(pid int) int64 {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// memAvailable returns MemAvailable from /proc/meminfo in bytes.
+func memAvailable() (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n * 1024, err
+		}
+	}
+	return 0, errors.New("bench: no MemAvailable in /proc/meminfo")
+}
+
+// allowedCPUs lists the CPUs this process may run on.
+func allowedCPUs() []int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil
+	}
+	var cpus []int
+	for i := 0; i < len(set)*64; i++ {
+		if set.IsSet(i) {
+			cpus = append(cpus, i)
+		}
+	}
+	return cpus
+}
+
+// pinningSupported reports whether startPinned can pin.
+const pinningSupported = true
+
+// startPinned starts cmd with its CPU affinity set to cpus (none: as is).
+// A child inherits the affinity mask of the thread that forks it, so the
+// goroutine locks itself to its OS thread, narrows that thread's mask,
+// starts the child and restores the mask. If the mask cannot be restored
+// the thread stays locked, and Go retires it when the goroutine ends.
+func startPinned(cmd *exec.Cmd, cpus []int) error {
+	if len(cpus) == 0 {
+		return cmd.Start()
+	}
+	runtime.LockOSThread()
+	var old, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("bench: reading CPU affinity: %w", err)
+	}
+	for _, c := range cpus {
+		set.Set(c)
+	}
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("bench: pinning to CPUs %s: %w", formatCPUs(cpus), err)
+	}
+	err := cmd.Start()
+	if unix.SchedSetaffinity(0, &old) == nil {
+		runtime.UnlockOSThread()
+	}
+	return err
+}
+
+// childAttr puts a child in its own process group (so a terminal's Ctrl-C
+// reaches only the orchestrator, which then stops its children in order,
+// and so a stray prefork worker can be swept by group) and asks the kernel
+// to SIGTERM it if the orchestrator dies without cleaning up.
+func childAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+}
+
+// cpuModel names the processor.
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	var hw, model string
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		switch k {
+		case "model name":
+			return v
+		case "Model": // Raspberry Pi
+			model = v
+		case "Hardware", "CPU part":
+			if hw == "" {
+				hw = v
+			}
+		}
+	}
+	if model != "" {
+		return model
+	}
+	return hw
+}

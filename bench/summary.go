@@ -1,0 +1,145 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/montanaflynn/stats"
+)
+
+// CellStats summarises the clean runs of one cell.
+type CellStats struct {
+	Key        Key
+	Runs       int // clean runs
+	Bad        int // failed or unclean runs
+	Skipped    string
+	RPS        float64 // median
+	RPSMin     float64
+	RPSMax     float64
+	P50, P99   float64 // medians, µs
+	P999       float64
+	Max        float64
+	CPUPerReq  float64 // median µs
+	RSSKB      float64 // median
+	Saturated  int     // runs where the load generator was saturated
+	Errors     int64
+	Lost       int64
+	percentile map[string]float64
+}
+
+// Summarise groups rows by cell in a stable order and takes medians
+// (github.com/montanaflynn/stats) across the clean runs.
+func Summarise(rows []Row) []CellStats {
+	idx := map[Key]int{}
+	var out []CellStats
+	vals := map[Key]map[string][]float64{}
+	for i := range rows {
+		r := &rows[i]
+		j, ok := idx[r.Key]
+		if !ok {
+			j = len(out)
+			idx[r.Key] = j
+			out = append(out, CellStats{Key: r.Key})
+			vals[r.Key] = map[string][]float64{}
+		}
+		cs := &out[j]
+		switch {
+		case r.Status == StatusSkipped:
+			cs.Skipped = r.Note
+			continue
+		case !r.OK():
+			cs.Bad++
+			continue
+		}
+		cs.Runs++
+		if r.ClientSaturated {
+			cs.Saturated++
+		}
+		cs.Errors += r.Errors
+		cs.Lost += r.Lost
+		v := vals[r.Key]
+		for name, x := range map[string]float64{"rps": r.RPS, "p50": r.P50, "p90": r.P90, "p99": r.P99,
+			"p999": r.P999, "p9999": r.P9999, "max": r.Max, "cpu": r.CPUUSPerReq, "rss": float64(r.ServerRSSKB)} {
+			if !math.IsNaN(x) && !math.IsInf(x, 0) {
+				v[name] = append(v[name], x)
+			}
+		}
+	}
+	for i := range out {
+		cs := &out[i]
+		v := vals[cs.Key]
+		med := func(name string) float64 {
+			if len(v[name]) == 0 {
+				return math.NaN()
+			}
+			m, err := stats.Median(v[name])
+			if err != nil {
+				return math.NaN()
+			}
+			return m
+		}
+		cs.RPS, cs.P50, cs.P99, cs.P999, cs.Max = med("rps"), med("p50"), med("p99"), med("p999"), med("max")
+		cs.CPUPerReq, cs.RSSKB = med("cpu"), med("rss")
+		cs.RPSMin, cs.RPSMax = math.NaN(), math.NaN()
+		if len(v["rps"]) > 0 {
+			cs.RPSMin, _ = stats.Min(v["rps"])
+			cs.RPSMax, _ = stats.Max(v["rps"])
+		}
+		cs.percentile = map[string]float64{"p50": med("p50"), "p90": med("p90"), "p99": med("p99"),
+			"p999": med("p999"), "p9999": med("p9999"), "max": med("max")}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Key.Less(out[j].Key) })
+	return out
+}
+
+// WriteSummary prints the end-of-run table, then skipped cells, failures
+// and, loudly, any run where the load generator was the bottleneck.
+func WriteSummary(w io.Writer, rows []Row) {
+	cells := Summarise(rows)
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "model\tnet\tmode\tconns\tsize\trate\twork\tblock\truns\treq/s (median)\trange\tp50\tp99\tCPU µs/req\tRSS MiB\t")
+	var skipped, bad, saturated []string
+	satRuns, runs := 0, 0
+	for _, c := range cells {
+		k := c.Key
+		if c.Skipped != "" && c.Runs == 0 {
+			skipped = append(skipped, fmt.Sprintf("  %s: %s", k, c.Skipped))
+			continue
+		}
+		if c.Bad > 0 {
+			bad = append(bad, fmt.Sprintf("  %s: %d run(s) failed or left the server unclean (see the note column)", k, c.Bad))
+		}
+		runs += c.Runs
+		satRuns += c.Saturated
+		if c.Saturated > 0 {
+			saturated = append(saturated, fmt.Sprintf("  %s (%d of %d runs)", k, c.Saturated, c.Runs))
+		}
+		rate := "closed"
+		if k.Rate > 0 {
+			rate = human(k.Rate) + "/s"
+		}
+		rng := "-"
+		if !math.IsNaN(c.RPSMin) && c.RPS > 0 {
+			rng = fmt.Sprintf("-%.0f%% +%.0f%%", 100*(1-c.RPSMin/c.RPS), 100*(c.RPSMax/c.RPS-1))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%dµs\t%dµs\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+			k.Model, k.Net, k.Mode, k.Conns, k.Size, rate, k.WorkUS, k.BlockUS, c.Runs, human(c.RPS), rng,
+			fmtUS(c.P50), fmtUS(c.P99), human(c.CPUPerReq), human(c.RSSKB/1024))
+	}
+	tw.Flush()
+	if len(skipped) > 0 {
+		fmt.Fprintf(w, "\nSkipped %d cell(s) that would not fit this machine:\n%s\n", len(skipped), strings.Join(skipped, "\n"))
+	}
+	if len(bad) > 0 {
+		fmt.Fprintf(w, "\nFAILURES:\n%s\n", strings.Join(bad, "\n"))
+	}
+	if len(saturated) > 0 {
+		fmt.Fprintf(w, "\n!!! THE LOAD GENERATOR WAS THE BOTTLENECK in %d of %d runs: it used >= 90%% of its CPUs, so\n"+
+			"!!! these cells measure the client as much as the server. Give it more CPUs (--client-cpus)\n"+
+			"!!! or read their throughput as a lower bound:\n%s\n", satRuns, runs, strings.Join(saturated, "\n"))
+	}
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sockbench/sockbench/bench"
+)
+
+func init() {
+	var (
+		threshold       string
+		alpha           float64
+		gate            []string
+		show            []string
+		regressionsOnly bool
+	)
+	cmd := &cobra.Command{
+		Use:   "compare BASE NEW",
+		Short: "Compare two result sets cell by cell; exit 1 on a significant change past the threshold",
+		Long: `compare reads two results files (CSV, or the Go benchmark format .txt) and
+compares each cell's runs with a Mann-Whitney U test (golang.org/x/perf
+benchmath, no assumption about the distribution). For every cell it shows the
+median and its 95% confidence interval on both sides, the change and the
+p-value. It exits 1 when a gated metric (--metrics, default rps) changed by
+more than --threshold AND the change is significant at --alpha; it says so,
+instead of guessing, when a cell has too few runs to judge (4 a side at 0.05).`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			thr, err := bench.ParseThreshold(threshold)
+			if err != nil {
+				return usagef("--threshold: %v", err)
+			}
+			if alpha <= 0 || alpha >= 1 {
+				return usagef("--alpha must be between 0 and 1")
+			}
+			base, err := bench.ReadResults(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			nw, err := bench.ReadResults(args[1])
+			if err != nil {
+				return usageError{err}
+			}
+			c, err := bench.Compare(base, nw, bench.CompareOptions{Threshold: thr, Alpha: alpha,
+				Gate: splitList(gate), Show: splitList(show), RegressionsOnly: regressionsOnly})
+			if err != nil {
+				return usageError{err}
+			}
+			if err := c.WriteText(os.Stdout); err != nil {
+				return err
+			}
+			if failed := c.Failed(); len(failed) > 0 {
+				names := make([]string, 0, len(failed))
+				for _, ch := range failed {
+					names = append(names, ch.Key.String())
+				}
+				return exitError{exitFailure, fmt.Errorf("%d significant change(s) past %s: %s", len(failed), threshold, strings.Join(names, ", "))}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&threshold, "threshold", "5%", "smallest change of a median that fails, e.g. 5%")
+	f.Float64Var(&alpha, "alpha", 0.05, "significance level of the U test")
+	f.StringSliceVar(&gate, "metrics", []string{"rps"}, "metrics whose changes fail the comparison: rps, mbps, p50_us, p99_us, p999_us, cpu_us_per_req, server_rss_kb")
+	f.StringSliceVar(&show, "show", []string{"p99_us", "cpu_us_per_req"}, "further metrics shown for context, not gated")
+	f.BoolVar(&regressionsOnly, "regressions-only", false, "fail only on changes for the worse")
+	rootCmd.AddCommand(cmd)
+}
+
+func splitList(v []string) []string {
+	var out []string
+	for _, s := range v {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

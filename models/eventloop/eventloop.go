@@ -1,0 +1,263 @@
+// Package eventloop is the event-loop model: a few gnet v2 event loops
+// (epoll on Linux, kqueue on macOS and the BSDs), Config.Workers of them,
+// multiplex every connection; no goroutine is tied to a connection.
+//
+// Streams (tcp, unix). The listener is a plain net.Listener (so Unix
+// sockets get models.ListenStream's stale-socket and permission handling,
+// and gnet never unlinks a path it did not create) and one goroutine
+// accepts on it and hands each connection to the least loaded loop
+// (gnet.Client.EnrollContext). gnet's own acceptor would be the obvious
+// choice, but in v2.10.0 an accept error such as EMFILE is fatal to the
+// whole engine (the acceptor returns ErrAcceptSocket and every loop shuts
+// down); ours backs off and retries, so a server out of file descriptors
+// keeps serving the connections it has. Everything after the accept — reads,
+// framing, replies, idle timeouts, closing — happens on the loops.
+//
+// Framing works straight on gnet's inbound buffer with Peek and Discard:
+// complete lines are answered in place, and only the tail of a line that
+// has not fully arrived is copied, into a per-connection buffer that never
+// holds more than Config.MaxLine bytes. The replies to every line of one
+// read go out in one write from a pooled buffer, so a steady stream of
+// echo or upper requests allocates nothing.
+//
+// Handler cost. Config.Cost.Work alone runs on the loop: burning CPU there
+// is the honest cost of an event loop, and the reason the model loses when
+// handlers are heavy. Cost.Block (with Work, if set) must never run on a
+// loop: the lines go to a bounded goroutine pool and the replies come back
+// with AsyncWrite. A connection has at most one job in flight; lines that
+// arrive meanwhile wait in gnet's inbound buffer and are taken, in order,
+// when the job's last reply has been written, so replies keep request order.
+//
+// Datagrams (udp) run on gnet's own engine (gnet.Run) with one
+// SO_REUSEPORT socket per loop; there is no accept to fail. gnet has no
+// unixgram transport, so Start refuses it with models.ErrUnsupportedNet.
+//
+// Idle timeouts and lingering closes are driven by gnet's ticker: each
+// tick runs a sweep on every loop over an intrusive list of its
+// connections kept in order of last activity, so the cost is one list
+// move per read and the sweep only looks at connections that expired.
+package eventloop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/sockbench/sockbench/models"
+)
+
+// Name is the model's registry name.
+const Name = "eventloop"
+
+// Tunables. They are constants, not flags: the model is compared with the
+// others at the same Config, and these only bound pathological clients.
+const (
+	// DefaultPoolSize bounds the goroutines that run blocking handlers;
+	// Config.Extra["pool"] overrides it.
+	DefaultPoolSize = 1024
+	// lingerTime bounds how long a closing connection reads and discards
+	// what the client still sends after the server's FIN.
+	lingerTime = 500 * time.Millisecond
+	// lingerMax bounds the bytes discarded while lingering.
+	lingerMax = 1 << 20
+	// maxTick is the longest interval between two sweeps.
+	maxTick = 50 * time.Millisecond
+)
+
+func init() {
+	models.Register(Name, New)
+}
+
+// server is one eventloop server; stream.go and packet.go hold the two
+// transports' halves.
+type server struct {
+	cfg     models.Config
+	log     *slog.Logger
+	ctr     models.Counters
+	blocks  bool // handlers go to the pool
+	maxLine int
+	backlog int // bytes a connection may have waiting, in or out, before it is dropped
+	tick    time.Duration
+	t0      time.Time
+	clock   atomic.Int64 // coarse time since t0 in ns, set on every tick
+
+	mu       sync.Mutex // lifecycle
+	started  bool
+	closed   bool
+	stopOnce sync.Once
+	stopErr  error
+	addr     string
+
+	pool        *pool
+	taskCtx     context.Context // cancelled when Shutdown gives up waiting
+	cancelTasks context.CancelFunc
+	stopMu      sync.RWMutex // held for reading around every AsyncWrite/SendTo from the pool
+	stopped     bool         // the loops are gone: the pool must not touch them
+	draining    atomic.Bool
+
+	stream *streamSide
+	packet *packetSide
+}
+
+// New builds an eventloop server for cfg (already normalized by
+// models.New); it binds nothing until Start.
+func New(cfg models.Config) (models.Server, error) {
+	if err := cfg.Normalize(); err != nil {
+		return nil, err
+	}
+	size := DefaultPoolSize
+	if v, ok := cfg.Extra["pool"]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("eventloop: extra pool=%q: want a positive number of goroutines", v)
+		}
+		size = n
+	}
+	for k := range cfg.Extra {
+		if k != "pool" {
+			return nil, fmt.Errorf("eventloop: unknown extra option %q (known: pool)", k)
+		}
+	}
+	s := &server{
+		cfg:     cfg,
+		log:     cfg.Logger.With("model", Name),
+		blocks:  cfg.Cost.Blocks(),
+		maxLine: cfg.MaxLine,
+		tick:    maxTick,
+		t0:      time.Now(),
+		pool:    newPool(size),
+	}
+	s.backlog = 64 * cfg.MaxLine
+	if s.backlog < 1<<20 {
+		s.backlog = 1 << 20
+	}
+	if it := cfg.IdleTimeout / 4; it > 0 && it < s.tick {
+		s.tick = max(it, time.Millisecond)
+	}
+	s.taskCtx, s.cancelTasks = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Start binds and starts the loops; it returns once they serve. Bind
+// errors (address in use, bad address, a live server on the Unix socket)
+// are returned as they are, wrapped with the transport and address.
+func (s *server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return models.ErrServerClosed
+	}
+	if s.started {
+		return errors.New("eventloop: Start called twice")
+	}
+	var err error
+	switch {
+	case s.cfg.Net == "unixgram":
+		err = fmt.Errorf("%w unixgram: the eventloop model (gnet v2) serves tcp, udp and unix", models.ErrUnsupportedNet)
+	case s.cfg.IsStream():
+		err = s.startStream()
+	default:
+		err = s.startPacket()
+	}
+	if err != nil {
+		s.cancelTasks()
+		s.pool.close()
+		return err
+	}
+	s.started = true
+	return nil
+}
+
+// Addr reports the bound address: host:port with the real port, or the
+// socket path.
+func (s *server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Stats reads the counters.
+func (s *server) Stats() models.Stats { return s.ctr.Snapshot() }
+
+// Shutdown stops accepting (streams) or taking new blocking work
+// (datagrams), answers every request already read — including those still
+// in the pool — then closes the connections and stops the loops. When ctx
+// ends first it stops everything at once and returns ctx.Err().
+func (s *server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		started := s.started
+		s.mu.Unlock()
+		if !started {
+			s.cancelTasks()
+			s.pool.close()
+			return
+		}
+		s.draining.Store(true)
+		if s.stream != nil {
+			s.stopErr = s.stream.shutdown(ctx)
+		} else {
+			s.stopErr = s.packet.shutdown(ctx)
+		}
+		s.log.Debug("stopped", "stats", s.Stats().String())
+	})
+	return s.stopErr
+}
+
+// stop marks the loops as gone for the pool, cancels blocking handlers
+// still sleeping, and is called right before the loops stop.
+func (s *server) stop() {
+	s.stopMu.Lock()
+	s.stopped = true
+	s.stopMu.Unlock()
+	s.cancelTasks()
+}
+
+// now is the coarse clock: nanoseconds since t0 as of the last tick.
+func (s *server) now() int64 { return s.clock.Load() }
+
+// ticked advances the coarse clock; called from gnet's ticker goroutine.
+func (s *server) ticked() int64 {
+	n := int64(time.Since(s.t0))
+	s.clock.Store(n)
+	return n
+}
+
+// gnetOptions are the options both transports share.
+func (s *server) gnetOptions() []gnet.Option {
+	return []gnet.Option{
+		gnet.WithNumEventLoop(s.cfg.Workers),
+		gnet.WithMulticore(s.cfg.Workers > 1),
+		gnet.WithTicker(true),
+		gnet.WithLogger(gnetLogger{s.log.With("lib", "gnet")}),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+	}
+}
+
+// gnetLogger routes gnet's logging (which otherwise goes to stdout, where
+// only the ready line belongs) to the server's logger. gnet's Fatalf is
+// logged as an error: a library must not exit the process.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Info(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }
+
+// netAddrString formats a listener address the way Addr reports it.
+func netAddrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}

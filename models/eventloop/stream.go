@@ -1,0 +1,590 @@
+package eventloop
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
+	"golang.org/x/sys/unix"
+
+	"github.com/sockbench/sockbench/models"
+	"github.com/sockbench/sockbench/protocol"
+)
+
+// streamSide is the tcp/unix half of a server.
+type streamSide struct {
+	s          *server
+	ln         net.Listener
+	sf         *models.SocketFile
+	cli        *gnet.Client
+	stopAccept chan struct{}
+	acceptDone chan struct{}
+	drained    chan struct{} // closed once draining and no connection is left
+	drainOnce  sync.Once
+
+	loopsMu  sync.Mutex
+	loops    map[gnet.EventLoop]*loopState
+	loopList []*loopState
+}
+
+// loopState is what one event loop knows about its connections. Only that
+// loop touches it (sweeps and drains run there through Execute).
+type loopState struct {
+	el      gnet.EventLoop
+	active  connList // open connections, least recently active first
+	closing connList // flushing or lingering, in order of deadline
+	sweep   gnet.Runnable
+	drain   gnet.Runnable
+}
+
+// Connection phases.
+const (
+	phaseOpen      = iota
+	phaseFlushing  // closing: waiting for gnet to write what it buffered
+	phaseLingering // closing: FIN sent, discarding what still comes
+)
+
+// connState is a connection's context. Fields without a comment are owned
+// by the connection's loop.
+type connState struct {
+	side *streamSide
+	c    gnet.Conn
+	loop *loopState
+
+	prev, next *connState
+	list       *connList
+	last       int64 // coarse time of the last read
+	deadline   int64 // closing: when to give up and close
+	phase      int
+	discarded  int
+
+	partial   *bytebufferpool.ByteBuffer // start of a line not yet complete
+	busy      bool                       // a job is in the pool
+	job       *bytebufferpool.ByteBuffer // the lines of that job
+	stopAfter bool                       // linger once the job is done (line too long)
+	draining  bool                       // shutdown: answer budget more bytes, then linger
+	budget    int
+
+	gone     atomic.Bool // closed; read by the job
+	lineDone gnet.AsyncCallback
+	jobDone  gnet.AsyncCallback
+}
+
+// rejected marks a connection closed in OnOpen for max-conns.
+var rejected = &connState{}
+
+func (s *server) startStream() error {
+	ln, sf, err := models.ListenStream(&s.cfg)
+	if err != nil {
+		return err
+	}
+	ss := &streamSide{
+		s:          s,
+		ln:         ln,
+		sf:         sf,
+		stopAccept: make(chan struct{}),
+		acceptDone: make(chan struct{}),
+		drained:    make(chan struct{}),
+		loops:      map[gnet.EventLoop]*loopState{},
+	}
+	cli, err := gnet.NewClient(&streamHandler{ss: ss}, append(s.gnetOptions(),
+		gnet.WithReadBufferCap(64<<10))...)
+	if err == nil {
+		err = cli.Start()
+	}
+	if err != nil {
+		ln.Close()
+		sf.Remove()
+		return errors.Join(errors.New("eventloop: starting the event loops"), err)
+	}
+	ss.cli = cli
+	s.stream = ss
+	s.addr = netAddrString(ln.Addr())
+	go ss.acceptLoop()
+	return nil
+}
+
+// acceptLoop accepts connections and hands each to an event loop. Accept
+// errors (EMFILE when file descriptors run out) back off from 5 ms to 1 s
+// instead of spinning, and are counted.
+func (ss *streamSide) acceptLoop() {
+	defer close(ss.acceptDone)
+	s := ss.s
+	var backoff time.Duration
+	for {
+		nc, err := ss.ln.Accept()
+		if err != nil {
+			if s.draining.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.ctr.AcceptErrors.Add(1)
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed; retrying", "err", err, "in", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-ss.stopAccept:
+				t.Stop()
+				return
+			}
+			continue
+		}
+		backoff = 0
+		// EnrollContext dups the descriptor, closes nc, and returns once
+		// the loop has run OnOpen.
+		if _, err := ss.cli.EnrollContext(nc, nil); err != nil {
+			s.ctr.AcceptErrors.Add(1)
+			s.log.Warn("could not hand a connection to an event loop", "err", err)
+		}
+	}
+}
+
+// loopFor returns the state of the loop el, creating it on first use.
+func (ss *streamSide) loopFor(el gnet.EventLoop) *loopState {
+	ss.loopsMu.Lock()
+	defer ss.loopsMu.Unlock()
+	ls := ss.loops[el]
+	if ls == nil {
+		ls = &loopState{el: el}
+		ls.sweep = gnet.RunnableFunc(func(context.Context) error {
+			ss.sweep(ls, ss.s.now())
+			return nil
+		})
+		ls.drain = gnet.RunnableFunc(func(context.Context) error {
+			ss.drainLoop(ls)
+			return nil
+		})
+		ss.loops[el] = ls
+		ss.loopList = append(ss.loopList, ls)
+	}
+	return ls
+}
+
+func (ss *streamSide) loopSnapshot() []*loopState {
+	ss.loopsMu.Lock()
+	defer ss.loopsMu.Unlock()
+	return append([]*loopState(nil), ss.loopList...)
+}
+
+// streamHandler is the gnet.EventHandler of the stream loops.
+type streamHandler struct {
+	gnet.BuiltinEventEngine
+	ss *streamSide
+}
+
+func (h *streamHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	ss := h.ss
+	s := ss.s
+	if n := s.ctr.Active.Add(1); s.cfg.MaxConns > 0 && n > int64(s.cfg.MaxConns) {
+		s.ctr.Active.Add(-1)
+		s.ctr.Rejected.Add(1)
+		c.SetContext(rejected)
+		return nil, gnet.Close
+	}
+	s.ctr.Accepted.Add(1)
+	st := &connState{side: ss, c: c, loop: ss.loopFor(c.EventLoop()), last: s.now()}
+	if s.blocks {
+		st.lineDone = st.onLineDone
+		st.jobDone = st.onJobDone
+	}
+	st.loop.active.pushBack(st)
+	c.SetContext(st)
+	return nil, gnet.None
+}
+
+func (h *streamHandler) OnTraffic(c gnet.Conn) gnet.Action {
+	st := c.Context().(*connState)
+	s := h.ss.s
+	switch {
+	case st.phase != phaseOpen:
+		n := c.InboundBuffered()
+		c.Discard(n)
+		if st.discarded += n; st.discarded > lingerMax {
+			return gnet.Close
+		}
+		return gnet.None
+	case st.busy:
+		h.ss.touch(st)
+		if c.InboundBuffered() > s.backlog {
+			s.ctr.WriteErrors.Add(1)
+			s.log.Warn("client is too far ahead of its replies; closing", "remote", c.RemoteAddr().String(), "buffered", c.InboundBuffered())
+			return gnet.Close
+		}
+		return gnet.None
+	}
+	h.ss.touch(st)
+	if h.ss.serve(c, st) {
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+func (h *streamHandler) OnClose(c gnet.Conn, err error) gnet.Action {
+	st, _ := c.Context().(*connState)
+	if st == nil || st == rejected {
+		return gnet.None
+	}
+	ss := h.ss
+	s := ss.s
+	st.gone.Store(true)
+	st.list.remove(st)
+	if st.partial != nil {
+		bytebufferpool.Put(st.partial)
+		st.partial = nil
+	}
+	if err != nil && st.phase == phaseOpen && !errors.Is(err, io.EOF) {
+		var se *os.SyscallError
+		if errors.As(err, &se) && (se.Syscall == "write" || se.Syscall == "writev") {
+			s.ctr.WriteErrors.Add(1)
+		} else {
+			s.ctr.ReadErrors.Add(1)
+		}
+	}
+	if s.ctr.Active.Add(-1) == 0 && s.draining.Load() {
+		ss.signalDrained()
+	}
+	return gnet.None
+}
+
+func (h *streamHandler) OnTick() (time.Duration, gnet.Action) {
+	h.ss.s.ticked()
+	for _, ls := range h.ss.loopSnapshot() {
+		ls.el.Execute(context.Background(), ls.sweep)
+	}
+	return h.ss.s.tick, gnet.None
+}
+
+// touch records activity on st for the idle timeout.
+func (ss *streamSide) touch(st *connState) {
+	if ss.s.cfg.IdleTimeout <= 0 {
+		return
+	}
+	st.last = ss.s.now()
+	st.loop.active.moveToBack(st)
+}
+
+// serve takes everything gnet holds for c and answers or dispatches every
+// complete line in it. It returns true when c must be closed at once.
+func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
+	s := ss.s
+	data, _ := c.Peek(-1)
+	total := len(data)
+	if st.draining {
+		data = data[:min(len(data), st.budget)]
+		st.budget -= len(data)
+	}
+	batch := bytebufferpool.Get()
+	lines, bytesIn := 0, 0
+	tooLong := false
+	if p := st.partial; p != nil {
+		// Complete the line an earlier read started: copy only up to its
+		// '\n', which must come within MaxLine of the line's start.
+		look := data[:min(len(data), s.maxLine-len(p.B))]
+		if i := bytes.IndexByte(look, protocol.Newline); i >= 0 {
+			p.B = append(p.B, data[:i+1]...)
+			ss.appendLine(batch, p.B)
+			lines, bytesIn = 1, len(p.B)
+			data = data[i+1:]
+			bytebufferpool.Put(p)
+			st.partial = nil
+		} else if len(p.B)+len(data) >= s.maxLine {
+			tooLong = true
+		} else {
+			p.B = append(p.B, data...)
+			data = nil
+		}
+	}
+	for !tooLong && len(data) > 0 {
+		n, err := protocol.LineLen(data, s.maxLine)
+		if err != nil {
+			tooLong = true
+			break
+		}
+		if n == 0 {
+			st.partial = bytebufferpool.Get()
+			st.partial.B = append(st.partial.B[:0], data...)
+			break
+		}
+		ss.appendLine(batch, data[:n])
+		lines++
+		bytesIn += n
+		data = data[n:]
+	}
+	c.Discard(total)
+
+	switch {
+	case lines == 0:
+		bytebufferpool.Put(batch)
+	case s.blocks:
+		st.job, st.busy = batch, true
+		if !s.pool.submit(st) {
+			st.job, st.busy = nil, false
+			bytebufferpool.Put(batch)
+		}
+	default:
+		_, err := c.Write(batch.B)
+		bytebufferpool.Put(batch)
+		if err != nil {
+			// gnet has closed c; OnClose counted the error.
+			return false
+		}
+		s.ctr.Requests.Add(uint64(lines))
+		s.ctr.BytesIn.Add(uint64(bytesIn))
+		s.ctr.BytesOut.Add(uint64(bytesIn))
+	}
+
+	if tooLong {
+		s.ctr.LineTooLong.Add(1)
+		s.log.Warn("request line longer than max-line; closing the connection",
+			"remote", c.RemoteAddr().String(), "max_line", s.maxLine)
+		if st.busy {
+			st.stopAfter = true
+		} else {
+			ss.startLinger(c, st)
+		}
+		return false
+	}
+	if st.draining && !st.busy {
+		ss.startLinger(c, st)
+		return false
+	}
+	if c.OutboundBuffered() > s.backlog {
+		s.ctr.WriteErrors.Add(1)
+		s.log.Warn("client does not read its replies; closing", "remote", c.RemoteAddr().String(), "buffered", c.OutboundBuffered())
+		return true
+	}
+	return false
+}
+
+// appendLine adds the reply to line to batch, or line itself when the
+// pool will answer it.
+func (ss *streamSide) appendLine(batch *bytebufferpool.ByteBuffer, line []byte) {
+	s := ss.s
+	if s.blocks {
+		batch.B = append(batch.B, line...)
+		return
+	}
+	protocol.Burn(s.cfg.Cost.Work)
+	batch.B = s.cfg.Mode.AppendReply(batch.B, line)
+}
+
+// run is the job of a connection with blocking handlers: it pays the cost
+// of each line in turn and sends the reply with AsyncWrite, transformed in
+// place in the job buffer. The last reply's callback (onJobDone, on the
+// loop) frees the buffer and takes the next lines.
+func (st *connState) run() {
+	s := st.side.s
+	b := st.job.B
+	for len(b) > 0 {
+		n := bytes.IndexByte(b, protocol.Newline) + 1
+		line := b[:n]
+		b = b[n:]
+		if st.gone.Load() {
+			return // the client left; the buffer goes to the GC
+		}
+		s.cfg.Cost.Pay(s.taskCtx)
+		s.cfg.Mode.Apply(line)
+		s.ctr.BytesIn.Add(uint64(n))
+		s.ctr.BytesOut.Add(uint64(n))
+		cb := st.lineDone
+		if len(b) == 0 {
+			cb = st.jobDone
+		}
+		s.stopMu.RLock()
+		ok := !s.stopped && st.c.AsyncWrite(line, cb) == nil
+		s.stopMu.RUnlock()
+		if !ok {
+			return
+		}
+	}
+}
+
+// onLineDone runs on the loop once a reply was written (or buffered).
+func (st *connState) onLineDone(_ gnet.Conn, err error) error {
+	if err == nil {
+		st.side.s.ctr.Requests.Add(1)
+	}
+	return nil
+}
+
+// onJobDone runs on the loop after the job's last reply: the connection
+// may take its next lines.
+func (st *connState) onJobDone(c gnet.Conn, err error) error {
+	st.onLineDone(c, err)
+	bytebufferpool.Put(st.job)
+	st.job, st.busy = nil, false
+	if err != nil || st.gone.Load() {
+		return nil
+	}
+	ss := st.side
+	if st.stopAfter {
+		ss.startLinger(c, st)
+		return nil
+	}
+	ss.touch(st)
+	if ss.serve(c, st) {
+		c.EventLoop().Close(c)
+	}
+	return nil
+}
+
+// startLinger begins closing c without losing replies: a server that
+// closes a socket with unread input makes the kernel send RST, which can
+// destroy replies the client has not read yet. So: let gnet flush what it
+// buffered, send FIN, discard what the client still sends until it closes
+// or lingerTime passes, then close (see sweep).
+func (ss *streamSide) startLinger(c gnet.Conn, st *connState) {
+	if st.phase != phaseOpen {
+		return
+	}
+	st.list.remove(st)
+	st.loop.closing.pushBack(st)
+	st.deadline = ss.s.now() + int64(lingerTime)
+	if st.partial != nil {
+		bytebufferpool.Put(st.partial)
+		st.partial = nil
+	}
+	if c.OutboundBuffered() > 0 {
+		st.phase = phaseFlushing
+		return
+	}
+	ss.shutdownWrite(c, st)
+}
+
+func (ss *streamSide) shutdownWrite(c gnet.Conn, st *connState) {
+	st.phase = phaseLingering
+	if err := unix.Shutdown(c.Fd(), unix.SHUT_WR); err != nil {
+		st.deadline = 0 // the peer is gone: close at the next sweep
+	}
+}
+
+// sweep runs on the loop on every tick: it closes idle connections and
+// moves closing ones along.
+func (ss *streamSide) sweep(ls *loopState, now int64) {
+	s := ss.s
+	if idle := int64(s.cfg.IdleTimeout); idle > 0 {
+		for st := ls.active.head; st != nil && now-st.last >= idle; {
+			next := st.next
+			if st.busy {
+				// Waiting for its own handler is not idleness.
+				st.last = now
+				ls.active.moveToBack(st)
+			} else {
+				s.ctr.IdleTimeouts.Add(1)
+				ss.startLinger(st.c, st)
+			}
+			st = next
+		}
+	}
+	for st := ls.closing.head; st != nil; {
+		next := st.next
+		if st.phase == phaseFlushing && st.c.OutboundBuffered() == 0 {
+			ss.shutdownWrite(st.c, st)
+		}
+		if now >= st.deadline {
+			ls.el.Close(st.c)
+		}
+		st = next
+	}
+}
+
+// drainLoop runs on the loop when shutdown starts: connections with
+// nothing in flight start closing; busy ones answer the bytes they have
+// already received, then close.
+func (ss *streamSide) drainLoop(ls *loopState) {
+	for st := ls.active.head; st != nil; {
+		next := st.next
+		st.draining = true
+		if st.busy {
+			st.budget = st.c.InboundBuffered()
+		} else {
+			ss.startLinger(st.c, st)
+		}
+		st = next
+	}
+}
+
+func (ss *streamSide) signalDrained() {
+	ss.drainOnce.Do(func() { close(ss.drained) })
+}
+
+// shutdown is Server.Shutdown for streams.
+func (ss *streamSide) shutdown(ctx context.Context) error {
+	s := ss.s
+	ss.ln.Close()
+	close(ss.stopAccept)
+	<-ss.acceptDone // every accepted connection has had its OnOpen
+	for _, ls := range ss.loopSnapshot() {
+		if err := ls.el.Execute(ctx, ls.drain); err != nil {
+			s.log.Warn("could not start draining a loop", "err", err)
+		}
+	}
+	if s.ctr.Active.Load() == 0 {
+		ss.signalDrained()
+	}
+	var err error
+	select {
+	case <-ss.drained:
+		err = s.pool.wait(ctx)
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		s.log.Warn("shutdown grace ran out; closing what is left", "active", s.ctr.Active.Load())
+	}
+	s.stop()
+	if stopErr := ss.cli.Stop(); stopErr != nil {
+		s.log.Warn("stopping the event loops", "err", stopErr)
+	}
+	s.pool.close()
+	ss.sf.Remove()
+	return err
+}
+
+// connList is an intrusive doubly linked list of connections.
+type connList struct {
+	head, tail *connState
+}
+
+func (l *connList) pushBack(st *connState) {
+	st.list, st.prev, st.next = l, l.tail, nil
+	if l.tail != nil {
+		l.tail.next = st
+	} else {
+		l.head = st
+	}
+	l.tail = st
+}
+
+func (l *connList) remove(st *connState) {
+	if l == nil || st.list != l {
+		return
+	}
+	if st.prev != nil {
+		st.prev.next = st.next
+	} else {
+		l.head = st.next
+	}
+	if st.next != nil {
+		st.next.prev = st.prev
+	} else {
+		l.tail = st.prev
+	}
+	st.prev, st.next, st.list = nil, nil, nil
+}
+
+func (l *connList) moveToBack(st *connState) {
+	if st.list != l || l.tail == st {
+		return
+	}
+	l.remove(st)
+	l.pushBack(st)
+}

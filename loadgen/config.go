@@ -1,0 +1,239 @@
+// Package loadgen is sockbench's load generator. It speaks the wire protocol
+// only (see package protocol) and knows nothing of the servers it drives.
+//
+// A run opens Conns connections, keeps Pipeline requests in flight on each
+// (closed loop) or sends on a shared schedule of Rate requests per second
+// (open loop), checks every reply byte for byte, and returns a Report with
+// HdrHistogram percentiles. Each connection goroutine records into its own
+// histogram; they are merged once the run is over, so the hot path takes no
+// lock.
+package loadgen
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sockbench/sockbench/protocol"
+)
+
+// Defaults of Config, also the defaults of `sockbench load`.
+const (
+	DefaultConns    = 16
+	DefaultPipeline = 1
+	DefaultSize     = 64
+	DefaultDuration = 10 * time.Second
+	DefaultWarmup   = 1 * time.Second
+	DefaultTimeout  = 2 * time.Second
+	DefaultSeed     = 1
+	// tagLen is the length of the sequence tag that starts every datagram:
+	// 16 upper-case hex digits, which `upper` leaves unchanged.
+	tagLen = 16
+)
+
+// Sentinel errors; Run and Config.Normalize wrap them with %w.
+var (
+	// ErrConfig means the configuration is invalid (a usage error).
+	ErrConfig = errors.New("loadgen: invalid configuration")
+	// ErrUnreachable means no connection to the target could be made.
+	ErrUnreachable = errors.New("loadgen: target unreachable")
+	// ErrFailed means the run started but could not complete cleanly
+	// (connections lost, no valid reply); the Report holds partial results.
+	ErrFailed = errors.New("loadgen: run failed")
+	// ErrFileLimit means RLIMIT_NOFILE is too low for the connections asked.
+	ErrFileLimit = errors.New("loadgen: open file limit too low")
+)
+
+// Config describes one run. Zero values mean the defaults above; call
+// Normalize to fill them in and validate the whole.
+type Config struct {
+	// Target is tcp://host:port, udp://host:port or unix:///path.sock.
+	Target string
+	// Mode is what the server does to a request: echo or upper.
+	Mode protocol.Mode
+	// Conns is the number of connections (UDP: connected sockets).
+	Conns int
+	// Pipeline is the number of requests in flight on each connection.
+	Pipeline int
+	// SizeMin and SizeMax bound each request's size in bytes: the line with
+	// its '\n' on stream transports, the datagram on UDP. Sizes are drawn
+	// uniformly from [SizeMin, SizeMax]; equal bounds give a fixed size.
+	SizeMin, SizeMax int
+	// MaxLine is the server's line limit (default protocol.DefaultMaxLine);
+	// stream requests may not be longer.
+	MaxLine int
+	// Seed makes request contents and sizes reproducible.
+	Seed uint64
+	// Duration is how long to measure. Requests, when > 0, measures that
+	// many requests instead; at most one of the two may be set.
+	Duration time.Duration
+	Requests int64
+	// Warmup runs load before measuring; nothing of it is counted.
+	Warmup time.Duration
+	// Timeout bounds each connection attempt and each request's wait for
+	// its reply.
+	Timeout time.Duration
+	// Rate > 0 selects the open loop: requests are due at Rate per second on
+	// one schedule shared by every connection, and latency counts from the
+	// due time. 0 is the closed loop.
+	Rate float64
+	// MaxExamples is how many mismatching replies to keep as examples (default 5).
+	MaxExamples int
+	// Progress, when not nil, receives a live status line every second
+	// (carriage-return terminated: meant for a terminal).
+	Progress io.Writer
+
+	// Parsed by Normalize.
+	network string // "tcp", "udp" or "unix"
+	address string // host:port or path
+}
+
+// ParseTarget splits a target URL into a Go network name and an address.
+func ParseTarget(s string) (network, address string, err error) {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return "", "", fmt.Errorf("%w: target %q: want tcp://host:port, udp://host:port or unix:///path", ErrConfig, s)
+	}
+	switch scheme {
+	case "tcp", "udp":
+		host, port, err := net.SplitHostPort(rest)
+		if err != nil {
+			return "", "", fmt.Errorf("%w: target %q: %v", ErrConfig, s, err)
+		}
+		if host == "" {
+			return "", "", fmt.Errorf("%w: target %q: missing host (e.g. %s://127.0.0.1:%s)", ErrConfig, s, scheme, port)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 1 || p > 65535 {
+			return "", "", fmt.Errorf("%w: target %q: port %q is not a number in 1..65535", ErrConfig, s, port)
+		}
+		return scheme, rest, nil
+	case "unix":
+		if rest == "" || !filepath.IsAbs(rest) {
+			return "", "", fmt.Errorf("%w: target %q: want an absolute socket path, e.g. unix:///tmp/sb.sock", ErrConfig, s)
+		}
+		if len(rest) > 103 {
+			return "", "", fmt.Errorf("%w: target %q: socket path is %d bytes, the limit is 103", ErrConfig, s, len(rest))
+		}
+		return scheme, rest, nil
+	}
+	return "", "", fmt.Errorf("%w: target %q: unknown scheme %q (want tcp, udp or unix)", ErrConfig, s, scheme)
+}
+
+// ParseSize reads "SIZE" or "MIN:MAX" (bytes; a k or K suffix means KiB).
+func ParseSize(s string) (minSize, maxSize int, err error) {
+	one := func(v string) (int, error) {
+		v = strings.TrimSpace(v)
+		mul := 1
+		if strings.HasSuffix(v, "k") || strings.HasSuffix(v, "K") {
+			mul, v = 1024, v[:len(v)-1]
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("%w: size %q: want a positive number of bytes, or MIN:MAX", ErrConfig, s)
+		}
+		return n * mul, nil
+	}
+	lo, hi, isRange := strings.Cut(s, ":")
+	if minSize, err = one(lo); err != nil {
+		return 0, 0, err
+	}
+	maxSize = minSize
+	if isRange {
+		if maxSize, err = one(hi); err != nil {
+			return 0, 0, err
+		}
+		if maxSize < minSize {
+			return 0, 0, fmt.Errorf("%w: size %q: MIN is larger than MAX", ErrConfig, s)
+		}
+	}
+	return minSize, maxSize, nil
+}
+
+// Normalize fills in defaults and validates c, returning an error that wraps
+// ErrConfig and names the offending setting.
+func (c *Config) Normalize() error {
+	var err error
+	if c.network, c.address, err = ParseTarget(c.Target); err != nil {
+		return err
+	}
+	if c.Mode != protocol.Echo && c.Mode != protocol.Upper {
+		return fmt.Errorf("%w: unknown mode %d", ErrConfig, c.Mode)
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+	}
+	if c.Conns == 0 {
+		c.Conns = DefaultConns
+	}
+	if c.Conns < 0 || c.Conns > 10_000_000 {
+		return bad("-c %d: want 1..10000000 connections", c.Conns)
+	}
+	if c.Pipeline == 0 {
+		c.Pipeline = DefaultPipeline
+	}
+	if c.Pipeline < 0 || c.Pipeline > 65536 {
+		return bad("-p %d: want a pipeline depth of 1..65536", c.Pipeline)
+	}
+	if c.SizeMin == 0 && c.SizeMax == 0 {
+		c.SizeMin, c.SizeMax = DefaultSize, DefaultSize
+	}
+	if c.SizeMax == 0 {
+		c.SizeMax = c.SizeMin
+	}
+	if c.SizeMin <= 0 || c.SizeMax < c.SizeMin {
+		return bad("size %d:%d: want 1 <= MIN <= MAX", c.SizeMin, c.SizeMax)
+	}
+	if c.MaxLine == 0 {
+		c.MaxLine = protocol.DefaultMaxLine
+	}
+	if c.MaxLine < 2 {
+		return bad("max-line %d: want at least 2", c.MaxLine)
+	}
+	switch c.network {
+	case "udp":
+		if c.SizeMin < tagLen {
+			return bad("size %d: a UDP request carries a %d-byte sequence tag, so it must be at least %d bytes", c.SizeMin, tagLen, tagLen)
+		}
+		if c.SizeMax > protocol.MaxDatagram {
+			return bad("size %d: larger than the largest UDP datagram (%d)", c.SizeMax, protocol.MaxDatagram)
+		}
+	default:
+		if c.SizeMax > c.MaxLine {
+			return bad("size %d: longer than the server's max-line %d (the size counts the '\\n'; raise --max-line if the server allows more)", c.SizeMax, c.MaxLine)
+		}
+	}
+	if c.Seed == 0 {
+		c.Seed = DefaultSeed
+	}
+	if c.Duration < 0 || c.Requests < 0 || c.Warmup < 0 || c.Timeout < 0 || c.Rate < 0 {
+		return bad("durations, counts and rates may not be negative")
+	}
+	if c.Duration > 0 && c.Requests > 0 {
+		return bad("give -d (duration) or -n (requests), not both")
+	}
+	if c.Duration == 0 && c.Requests == 0 {
+		c.Duration = DefaultDuration
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Rate > 1e8 {
+		return bad("--rate %g: more than 100M req/s is not something one process can send", c.Rate)
+	}
+	if c.MaxExamples == 0 {
+		c.MaxExamples = 5
+	}
+	return nil
+}
+
+// Network returns the parsed network ("tcp", "udp", "unix") after Normalize.
+func (c *Config) Network() string { return c.network }
+
+// Address returns the parsed address after Normalize.
+func (c *Config) Address() string { return c.address }

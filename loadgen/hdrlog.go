@@ -1,0 +1,236 @@
+package loadgen
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Tags of the interval histograms in a sockbench HdrHistogram log. The
+// latency histogram is untagged, as tools expect of the main series.
+const (
+	TagService = "service"
+	TagConnect = "connect"
+)
+
+// reportComment starts the comment line that carries the run's Report as
+// JSON; HdrHistogram readers ignore comments, sockbench merge reads it.
+const reportComment = "#sockbench-report "
+
+// WriteHdrLog writes rep's histograms in the standard HdrHistogram interval
+// log format (version 1.3, values in nanoseconds, readable by HdrHistogram's
+// HistogramLogReader in Java, Go, C...): one interval covering the
+// measurement for latency (untagged), service time (Tag=service, open loop
+// only) and connect time (Tag=connect). A comment line keeps the rest of the
+// Report so `sockbench merge` can add up requests and errors too.
+func WriteHdrLog(w io.Writer, rep *Report) error {
+	if rep.LatencyHist == nil {
+		return errors.New("loadgen: report has no histograms to log")
+	}
+	lw := hdrhistogram.NewHistogramLogWriter(w)
+	meta, err := json.Marshal(rep)
+	if err != nil {
+		return err
+	}
+	steps := []func() error{
+		lw.OutputLogFormatVersion,
+		func() error { return lw.OutputStartTime(rep.LatencyHist.StartTimeMs()) },
+		func() error { return lw.OutputComment("[sockbench load, latency values in nanoseconds]") },
+		func() error { _, err := fmt.Fprintf(w, "%s%s\n", reportComment, meta); return err },
+		lw.OutputLegend,
+		func() error { return lw.OutputIntervalHistogram(rep.LatencyHist) },
+	}
+	if rep.ServiceHist != nil {
+		steps = append(steps, func() error { return outputTagged(lw, rep.ServiceHist, TagService) })
+	}
+	if rep.ConnectHist != nil {
+		steps = append(steps, func() error { return outputTagged(lw, rep.ConnectHist, TagConnect) })
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func outputTagged(lw *hdrhistogram.HistogramLogWriter, h *hdrhistogram.Histogram, tag string) error {
+	old := h.Tag()
+	h.SetTag(tag)
+	defer h.SetTag(old)
+	return lw.OutputIntervalHistogram(h)
+}
+
+// ReadHdrLog reads one HdrHistogram log: every interval histogram merged by
+// tag (untagged ones count as latency), and the sockbench Report comment if
+// the log has one (nil otherwise).
+func ReadHdrLog(r io.Reader) (lat, svc, conn *hdrhistogram.Histogram, meta *Report, err error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		if s, ok := strings.CutPrefix(sc.Text(), reportComment); ok {
+			meta = &Report{}
+			if err := json.Unmarshal([]byte(s), meta); err != nil {
+				return nil, nil, nil, nil, fmt.Errorf("sockbench report comment: %w", err)
+			}
+			break
+		}
+	}
+	lr := hdrhistogram.NewHistogramLogReader(bytes.NewReader(data))
+	intervals := 0
+	for {
+		h, err := lr.NextIntervalHistogram()
+		if err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("reading histogram %d: %w", intervals+1, err)
+		}
+		if h == nil {
+			break
+		}
+		intervals++
+		dst := &lat
+		switch h.Tag() {
+		case TagService:
+			dst = &svc
+		case TagConnect:
+			dst = &conn
+		}
+		if *dst == nil {
+			*dst = newHist()
+			(*dst).SetStartTimeMs(h.StartTimeMs())
+			(*dst).SetEndTimeMs(h.EndTimeMs())
+		}
+		if dropped := (*dst).Merge(h); dropped > 0 {
+			return nil, nil, nil, nil, fmt.Errorf("histogram %d: %d values outside 1ns..1h", intervals, dropped)
+		}
+		(*dst).SetStartTimeMs(min((*dst).StartTimeMs(), h.StartTimeMs()))
+		(*dst).SetEndTimeMs(max((*dst).EndTimeMs(), h.EndTimeMs()))
+	}
+	if intervals == 0 {
+		return nil, nil, nil, nil, errors.New("no HdrHistogram intervals found (is this an --hdr-out log?)")
+	}
+	if lat == nil {
+		return nil, nil, nil, nil, errors.New("no latency histogram (only tagged ones) in the log")
+	}
+	return lat, svc, conn, meta, nil
+}
+
+// MergeLogs reads HdrHistogram logs written by several load generators
+// running at the same time (for instance on several machines) and returns
+// one Report: histograms merged, counts added, throughputs added (the runs
+// were concurrent), durations the longest. names label warnings.
+func MergeLogs(names []string, logs []io.Reader) (*Report, error) {
+	if len(logs) == 0 {
+		return nil, errors.New("loadgen: nothing to merge")
+	}
+	out := &Report{
+		ErrorsByKind: map[string]int64{},
+		Examples:     []string{},
+		Warnings:     []string{},
+		RateHeld:     true,
+		LatencyHist:  newHist(),
+		ConnectHist:  newHist(),
+	}
+	targets := map[string]bool{}
+	var failures []string
+	for i, r := range logs {
+		lat, svc, conn, m, err := ReadHdrLog(r)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", names[i], err)
+		}
+		out.Sources++
+		if m == nil {
+			// A log from another tool: only its histogram is known.
+			secs := float64(lat.EndTimeMs()-lat.StartTimeMs()) / 1e3
+			m = &Report{Requests: lat.TotalCount(), DurationS: secs, Loop: "closed", RateHeld: true}
+			if secs > 0 {
+				m.RPS = float64(lat.TotalCount()) / secs
+			}
+			out.Warnings = append(out.Warnings, names[i]+": no sockbench report in the log; only its latency histogram is merged")
+		}
+		out.LatencyHist.Merge(lat)
+		if svc != nil {
+			if out.ServiceHist == nil {
+				out.ServiceHist = newHist()
+			}
+			out.ServiceHist.Merge(svc)
+		}
+		if conn != nil {
+			out.ConnectHist.Merge(conn)
+		}
+		mergeCounts(out, m)
+		if m.Target != "" {
+			targets[m.Target] = true
+		}
+		for _, w := range m.Warnings {
+			out.Warnings = append(out.Warnings, names[i]+": "+w)
+		}
+		if m.Failure != "" {
+			failures = append(failures, names[i]+": "+m.Failure)
+		}
+	}
+	for t := range targets {
+		if out.Target == "" {
+			out.Target = t
+		} else if t != out.Target {
+			out.Target = "(several targets)"
+		}
+	}
+	if len(failures) > 0 {
+		out.Failure = strings.Join(failures, "; ")
+	}
+	out.Latency = Summarize(out.LatencyHist)
+	out.Connect = Summarize(out.ConnectHist)
+	if out.ServiceHist != nil {
+		s := Summarize(out.ServiceHist)
+		out.Service = &s
+	}
+	return out, nil
+}
+
+// mergeCounts adds one source's counts into out.
+func mergeCounts(out, m *Report) {
+	if out.Sources == 1 {
+		out.Net, out.Mode, out.Loop = m.Net, m.Mode, m.Loop
+		out.Pipeline, out.Size, out.SizeMin, out.SizeMax, out.Seed = m.Pipeline, m.Size, m.SizeMin, m.SizeMax, m.Seed
+		out.WarmupS, out.Start = m.WarmupS, m.Start
+	}
+	out.Conns += m.Conns
+	out.ConnsOK += m.ConnsOK
+	out.Rate += m.Rate
+	out.DurationS = max(out.DurationS, m.DurationS)
+	out.Requests += m.Requests
+	out.Bytes += m.Bytes
+	out.Errors += m.Errors
+	for k, n := range m.ErrorsByKind {
+		out.ErrorsByKind[k] += n
+	}
+	out.Mismatches += m.Mismatches
+	for _, e := range m.Examples {
+		if len(out.Examples) < 5 {
+			out.Examples = append(out.Examples, e)
+		}
+	}
+	out.Lost += m.Lost
+	out.Duplicated += m.Duplicated
+	out.Reordered += m.Reordered
+	out.Late += m.Late
+	out.Timeouts += m.Timeouts
+	out.Sent += m.Sent
+	out.RPS += m.RPS
+	out.MBps += m.MBps
+	out.ClientCPUS += m.ClientCPUS
+	out.ClientCPUs += m.ClientCPUs
+	out.ClientSaturated = out.ClientSaturated || m.ClientSaturated
+	out.RateHeld = out.RateHeld && m.RateHeld
+	out.Interrupted = out.Interrupted || m.Interrupted
+}

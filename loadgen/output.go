@@ -1,0 +1,188 @@
+package loadgen
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Formats lists the output formats of WriteReport.
+var Formats = []string{"text", "json", "csv"}
+
+// WriteReport writes rep in the named format.
+func WriteReport(w io.Writer, rep *Report, format string) error {
+	switch format {
+	case "text", "":
+		return WriteText(w, rep)
+	case "json":
+		return WriteJSON(w, rep)
+	case "csv":
+		return WriteCSV(w, rep, true)
+	}
+	return fmt.Errorf("%w: unknown format %q (want text, json or csv)", ErrConfig, format)
+}
+
+// WriteJSON writes rep as one indented JSON object.
+func WriteJSON(w io.Writer, rep *Report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
+}
+
+// CSVHeader names the CSV columns; those shared with the results CSV
+// (DESIGN.md) carry the same names.
+var CSVHeader = []string{
+	"target", "net", "mode", "loop", "conns", "pipeline", "size", "size_min", "size_max", "rate",
+	"duration_s", "requests", "errors", "lost", "duplicated", "reordered", "timeouts", "mismatches",
+	"rps", "mbps", "p50_us", "p90_us", "p99_us", "p999_us", "p9999_us", "max_us", "mean_us", "stddev_us",
+	"connect_p50_us", "connect_max_us", "client_cpu_s", "client_cpus", "client_saturated", "rate_held", "failure",
+}
+
+// CSVRecord returns rep's row for CSVHeader.
+func CSVRecord(rep *Report) []string {
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+	f3 := func(v float64) string { return strconv.FormatFloat(math.Round(v*1000)/1000, 'f', -1, 64) }
+	i := func(v int64) string { return strconv.FormatInt(v, 10) }
+	l := rep.Latency
+	return []string{
+		rep.Target, rep.Net, rep.Mode, rep.Loop, i(int64(rep.Conns)), i(int64(rep.Pipeline)),
+		i(int64(rep.Size)), i(int64(rep.SizeMin)), i(int64(rep.SizeMax)), f(rep.Rate),
+		f3(rep.DurationS), i(rep.Requests), i(rep.Errors), i(rep.Lost), i(rep.Duplicated),
+		i(rep.Reordered), i(rep.Timeouts), i(rep.Mismatches),
+		f3(rep.RPS), f3(rep.MBps), f3(l.P50), f3(l.P90), f3(l.P99), f3(l.P999), f3(l.P9999), f3(l.Max),
+		f3(l.Mean), f3(l.Stddev), f3(rep.Connect.P50), f3(rep.Connect.Max),
+		f3(rep.ClientCPUS), i(int64(rep.ClientCPUs)), strconv.FormatBool(rep.ClientSaturated),
+		strconv.FormatBool(rep.RateHeld), rep.Failure,
+	}
+}
+
+// WriteCSV writes rep as one CSV row, with the header first when header is set.
+func WriteCSV(w io.Writer, rep *Report, header bool) error {
+	cw := csv.NewWriter(w)
+	if header {
+		if err := cw.Write(CSVHeader); err != nil {
+			return err
+		}
+	}
+	if err := cw.Write(CSVRecord(rep)); err != nil {
+		return err
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// WriteText writes the summary a person reads at a glance.
+func WriteText(w io.Writer, rep *Report) error {
+	var b strings.Builder
+	line := func(label, format string, args ...any) {
+		fmt.Fprintf(&b, "%-10s %s\n", label, fmt.Sprintf(format, args...))
+	}
+	sizes := fmt.Sprintf("%d-byte", rep.Size)
+	if rep.SizeMin != rep.SizeMax {
+		sizes = fmt.Sprintf("%d..%d-byte", rep.SizeMin, rep.SizeMax)
+	}
+	if rep.Sources > 1 {
+		line("Merged", "%d runs", rep.Sources)
+	}
+	line("Target", "%s (%s)", rep.Target, rep.Mode)
+	loop := fmt.Sprintf("closed loop, %d conns x %d in flight", rep.Conns, rep.Pipeline)
+	if rep.Loop == "open" {
+		loop = fmt.Sprintf("open loop at %s req/s over %d conns (at most %d in flight each)", fmtCount(rep.Rate), rep.Conns, rep.Pipeline)
+	}
+	if rep.ConnsOK != rep.Conns {
+		loop += fmt.Sprintf(" (%d connected)", rep.ConnsOK)
+	}
+	line("Load", "%s, %s requests, %.2fs measured after %gs warmup", loop, sizes, rep.DurationS, rep.WarmupS)
+	line("Requests", "%s ok = %s req/s, %.2f MB/s", fmtCount(float64(rep.Requests)), fmtCount(rep.RPS), rep.MBps)
+	if rep.Errors == 0 {
+		line("Errors", "none (every reply checked byte for byte)")
+	} else {
+		kinds := make([]string, 0, len(rep.ErrorsByKind))
+		for k, n := range rep.ErrorsByKind {
+			kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+		}
+		sort.Strings(kinds)
+		line("Errors", "%d (%s)", rep.Errors, strings.Join(kinds, ", "))
+	}
+	for _, e := range rep.Examples {
+		line("", "  %s", e)
+	}
+	if rep.Net == "udp" {
+		lostPct := 0.0
+		if rep.Sent > 0 {
+			lostPct = 100 * float64(rep.Lost) / float64(rep.Sent)
+		}
+		line("Datagrams", "%d sent, %d lost (%.2f%%), %d duplicated, %d reordered, %d late", rep.Sent, rep.Lost, lostPct, rep.Duplicated, rep.Reordered, rep.Late)
+	}
+	b.WriteString("\n")
+	fmt.Fprintf(&b, "%-10s %9s %9s %9s %9s %9s %9s %9s %9s\n", "", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean", "stddev")
+	row := func(label string, s Summary) {
+		fmt.Fprintf(&b, "%-10s %9s %9s %9s %9s %9s %9s %9s %9s\n", label,
+			fmtDur(s.P50), fmtDur(s.P90), fmtDur(s.P99), fmtDur(s.P999), fmtDur(s.P9999), fmtDur(s.Max), fmtDur(s.Mean), fmtDur(s.Stddev))
+	}
+	if rep.Loop == "open" {
+		row("Latency", rep.Latency)
+		if rep.Service != nil {
+			row("Service", *rep.Service)
+		}
+		b.WriteString("           (latency counts from when each request was due; service time from when it was sent)\n")
+	} else {
+		row("Latency", rep.Latency)
+	}
+	row("Connect", rep.Connect)
+	b.WriteString("\n")
+	usage := ""
+	if rep.DurationS > 0 && rep.ClientCPUs > 0 {
+		usage = fmt.Sprintf(" (%.0f%% of %d CPUs)", 100*rep.ClientCPUS/rep.DurationS/float64(rep.ClientCPUs), rep.ClientCPUs)
+	}
+	line("Client", "%.2f CPU-seconds%s", rep.ClientCPUS, usage)
+	for _, wn := range rep.Warnings {
+		line("Warning", "%s", wn)
+	}
+	if rep.Failure != "" {
+		line("FAILED", "%s", rep.Failure)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// fmtDur formats microseconds with a unit that keeps three significant digits.
+func fmtDur(us float64) string {
+	switch {
+	case us <= 0:
+		return "0"
+	case us < 1:
+		return fmt.Sprintf("%.0fns", us*1e3)
+	case us < 999.5:
+		return fmt.Sprintf("%.3gµs", us)
+	case us < 999.5e3:
+		return fmt.Sprintf("%.3gms", us/1e3)
+	}
+	return fmt.Sprintf("%.3gs", us/1e6)
+}
+
+// fmtCount formats a count with thousands separators.
+func fmtCount(v float64) string {
+	n := int64(math.Round(v))
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	if neg {
+		s = s[1:]
+	}
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	if neg {
+		return "-" + string(out)
+	}
+	return string(out)
+}

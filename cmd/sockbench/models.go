@@ -3,5 +3,6 @@ package main
 // The server models `sockbench serve` can run. Each registers itself with
 // models.Register in its init; add a model here to make it available.
 import (
+	_ "github.com/sockbench/sockbench/models/eventloop"
 	_ "github.com/sockbench/sockbench/models/threaded"
 )

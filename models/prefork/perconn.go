@@ -2,8 +2,11 @@ package prefork
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"os"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -34,7 +37,7 @@ func (s *Server) acceptLoop() {
 			}
 			s.parent.AcceptErrors.Add(1)
 			backoff = nextBackoff(backoff)
-			s.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
+			s.warnLog.warn(s.log, "accept failed; retrying", "err", err, "backoff", backoff)
 			if !s.sleep(backoff) {
 				return
 			}
@@ -47,26 +50,51 @@ func (s *Server) acceptLoop() {
 			c.Close()
 			continue
 		}
-		if err := s.handOff(c); err != nil {
-			if errors.Is(err, errClosing) {
-				return
-			}
-			// Out of descriptors or processes: the client is dropped and
-			// counted, the server carries on.
-			s.parent.AcceptErrors.Add(1)
-			backoff = nextBackoff(backoff)
-			s.log.Warn("could not start a process for a connection; dropped it", "err", err, "backoff", backoff)
-			if !s.sleep(backoff) {
-				return
-			}
+		if !s.handOffRetrying(c) {
+			return
 		}
 	}
 }
 
-// handOff starts a child for c; the parent's copy of c is closed either
-// way.
+// handOffRetrying starts a child for c. When that fails for want of file
+// descriptors or processes it keeps c and retries with a backoff (5ms
+// doubling to 1s) instead of dropping the client: accepting pauses, new
+// clients wait in the listen backlog as they would with a failing Accept,
+// and service resumes once children exit and free what they held. It
+// reports false when the server is stopping.
+func (s *Server) handOffRetrying(c net.Conn) bool {
+	defer c.Close() // the child has its own copy
+	var backoff time.Duration
+	for {
+		err := s.handOff(c)
+		switch {
+		case err == nil:
+			return true
+		case errors.Is(err, errClosing):
+			return false
+		case !outOfResources(err):
+			s.parent.AcceptErrors.Add(1)
+			s.warnLog.warn(s.log, "could not start a process for a connection; dropped it", "err", err)
+			return true
+		}
+		s.parent.AcceptErrors.Add(1)
+		backoff = nextBackoff(backoff)
+		s.warnLog.warn(s.log, "out of resources to start a process for a connection; retrying", "err", err, "backoff", backoff)
+		if !s.sleep(backoff) {
+			return false
+		}
+	}
+}
+
+// outOfResources reports whether err is a shortage that ends when
+// descriptors or processes are freed.
+func outOfResources(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ENOBUFS)
+}
+
+// handOff starts a child serving c. The caller closes its copy of c.
 func (s *Server) handOff(c net.Conn) error {
-	defer c.Close()
 	f, err := c.(interface{ File() (*os.File, error) }).File()
 	if err != nil {
 		return err
@@ -99,4 +127,29 @@ func nextBackoff(d time.Duration) time.Duration {
 		return minAcceptBackoff
 	}
 	return min(2*d, maxAcceptBackoff)
+}
+
+// rateLog logs a recurring problem at most once a second, reporting how
+// many occurrences it left out.
+type rateLog struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (r *rateLog) warn(log *slog.Logger, msg string, args ...any) {
+	r.mu.Lock()
+	now := time.Now()
+	if now.Sub(r.last) < time.Second {
+		r.suppressed++
+		r.mu.Unlock()
+		return
+	}
+	n := r.suppressed
+	r.last, r.suppressed = now, 0
+	r.mu.Unlock()
+	if n > 0 {
+		args = append(args, "suppressed", n)
+	}
+	log.Warn(msg, args...)
 }

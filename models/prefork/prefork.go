@@ -78,15 +78,16 @@ type Server struct {
 	exe   string
 	level slog.Level
 
-	ln     net.Listener
-	pc     net.PacketConn
-	sock   *os.File // the descriptor handed to pool workers
-	sf     *models.SocketFile
-	adm    *admission
-	admF   *os.File
-	addr   string
-	sp     *spawner
-	parent models.Counters // per-conn: what the parent counts (accepts, rejects)
+	ln      net.Listener
+	pc      net.PacketConn
+	sock    *os.File // the descriptor handed to pool workers
+	sf      *models.SocketFile
+	adm     *admission
+	admF    *os.File
+	addr    string
+	sp      *spawner
+	parent  models.Counters // per-conn: what the parent counts (accepts, rejects)
+	warnLog rateLog
 
 	mu       sync.Mutex
 	state    int

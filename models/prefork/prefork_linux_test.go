@@ -34,6 +34,7 @@ const (
 type testParentSpec struct {
 	Config      models.Config `json:"config"`
 	NoPdeathsig bool          `json:"no_pdeathsig"`
+	NoFile      uint64        `json:"nofile"` // RLIMIT_NOFILE of the parent, when set
 }
 
 func init() { models.RegisterChild(testParentRole, testParentMain) }
@@ -47,8 +48,19 @@ func testParentMain() int {
 		return 2
 	}
 	noPdeathsig = sp.NoPdeathsig
+	if sp.NoFile > 0 {
+		lim := syscall.Rlimit{Cur: sp.NoFile, Max: sp.NoFile}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+	}
 	cfg := sp.Config
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	if err := cfg.Normalize(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
 	srv, err := models.New("prefork", cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -59,6 +71,88 @@ func testParentMain() int {
 		return 1
 	}
 	return 0
+}
+
+// startParent runs a prefork parent in a subprocess and returns it with
+// the address from its ready line. It is killed at the end of the test.
+func startParent(t *testing.T, sp testParentSpec) (*exec.Cmd, string) {
+	t.Helper()
+	b, _ := json.Marshal(sp)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), models.ChildEnv+"="+testParentRole, testParentEnv+"="+string(b))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	f := strings.Fields(line)
+	if err != nil || len(f) != 4 || f[0] != "ready" {
+		t.Fatalf("ready line %q: %v", line, err)
+	}
+	return cmd, f[2]
+}
+
+// TestPerConnOutOfFDs runs a per-conn parent with a low RLIMIT_NOFILE and
+// more clients than it has descriptors for children: the parent neither
+// dies nor drops them; the clients that cannot be handed off yet wait and
+// are served once earlier ones close.
+func TestPerConnOutOfFDs(t *testing.T) {
+	cfg := models.Config{Net: "tcp", Addr: "127.0.0.1:0", Mode: protocol.Upper,
+		Extra: map[string]string{"spawn": SpawnPerConn}}
+	cmd, addr := startParent(t, testParentSpec{Config: cfg, NoFile: 40})
+	const n = 30 // each child costs the parent 3 descriptors: far more than 40 allow
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	served := make(chan int, n)
+	for i := range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		go func() {
+			if err := roundTrip(c, bufio.NewReader(c), protocol.Upper, fmt.Sprintf("client %d\n", i)); err != nil {
+				t.Errorf("client %d: %v", i, err)
+			}
+			served <- i
+		}()
+	}
+	// Close each client once served, which frees its child's descriptors
+	// for the next.
+	deadline := time.After(60 * time.Second)
+	for range n {
+		select {
+		case i := <-served:
+			conns[i].Close()
+		case <-deadline:
+			t.Fatal("clients not all served within 60s")
+		}
+	}
+	if kids := children(cmd.Process.Pid); len(kids) > n {
+		t.Errorf("parent has %d children", len(kids))
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("parent exit after SIGTERM: %v, want status 0", err)
+	}
 }
 
 // TestParentSIGKILL kills the parent with SIGKILL and checks that no
@@ -78,28 +172,7 @@ func TestParentSIGKILL(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := models.Config{Net: "tcp", Addr: "127.0.0.1:0", Mode: protocol.Echo, Workers: 2,
 				Extra: map[string]string{"spawn": tc.spawn}}
-			b, _ := json.Marshal(testParentSpec{Config: cfg, NoPdeathsig: tc.noPdeathsig})
-			exe, err := os.Executable()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.Command(exe, "-test.run=^$")
-			cmd.Env = append(os.Environ(), models.ChildEnv+"="+testParentRole, testParentEnv+"="+string(b))
-			cmd.Stderr = os.Stderr
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer cmd.Process.Kill()
-			line, err := bufio.NewReader(out).ReadString('\n')
-			f := strings.Fields(line)
-			if err != nil || len(f) != 4 || f[0] != "ready" {
-				t.Fatalf("ready line %q: %v", line, err)
-			}
-			addr := f[2]
+			cmd, addr := startParent(t, testParentSpec{Config: cfg, NoPdeathsig: tc.noPdeathsig})
 			want := 2
 			if tc.spawn == SpawnPerConn {
 				// Two open connections, two children.

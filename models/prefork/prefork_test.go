@@ -312,3 +312,66 @@ func TestMaxConnsAcrossWorkers(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// openFDs counts this process's open descriptors (-1 where unknown).
+func openFDs() int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	return len(ents)
+}
+
+// TestNoLeaks runs servers of both spawn modes through many connections
+// and checks goroutines, descriptors and child processes come back to
+// their baseline, and the socket file is gone.
+func TestNoLeaks(t *testing.T) {
+	for _, spawn := range []string{SpawnPool, SpawnPerConn} {
+		for _, network := range []string{"tcp", "unix"} {
+			t.Run(spawn+"/"+network, func(t *testing.T) {
+				g0, fd0 := runtime.NumGoroutine(), openFDs()
+				addr := addrFor(t, network)
+				srv, err := models.New("prefork", models.Config{Net: network, Addr: addr, Mode: protocol.Echo, Workers: 2,
+					Extra: map[string]string{"spawn": spawn}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := srv.Start(); err != nil {
+					t.Fatal(err)
+				}
+				const cycles = 100
+				for i := range cycles {
+					c, err := net.Dial(network, srv.Addr())
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := roundTrip(c, bufio.NewReader(c), protocol.Echo, fmt.Sprintf("cycle %d\n", i)); err != nil {
+						t.Fatal(err)
+					}
+					c.Close()
+				}
+				shutdown(t, srv.(*Server))
+				if st := srv.Stats(); st.Requests != cycles || st.Accepted != cycles || st.Active != 0 {
+					t.Errorf("Stats = %s, want %d requests and accepts, active=0", st, cycles)
+				}
+				checkNoChildren(t)
+				if network == "unix" {
+					if _, err := os.Lstat(addr); !errors.Is(err, os.ErrNotExist) {
+						t.Errorf("socket file left behind: %v", err)
+					}
+				}
+				deadline := time.Now().Add(5 * time.Second)
+				for {
+					g, fd := runtime.NumGoroutine(), openFDs()
+					if g <= g0 && fd <= fd0 {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("goroutines %d → %d, fds %d → %d", g0, g, fd0, fd)
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			})
+		}
+	}
+}

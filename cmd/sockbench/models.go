@@ -4,5 +4,6 @@ package main
 // models.Register in its init; add a model here to make it available.
 import (
 	_ "github.com/sockbench/sockbench/models/eventloop"
+	_ "github.com/sockbench/sockbench/models/prefork"
 	_ "github.com/sockbench/sockbench/models/threaded"
 )

@@ -201,6 +201,9 @@ func (w *worker) runDatagram() {
 			maxSeen, seenAny = got, true
 		}
 		if !p.counted {
+			if r.live != nil { // warmup: only the progress line sees it
+				r.live.record(now - p.intended)
+			}
 			continue
 		}
 		if r.gen.checkDatagram(reply, w.id, got) {

@@ -76,23 +76,28 @@ func (p *progress) print(w io.Writer) {
 	for _, wk := range r.workers {
 		done += wk.done.Load()
 	}
-	p99, _ := r.live.drainQuantile(0.99)
+	p99ns, n := r.live.drainQuantile(0.99)
+	p99 := "-"
+	if n > 0 {
+		p99 = fmtDur(float64(p99ns) / 1e3)
+	}
 	var line string
 	if now < r.measureStart {
-		line = fmt.Sprintf("warming up (%v left)  p99 %v", time.Duration(r.measureStart-now).Round(time.Second), fmtDur(float64(p99)/1e3))
+		line = fmt.Sprintf("warming up (%v left)  p99 %s", time.Duration(r.measureStart-now).Round(time.Second), p99)
 	} else {
-		rate := 0.0
-		if p.lastAt > 0 && now > p.lastAt {
-			rate = float64(done-p.lastDone) / (float64(now-p.lastAt) / 1e9)
-		} else if now > r.measureStart {
-			rate = float64(done) / (float64(now-r.measureStart) / 1e9)
+		// The rate over the last tick, or over the part of it after the
+		// warmup; "-" while that part is too short to mean anything.
+		from := max(p.lastAt, r.measureStart)
+		rate := "-"
+		if now-from >= int64(200*time.Millisecond) {
+			rate = fmtCount(float64(done-p.lastDone) / (float64(now-from) / 1e9))
 		}
 		elapsed := time.Duration(now - r.measureStart).Round(time.Second)
 		total := ""
 		if r.cfg.Duration > 0 {
 			total = "/" + r.cfg.Duration.String()
 		}
-		line = fmt.Sprintf("%v%s  %s req/s  p99 %s  %s replies", elapsed, total, fmtCount(rate), fmtDur(float64(p99)/1e3), fmtCount(float64(done)))
+		line = fmt.Sprintf("%v%s  %s req/s  p99 %s  %s replies", elapsed, total, rate, p99, fmtCount(float64(done)))
 	}
 	p.lastDone, p.lastAt = done, now
 	pad := max(p.width-len(line), 0)

@@ -101,7 +101,7 @@ type streamServer struct {
 
 // startStream starts a streamServer on network "tcp" or "unix" and returns
 // its loadgen target. It is closed, and its goroutines awaited, in t.Cleanup.
-func startStream(t *testing.T, network string, s *streamServer) string {
+func startStream(t testing.TB, network string, s *streamServer) string {
 	t.Helper()
 	var target string
 	switch network {
@@ -199,7 +199,7 @@ type udpServer struct {
 	done      chan struct{}
 }
 
-func startUDP(t *testing.T, s *udpServer) string {
+func startUDP(t testing.TB, s *udpServer) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -214,8 +214,9 @@ func startUDP(t *testing.T, s *udpServer) string {
 func (s *udpServer) serve() {
 	defer close(s.done)
 	buf := make([]byte, protocol.MaxDatagram)
+	uc := s.pc.(*net.UDPConn)
 	for n := 1; ; n++ {
-		k, from, err := s.pc.ReadFrom(buf)
+		k, from, err := uc.ReadFromUDPAddrPort(buf) // no allocation per datagram
 		if err != nil {
 			return
 		}
@@ -223,9 +224,9 @@ func (s *udpServer) serve() {
 			continue
 		}
 		s.mode.Apply(buf[:k])
-		s.pc.WriteTo(buf[:k], from)
+		uc.WriteToUDPAddrPort(buf[:k], from)
 		if s.dup {
-			s.pc.WriteTo(buf[:k], from)
+			uc.WriteToUDPAddrPort(buf[:k], from)
 		}
 	}
 }

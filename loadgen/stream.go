@@ -129,13 +129,13 @@ func (w *worker) receiveStream(slots chan<- struct{}, inflight <-chan stamp) {
 		}
 		now := r.now()
 		ok, size := r.gen.checkLine(line, w.id, st.seq)
-		if st.counted {
-			if ok {
-				w.record(now, st.intended, st.sent, size)
-			} else {
-				want := r.gen.expectedLine(nil, w.id, st.seq)
-				w.mismatch(st.seq, want, line)
-			}
+		switch {
+		case st.counted && ok:
+			w.record(now, st.intended, st.sent, size)
+		case st.counted:
+			w.mismatch(st.seq, r.gen.expectedLine(nil, w.id, st.seq), line)
+		case r.live != nil: // warmup: only the progress line sees it
+			r.live.record(now - st.intended)
 		}
 		slots <- struct{}{}
 	}

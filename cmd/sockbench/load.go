@@ -154,8 +154,12 @@ func runLoad(cmd *cobra.Command, f *loadFlags) error {
 		}
 		return errors.New(trimSentinel(runErr))
 	}
-	if err := loadgen.WriteReport(out, rep, f.format); err != nil {
-		return err
+	// Nothing connected: the one-line error says it all, except to a
+	// program reading JSON or CSV, which gets the report with its failure.
+	if rep.ConnsOK > 0 || f.format != "text" {
+		if err := loadgen.WriteReport(out, rep, f.format); err != nil {
+			return err
+		}
 	}
 	if hdrFile != nil {
 		if err := loadgen.WriteHdrLog(hdrFile, rep); err != nil {

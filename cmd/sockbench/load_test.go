@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sockbench/sockbench/protocol"
+)
+
+// The load and merge tests run the real binary (sockbenchBin, shared with
+// the serve tests) against small servers on loopback.
+
+// runBin runs the binary with args and a time limit, returning its exit
+// status and output.
+func runBin(t *testing.T, limit time.Duration, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(sockbenchBin(t), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(limit):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("sockbench %s: still running after %v", strings.Join(args, " "), limit)
+	}
+	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
+}
+
+// upperServer is a minimal upper-casing line server for the CLI tests.
+func upperServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadBytes('\n')
+					if err != nil {
+						return
+					}
+					// Not bytes.ToUpper: that one is Unicode-aware and
+					// rewrites invalid UTF-8, which the protocol forbids.
+					protocol.UpperInPlace(line)
+					if _, err := c.Write(line); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return "tcp://" + ln.Addr().String()
+}
+
+func TestLoadBadFlags(t *testing.T) {
+	target := "--target=tcp://127.0.0.1:9"
+	for _, args := range [][]string{
+		{"load"},
+		{"load", "tcp://127.0.0.1:9"},
+		{"load", "--target", "127.0.0.1:9"},
+		{"load", "--target", "ftp://127.0.0.1:9"},
+		{"load", "--target", "tcp://127.0.0.1:x"},
+		{"load", "--target", "unix://relative"},
+		{"load", target, "-c", "0"},
+		{"load", target, "-c", "many"},
+		{"load", target, "-p", "-1"},
+		{"load", target, "-s", "0"},
+		{"load", target, "-s", "9:3"},
+		{"load", target, "-s", "100000"},
+		{"load", "--target=udp://127.0.0.1:9", "-s", "4"},
+		{"load", target, "-d", "1s", "-n", "10"},
+		{"load", target, "-d", "-1s"},
+		{"load", target, "-n", "0"},
+		{"load", target, "--rate", "-5"},
+		{"load", target, "--timeout", "0s"},
+		{"load", target, "--mode", "shout"},
+		{"load", target, "--format", "xml"},
+		{"load", target, "--seed", "0"},
+		{"load", target, "--bogus"},
+		{"merge"},
+		{"merge", "--format", "yaml", "x.hlog"},
+	} {
+		code, stdout, stderr := runBin(t, 10*time.Second, args...)
+		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		if code != 2 || stdout != "" || len(lines) != 1 || !strings.HasPrefix(lines[0], "sockbench: ") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 and one line", args, code, stdout, stderr)
+		}
+	}
+}
+
+func TestLoadUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	start := time.Now()
+	code, _, stderr := runBin(t, 10*time.Second, "load", "--target", "tcp://"+addr, "--timeout", "2s")
+	if code != 1 || !strings.Contains(stderr, "refused") || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("took %v", took)
+	}
+}
+
+func TestLoadJSONHdrOutAndMerge(t *testing.T) {
+	target := upperServer(t)
+	dir := shortTempDir(t)
+	var logs []string
+	for i, loop := range [][]string{{}, {"--rate", "2000"}} {
+		hlog := filepath.Join(dir, "run"+string(rune('a'+i))+".hlog")
+		logs = append(logs, hlog)
+		args := append([]string{"load", "--target", target, "--mode", "upper", "-c", "2", "-s", "8:200",
+			"-d", "300ms", "--warmup", "50ms", "--format", "json", "--hdr-out", hlog}, loop...)
+		code, stdout, stderr := runBin(t, 20*time.Second, args...)
+		if code != 0 || stderr != "" {
+			t.Fatalf("exit %d, stderr %q", code, stderr)
+		}
+		var rep map[string]any
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+			t.Fatalf("%v in %q", err, stdout)
+		}
+		if rep["requests"].(float64) < 50 || rep["errors"].(float64) != 0 || rep["mode"] != "upper" || rep["conns"].(float64) != 2 {
+			t.Fatalf("report %v", rep)
+		}
+	}
+	code, stdout, stderr := runBin(t, 10*time.Second, append([]string{"merge"}, logs...)...)
+	if code != 0 || stderr != "" || !strings.Contains(stdout, "Merged     2 runs") || !strings.Contains(stdout, "p99.9") {
+		t.Fatalf("merge: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	code, _, stderr = runBin(t, 10*time.Second, "merge", filepath.Join(dir, "missing.hlog"))
+	if code != 1 || !strings.Contains(stderr, "missing.hlog") {
+		t.Fatalf("merge of a missing file: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestLoadAgainstServe drives the real `sockbench serve` over every
+// transport, as a user would.
+func TestLoadAgainstServe(t *testing.T) {
+	dir := shortTempDir(t)
+	for _, c := range []struct{ net, addr, scheme string }{
+		{"tcp", "127.0.0.1:0", "tcp://"},
+		{"udp", "127.0.0.1:0", "udp://"},
+		{"unix", filepath.Join(dir, "s.sock"), "unix://"},
+	} {
+		t.Run(c.net, func(t *testing.T) {
+			srv := exec.Command(sockbenchBin(t), "serve", "--net", c.net, "--addr", c.addr, "--mode", "upper")
+			stdout, err := srv.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv.Stderr = os.Stderr
+			if err := srv.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				srv.Process.Signal(syscall.SIGTERM)
+				srv.Wait()
+			}()
+			ready, err := bufio.NewReader(stdout).ReadString('\n')
+			f := strings.Fields(ready)
+			if err != nil || len(f) < 3 || f[0] != "ready" {
+				t.Fatalf("serve printed %q (%v)", ready, err)
+			}
+			code, out, stderr := runBin(t, 20*time.Second, "load", "--target", c.scheme+f[2], "--mode", "upper",
+				"-c", "4", "-p", "2", "-s", "16:512", "-d", "300ms", "--warmup", "50ms")
+			if code != 0 || stderr != "" || !strings.Contains(out, "Errors     none") {
+				t.Fatalf("exit %d\n%s%s", code, out, stderr)
+			}
+		})
+	}
+}

@@ -36,6 +36,9 @@ const (
 const (
 	minAcceptBackoff = 5 * time.Millisecond
 	maxAcceptBackoff = time.Second
+	// rateLogEvery spaces out log lines about a recurring problem (out of
+	// file descriptors, a flood of bad datagrams).
+	rateLogEvery = 5 * time.Second
 )
 
 // aLongTimeAgo is a deadline in the past: setting it makes a blocked Read
@@ -337,8 +340,8 @@ func ServeConn(ctx context.Context, cfg *models.Config, c net.Conn, ctr *models.
 	cn.serve(ctx)
 }
 
-// rateLog logs a recurring problem at most once a second, reporting how
-// many occurrences it left out.
+// rateLog logs a recurring problem at most once every rateLogEvery,
+// reporting how many occurrences it left out.
 type rateLog struct {
 	mu         sync.Mutex
 	last       time.Time
@@ -348,7 +351,7 @@ type rateLog struct {
 func (r *rateLog) warn(log *slog.Logger, msg string, args ...any) {
 	r.mu.Lock()
 	now := time.Now()
-	if now.Sub(r.last) < time.Second {
+	if now.Sub(r.last) < rateLogEvery {
 		r.suppressed++
 		r.mu.Unlock()
 		return

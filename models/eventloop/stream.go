@@ -68,12 +68,17 @@ type connState struct {
 
 	partial   *bytebufferpool.ByteBuffer // start of a line not yet complete
 	busy      bool                       // a job is in the pool
+	stalled   bool                       // the socket was full: a writer is in the pool (write.go)
+	w         writeState
+	resumeFn  gnet.Runnable
 	job       *bytebufferpool.ByteBuffer // the lines of that job
+	tail      *bytebufferpool.ByteBuffer // detached: lines gnet still held (job.go)
 	stopAfter bool                       // linger once the job is done (line too long)
 	draining  bool                       // shutdown: answer budget more bytes, then linger
 	budget    int
 
 	gone     atomic.Bool // closed; read by the job
+	js       *jobSync    // blocking handlers only (job.go)
 	lineDone gnet.AsyncCallback
 	jobDone  gnet.AsyncCallback
 }
@@ -192,8 +197,11 @@ func (h *streamHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	s.ctr.Accepted.Add(1)
 	st := &connState{side: ss, c: c, loop: ss.loopFor(c.EventLoop()), last: s.now()}
 	if s.blocks {
+		st.js = newJobSync()
 		st.lineDone = st.onLineDone
 		st.jobDone = st.onJobDone
+	} else {
+		st.resumeFn = gnet.RunnableFunc(st.resume)
 	}
 	st.loop.active.pushBack(st)
 	c.SetContext(st)
@@ -211,7 +219,7 @@ func (h *streamHandler) OnTraffic(c gnet.Conn) gnet.Action {
 			return gnet.Close
 		}
 		return gnet.None
-	case st.busy:
+	case st.waiting():
 		h.ss.touch(st)
 		if c.InboundBuffered() > s.backlog {
 			s.ctr.WriteErrors.Add(1)
@@ -234,11 +242,26 @@ func (h *streamHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 	}
 	ss := h.ss
 	s := ss.s
-	st.gone.Store(true)
 	st.list.remove(st)
+	detached, jobDetached := false, false
+	if st.phase == phaseOpen && errors.Is(err, io.EOF) {
+		switch {
+		case st.busy:
+			detached = st.detach(c)
+			jobDetached = detached
+		case st.stalled:
+			detached = ss.detachWriter(c, st)
+		}
+	}
+	if !jobDetached {
+		st.gone.Store(true)
+	}
 	if st.partial != nil {
 		bytebufferpool.Put(st.partial)
 		st.partial = nil
+	}
+	if detached {
+		return gnet.None // the finisher owns the connection and its Active count now
 	}
 	if err != nil && st.phase == phaseOpen && !errors.Is(err, io.EOF) {
 		var se *os.SyscallError
@@ -261,6 +284,10 @@ func (h *streamHandler) OnTick() (time.Duration, gnet.Action) {
 	}
 	return h.ss.s.tick, gnet.None
 }
+
+// waiting reports whether st takes no lines until something in the pool
+// is done with it.
+func (st *connState) waiting() bool { return st.busy || st.stalled }
 
 // touch records activity on st for the idle timeout.
 func (ss *streamSide) touch(st *connState) {
@@ -325,16 +352,14 @@ func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
 		bytebufferpool.Put(batch)
 	case s.blocks:
 		st.job, st.busy = batch, true
+		st.js.reset()
 		if !s.pool.submit(st) {
 			st.job, st.busy = nil, false
 			bytebufferpool.Put(batch)
 		}
 	default:
-		_, err := c.Write(batch.B)
-		bytebufferpool.Put(batch)
-		if err != nil {
-			// gnet has closed c; OnClose counted the error.
-			return false
+		if ss.send(c, st, batch) {
+			return true
 		}
 		s.ctr.Requests.Add(uint64(lines))
 		s.ctr.BytesIn.Add(uint64(bytesIn))
@@ -345,14 +370,14 @@ func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
 		s.ctr.LineTooLong.Add(1)
 		s.log.Warn("request line longer than max-line; closing the connection",
 			"remote", c.RemoteAddr().String(), "max_line", s.maxLine)
-		if st.busy {
+		if st.waiting() {
 			st.stopAfter = true
 		} else {
 			ss.startLinger(c, st)
 		}
 		return false
 	}
-	if st.draining && !st.busy {
+	if st.draining && !st.waiting() {
 		ss.startLinger(c, st)
 		return false
 	}
@@ -374,66 +399,6 @@ func (ss *streamSide) appendLine(batch *bytebufferpool.ByteBuffer, line []byte) 
 	}
 	protocol.Burn(s.cfg.Cost.Work)
 	batch.B = s.cfg.Mode.AppendReply(batch.B, line)
-}
-
-// run is the job of a connection with blocking handlers: it pays the cost
-// of each line in turn and sends the reply with AsyncWrite, transformed in
-// place in the job buffer. The last reply's callback (onJobDone, on the
-// loop) frees the buffer and takes the next lines.
-func (st *connState) run() {
-	s := st.side.s
-	b := st.job.B
-	for len(b) > 0 {
-		n := bytes.IndexByte(b, protocol.Newline) + 1
-		line := b[:n]
-		b = b[n:]
-		if st.gone.Load() {
-			return // the client left; the buffer goes to the GC
-		}
-		s.cfg.Cost.Pay(s.taskCtx)
-		s.cfg.Mode.Apply(line)
-		s.ctr.BytesIn.Add(uint64(n))
-		s.ctr.BytesOut.Add(uint64(n))
-		cb := st.lineDone
-		if len(b) == 0 {
-			cb = st.jobDone
-		}
-		s.stopMu.RLock()
-		ok := !s.stopped && st.c.AsyncWrite(line, cb) == nil
-		s.stopMu.RUnlock()
-		if !ok {
-			return
-		}
-	}
-}
-
-// onLineDone runs on the loop once a reply was written (or buffered).
-func (st *connState) onLineDone(_ gnet.Conn, err error) error {
-	if err == nil {
-		st.side.s.ctr.Requests.Add(1)
-	}
-	return nil
-}
-
-// onJobDone runs on the loop after the job's last reply: the connection
-// may take its next lines.
-func (st *connState) onJobDone(c gnet.Conn, err error) error {
-	st.onLineDone(c, err)
-	bytebufferpool.Put(st.job)
-	st.job, st.busy = nil, false
-	if err != nil || st.gone.Load() {
-		return nil
-	}
-	ss := st.side
-	if st.stopAfter {
-		ss.startLinger(c, st)
-		return nil
-	}
-	ss.touch(st)
-	if ss.serve(c, st) {
-		c.EventLoop().Close(c)
-	}
-	return nil
 }
 
 // startLinger begins closing c without losing replies: a server that
@@ -473,8 +438,9 @@ func (ss *streamSide) sweep(ls *loopState, now int64) {
 	if idle := int64(s.cfg.IdleTimeout); idle > 0 {
 		for st := ls.active.head; st != nil && now-st.last >= idle; {
 			next := st.next
-			if st.busy {
-				// Waiting for its own handler is not idleness.
+			if st.waiting() {
+				// Waiting for its own handler or for the client to
+				// read is not idleness.
 				st.last = now
 				ls.active.moveToBack(st)
 			} else {
@@ -503,7 +469,7 @@ func (ss *streamSide) drainLoop(ls *loopState) {
 	for st := ls.active.head; st != nil; {
 		next := st.next
 		st.draining = true
-		if st.busy {
+		if st.waiting() {
 			st.budget = st.c.InboundBuffered()
 		} else {
 			ss.startLinger(st.c, st)

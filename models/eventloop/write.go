@@ -1,0 +1,263 @@
+package eventloop
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
+	"golang.org/x/sys/unix"
+
+	"github.com/sockbench/sockbench/protocol"
+)
+
+// Replies on the loop are written with a plain write(2) on the
+// connection's descriptor, not through gnet's Conn.Write. gnet keeps what
+// the socket does not take in its own outbound buffer, and when the client
+// half-closes it closes the connection on the EOF, flushes that buffer only
+// until EAGAIN and drops the rest: replies lost. So when the socket is
+// full, the rest of the batch goes to a writer job in the pool, which owns
+// a dup of the socket and waits for it through Go's poller; the loop takes
+// no more lines from that client until the writer is done (backpressure,
+// which gnet does not have either), and if gnet closes the connection on
+// an EOF meanwhile, the writer answers what was left and closes it itself.
+
+const (
+	// stallTimeout: a client that takes nothing for this long while
+	// replies wait for it loses its connection.
+	stallTimeout = 30 * time.Second
+	// writeSlice is how long one blocking write waits before the writer
+	// checks whether the server is stopping.
+	writeSlice = 250 * time.Millisecond
+)
+
+// writeState is shared by the loop and a connection's writer. Guarded by mu.
+type writeState struct {
+	mu       sync.Mutex
+	out      *bytebufferpool.ByteBuffer // bytes the writer still has to send
+	running  bool                       // a writer owns the dup
+	detached bool                       // gnet closed the connection: the writer closes it
+	failed   bool
+}
+
+// send writes batch (taking it) to c. It returns true when c must be
+// closed.
+func (ss *streamSide) send(c gnet.Conn, st *connState, batch *bytebufferpool.ByteBuffer) bool {
+	b := batch.B
+	for len(b) > 0 {
+		n, err := unix.Write(c.Fd(), b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil {
+			bytebufferpool.Put(batch)
+			ss.s.ctr.WriteErrors.Add(1)
+			return true
+		}
+		b = b[n:]
+	}
+	if len(b) == 0 {
+		bytebufferpool.Put(batch)
+		return false
+	}
+	batch.B = batch.B[:copy(batch.B, b)]
+	fd, err := c.Dup()
+	if err != nil {
+		bytebufferpool.Put(batch)
+		ss.s.ctr.WriteErrors.Add(1)
+		ss.s.log.Warn("socket full and no descriptor to wait on it; closing", "err", err)
+		return true
+	}
+	st.stalled = true
+	st.w.mu.Lock()
+	st.w.out, st.w.running, st.w.failed = batch, true, false
+	st.w.mu.Unlock()
+	if !ss.s.pool.submit(&writer{st: st, fd: fd}) {
+		unix.Close(fd)
+		return true
+	}
+	return false
+}
+
+// writer sends a stalled connection's pending replies from the pool.
+type writer struct {
+	st *connState
+	fd int
+}
+
+func (w *writer) run() {
+	st := w.st
+	s := st.side.s
+	ws := &st.w
+	f := os.NewFile(uintptr(w.fd), "")
+	conn, err := net.FileConn(f)
+	f.Close()
+	ok := err == nil
+	for {
+		ws.mu.Lock()
+		buf := ws.out
+		ws.out = nil
+		if buf == nil {
+			ws.running = false
+			detached := ws.detached
+			ws.failed = !ok
+			ws.mu.Unlock()
+			switch {
+			case conn == nil:
+			case detached && ok:
+				lingerConn(conn)
+			default:
+				conn.Close()
+			}
+			if detached {
+				st.side.closed()
+				return
+			}
+			s.stopMu.RLock()
+			if !s.stopped {
+				st.c.EventLoop().Execute(context.Background(), st.resumeFn)
+			}
+			s.stopMu.RUnlock()
+			return
+		}
+		ws.mu.Unlock()
+		if ok && !s.writeAll(conn, buf.B) {
+			ok = false
+			s.ctr.WriteErrors.Add(1)
+		}
+		bytebufferpool.Put(buf)
+	}
+}
+
+// writeAll writes p to c, waiting as long as the client makes progress
+// within stallTimeout, and giving up when the server stops.
+func (s *server) writeAll(c net.Conn, p []byte) bool {
+	last := time.Now()
+	for len(p) > 0 {
+		c.SetWriteDeadline(time.Now().Add(writeSlice))
+		n, err := c.Write(p)
+		p = p[n:]
+		if n > 0 {
+			last = time.Now()
+		}
+		if err == nil {
+			continue
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() || time.Since(last) > stallTimeout {
+			return false
+		}
+		s.stopMu.RLock()
+		stopped := s.stopped
+		s.stopMu.RUnlock()
+		if stopped {
+			return false
+		}
+	}
+	return true
+}
+
+// resume runs on the loop once a writer is done: the connection takes its
+// lines again, starting with those that arrived meanwhile.
+func (st *connState) resume(context.Context) error {
+	if st.gone.Load() || !st.stalled {
+		return nil
+	}
+	ss := st.side
+	st.stalled = false
+	st.w.mu.Lock()
+	failed := st.w.failed
+	st.w.mu.Unlock()
+	switch {
+	case failed:
+		st.loop.el.Close(st.c)
+	case st.stopAfter:
+		ss.startLinger(st.c, st)
+	default:
+		ss.touch(st)
+		if ss.serve(st.c, st) {
+			st.loop.el.Close(st.c)
+		}
+	}
+	return nil
+}
+
+// detachWriter is OnClose's part for a stalled connection the client
+// half-closed: the lines gnet still held are answered here, and the writer
+// sends them after what it has, then closes. It returns false when there
+// is nothing left to do and gnet may close the connection as usual.
+func (ss *streamSide) detachWriter(c gnet.Conn, st *connState) bool {
+	s := ss.s
+	tail := bytebufferpool.Get()
+	if !st.stopAfter {
+		data, _ := c.Peek(-1)
+		if st.draining {
+			data = data[:min(len(data), st.budget)]
+		}
+		var req []byte
+		if st.partial != nil {
+			req = append(req, st.partial.B...)
+		}
+		req = append(req, data...)
+		lines := 0
+		for {
+			n, err := protocol.LineLen(req, s.maxLine)
+			if err != nil || n == 0 {
+				break
+			}
+			ss.appendLine(tail, req[:n])
+			req = req[n:]
+			lines++
+		}
+		s.ctr.Requests.Add(uint64(lines))
+		s.ctr.BytesIn.Add(uint64(len(tail.B)))
+		s.ctr.BytesOut.Add(uint64(len(tail.B)))
+	}
+	ws := &st.w
+	ws.mu.Lock()
+	if ws.running {
+		if ws.out == nil {
+			ws.out = tail
+		} else {
+			ws.out.B = append(ws.out.B, tail.B...)
+			bytebufferpool.Put(tail)
+		}
+		ws.detached = true
+		ws.mu.Unlock()
+		return true
+	}
+	ws.mu.Unlock()
+	// The writer is done and resume has not run yet.
+	if len(tail.B) == 0 {
+		bytebufferpool.Put(tail)
+		return false
+	}
+	fd, err := c.Dup()
+	if err != nil {
+		bytebufferpool.Put(tail)
+		return false
+	}
+	ws.mu.Lock()
+	ws.out, ws.running, ws.detached = tail, true, true
+	ws.mu.Unlock()
+	if !s.pool.submit(&writer{st: st, fd: fd}) {
+		unix.Close(fd)
+		return false
+	}
+	return true
+}
+
+// closed accounts for a connection a writer or finisher closed after gnet
+// had let go of it.
+func (ss *streamSide) closed() {
+	if ss.s.ctr.Active.Add(-1) == 0 && ss.s.draining.Load() {
+		ss.signalDrained()
+	}
+}

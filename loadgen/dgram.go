@@ -77,9 +77,13 @@ func (w *worker) runDatagram() {
 		for sending && len(pend) < cfg.Pipeline {
 			var p pending
 			if r.pacer != nil {
+				if now >= r.end {
+					sending = false
+					break
+				}
 				if !hasDue {
 					var ok bool
-					due, dueCounted, ok = r.pacer.Claim()
+					due, dueCounted, ok = r.pacer.Claim(now)
 					if !ok {
 						sending = false
 						break
@@ -92,12 +96,11 @@ func (w *worker) runDatagram() {
 				hasDue = false
 				p = pending{seq: seq, intended: due, sent: now, counted: dueCounted}
 				if dueCounted {
-					if lag := now - due; lag > int64(lateSend) {
+					lag := now - due
+					if lag > int64(lateSend) {
 						w.lateSends++
-						w.maxLag = max(w.maxLag, lag)
-					} else {
-						w.maxLag = max(w.maxLag, lag)
 					}
+					w.maxLag = max(w.maxLag, lag)
 				}
 			} else {
 				t, counted, ok := r.claimClosed()
@@ -160,7 +163,9 @@ func (w *worker) runDatagram() {
 		if !ok {
 			// Unreadable tag: a corrupted reply. Its request, whichever it
 			// was, will time out as lost.
-			w.mismatch(0, nil, reply)
+			if now >= r.measureStart {
+				w.mismatch(0, nil, reply, true)
+			}
 			continue
 		}
 		if got >= probeSeq {
@@ -185,7 +190,7 @@ func (w *worker) runDatagram() {
 					w.late++
 				}
 			case got >= seq:
-				w.mismatch(got, nil, reply) // a tag we never sent
+				w.mismatch(got, nil, reply, true) // a tag we never sent
 			default:
 				w.late++ // too old to remember
 			}
@@ -209,7 +214,7 @@ func (w *worker) runDatagram() {
 		if r.gen.checkDatagram(reply, w.id, got) {
 			w.record(now, p.intended, p.sent, n)
 		} else {
-			w.mismatch(got, r.gen.expectedDatagram(nil, w.id, got), reply)
+			w.mismatch(got, r.gen.expectedDatagram(nil, w.id, got), reply, true)
 		}
 	}
 }

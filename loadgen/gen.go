@@ -20,6 +20,7 @@ type content struct {
 	span     uint64 // max - min + 1
 	pool     []byte // request bytes; never contains '\n'
 	expected []byte // pool as the server must return it
+	other    []byte // pool as a server in the other mode would return it
 }
 
 // newContent builds the pool for sizes up to maxSize. The pool holds a mix
@@ -46,14 +47,19 @@ func newContent(seed uint64, mode protocol.Mode, minSize, maxSize int) *content 
 		}
 		pool[i] = b
 	}
-	exp := append([]byte(nil), pool...)
-	mode.Apply(exp)
+	upper := append([]byte(nil), pool...)
+	protocol.UpperInPlace(upper)
+	exp, other := pool, upper
+	if mode == protocol.Upper {
+		exp, other = upper, pool
+	}
 	return &content{
 		seed:     seed,
 		min:      minSize,
 		span:     uint64(maxSize-minSize) + 1,
 		pool:     pool,
 		expected: exp,
+		other:    other,
 	}
 }
 
@@ -153,4 +159,23 @@ func parseTag(b []byte) (seq uint64, ok bool) {
 		seq = seq<<4 | uint64(d)
 	}
 	return seq, true
+}
+
+// otherMode reports whether a wrong reply is exactly what a server in the
+// other mode (echo for upper, upper for echo) would have sent: the most
+// common mistake, worth naming in a warning.
+func (c *content) otherMode(reply []byte, conn int, seq uint64, datagram bool) bool {
+	reserved := 1
+	if datagram {
+		reserved = tagLen
+	}
+	size, off := c.pick(conn, seq, reserved)
+	if len(reply) != size {
+		return false
+	}
+	body := reply[:size-1]
+	if datagram {
+		body = reply[tagLen:]
+	}
+	return string(body) == string(c.other[off:off+size-reserved])
 }

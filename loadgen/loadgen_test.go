@@ -101,6 +101,9 @@ func TestEchoAgainstUpperServerIsCaught(t *testing.T) {
 	if rep.Mismatches != 50 || rep.ErrorsByKind["mismatch"] != 50 || rep.Requests != 0 {
 		t.Fatalf("mismatches %d, by kind %v, requests %d", rep.Mismatches, rep.ErrorsByKind, rep.Requests)
 	}
+	if len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "running --mode upper?") {
+		t.Fatalf("warnings %q, want a hint at the server's mode", rep.Warnings)
+	}
 }
 
 // TestAccuracy: against a server that holds each reply 2 ms, p50 is within
@@ -184,6 +187,9 @@ func TestValidationCatchesCorruption(t *testing.T) {
 	}
 	if len(rep.Examples) != 5 || !strings.Contains(rep.Examples[0], "first difference at byte") {
 		t.Fatalf("examples %q", rep.Examples)
+	}
+	if len(rep.Warnings) != 0 {
+		t.Fatalf("warnings %q", rep.Warnings)
 	}
 }
 

@@ -122,6 +122,10 @@ func WriteText(w io.Writer, rep *Report) error {
 	b.WriteString("\n")
 	fmt.Fprintf(&b, "%-10s %9s %9s %9s %9s %9s %9s %9s %9s\n", "", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean", "stddev")
 	row := func(label string, s Summary) {
+		if s.Count == 0 {
+			fmt.Fprintf(&b, "%-10s %9s\n", label, "-")
+			return
+		}
 		fmt.Fprintf(&b, "%-10s %9s %9s %9s %9s %9s %9s %9s %9s\n", label,
 			fmtDur(s.P50), fmtDur(s.P90), fmtDur(s.P99), fmtDur(s.P999), fmtDur(s.P9999), fmtDur(s.Max), fmtDur(s.Mean), fmtDur(s.Stddev))
 	}

@@ -202,7 +202,7 @@ func TestPacer(t *testing.T) {
 	var dues []int64
 	counted := 0
 	for {
-		d, c, ok := p.Claim()
+		d, c, ok := p.Claim(0)
 		if !ok {
 			break
 		}
@@ -219,13 +219,20 @@ func TestPacer(t *testing.T) {
 	}
 	p = newConstantPacer(1000, 0, 10_500_000, math.MaxInt64, 5)
 	n := 0
-	for _, c, ok := p.Claim(); ok; _, c, ok = p.Claim() {
+	for _, c, ok := p.Claim(0); ok; _, c, ok = p.Claim(0) {
 		if c {
 			n++
 		}
 	}
 	if n != 5 {
 		t.Fatalf("-n 5 gave %d measured slots", n)
+	}
+	// Behind at the end of warmup: the backlog is dropped, the measurement
+	// starts on schedule.
+	p = newConstantPacer(1000, 0, 10_500_000, math.MaxInt64, 0)
+	p.Claim(0)
+	if d, c, ok := p.Claim(10_600_000); !ok || !c || d != 11_000_000 {
+		t.Fatalf("claim after warmup = %d, %v, %v; want the first measured slot", d, c, ok)
 	}
 }
 

@@ -13,8 +13,9 @@ import (
 type Pacer interface {
 	// Claim returns the due time of the next request in nanoseconds on the
 	// run's clock, whether it falls in the measurement (not the warmup),
-	// and false once the schedule is over.
-	Claim() (due int64, counted, ok bool)
+	// and false once the schedule is over. now is the current time on the
+	// same clock.
+	Claim(now int64) (due int64, counted, ok bool)
 }
 
 // constantPacer is a Pacer for a constant rate: slot k is due at
@@ -23,6 +24,7 @@ type constantPacer struct {
 	start    int64   // due time of slot 0
 	interval float64 // nanoseconds between slots
 	measured int64   // first slot of the measurement (slots before are warmup)
+	mstart   int64   // due time of the first measured slot's window: the end of warmup
 	limit    int64   // no slot at or past this index; MaxInt64 when unbounded
 	end      int64   // no due time at or after this; MaxInt64 when unbounded
 	next     atomic.Int64
@@ -42,7 +44,7 @@ func newConstantPacer(rate float64, start, measureStart, end, requests int64) *c
 	for p.due(k) < measureStart {
 		k++
 	}
-	p.measured = k
+	p.measured, p.mstart = k, measureStart
 	if requests > 0 {
 		p.limit = k + requests
 	}
@@ -55,8 +57,23 @@ func newConstantPacer(rate float64, start, measureStart, end, requests int64) *c
 func (p *constantPacer) due(k int64) int64 { return p.start + int64(float64(k)*p.interval) }
 
 // Claim implements Pacer.
-func (p *constantPacer) Claim() (due int64, counted, ok bool) {
+//
+// Warmup slots still unclaimed when the measurement begins are dropped: a
+// generator that fell behind during the warmup starts the measurement on
+// schedule instead of spending it on the warmup's backlog.
+func (p *constantPacer) Claim(now int64) (due int64, counted, ok bool) {
 	k := p.next.Add(1) - 1
+	if k < p.measured && now >= p.mstart {
+		// Move the counter to the first measured slot (unless another
+		// connection already has) and claim again.
+		for {
+			cur := p.next.Load()
+			if cur >= p.measured || p.next.CompareAndSwap(cur, p.measured) {
+				break
+			}
+		}
+		k = p.next.Add(1) - 1
+	}
 	if k >= p.limit {
 		return 0, false, false
 	}

@@ -53,7 +53,7 @@ type Report struct {
 
 	Latency Summary  `json:"latency_us"` // from due time in open loop, from send in closed loop
 	Service *Summary `json:"service_us"` // open loop only: from actual send to reply; null otherwise
-	Connect Summary  `json:"connect_us"` // connection establishment time
+	Connect Summary  `json:"connect_us"` // connection set-up time (UDP: round trip of a first probe datagram)
 
 	ClientCPUS      float64  `json:"client_cpu_s"`     // user+system CPU seconds of this process in the window
 	ClientCPUs      int      `json:"client_cpus"`      // CPUs this process could use

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/sockbench/sockbench/protocol"
 )
 
 // fdReserve is how many descriptors beyond one per connection a run needs
@@ -89,6 +91,7 @@ type worker struct {
 	timeouts, lost      int64
 	duplicated, reorder int64
 	late                int64
+	otherMode           int64 // mismatches that match the other mode exactly
 	errs                [numKinds]int64
 	examples            []string
 	lastDone            int64 // run clock of the last measured reply
@@ -148,8 +151,13 @@ func (w *worker) record(now, intended, sent int64, size int) {
 }
 
 // mismatch counts a wrong reply and keeps the first few as examples.
-func (w *worker) mismatch(seq uint64, want, got []byte) {
+// datagram says which kind of request seq was, to recognise a server
+// running in the other mode.
+func (w *worker) mismatch(seq uint64, want, got []byte, datagram bool) {
 	w.mismatches++
+	if want != nil && w.r.gen.otherMode(got, w.id, seq, datagram) {
+		w.otherMode++
+	}
 	w.errs[kindMismatch]++
 	if len(w.examples) < w.r.cfg.MaxExamples {
 		w.examples = append(w.examples, describeMismatch(w.id, seq, want, got))
@@ -453,7 +461,7 @@ func (r *run) newReport() *Report {
 
 // fill merges every worker's measurements into rep.
 func (r *run) fill(rep *Report, window, cpu time.Duration, startWall time.Time) {
-	var sent, lateSends, maxLag int64
+	var sent, lateSends, maxLag, otherMode int64
 	var failures []string
 	for _, w := range r.workers {
 		rep.Requests += w.requests
@@ -480,6 +488,7 @@ func (r *run) fill(rep *Report, window, cpu time.Duration, startWall time.Time) 
 			w.svc.MergeInto(rep.ServiceHist)
 		}
 		sent += w.sent
+		otherMode += w.otherMode
 		lateSends += w.lateSends
 		maxLag = max(maxLag, w.maxLag)
 		if w.failure != nil {
@@ -533,9 +542,17 @@ func (r *run) fill(rep *Report, window, cpu time.Duration, startWall time.Time) 
 		if lateFrac > 0.05 {
 			rep.RateHeld = false
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf(
-				"rate not held: of %d requests due at %g req/s, %d went out more than %v late (worst %v) and %d never went out",
-				due, r.cfg.Rate, lateSends, lateSend, time.Duration(maxLag).Round(time.Microsecond), unsent))
+				"rate not held: of %d requests due at %s req/s, %d went out more than %v late (worst %v) and %d never went out; at most %d can be in flight (-c x -p)",
+				due, fmtCount(r.cfg.Rate), lateSends, lateSend, time.Duration(maxLag).Round(time.Microsecond), unsent, len(r.workers)*r.cfg.Pipeline))
 		}
+	}
+	if otherMode > 0 && otherMode == rep.Mismatches {
+		other := "upper"
+		if r.cfg.Mode == protocol.Upper {
+			other = "echo"
+		}
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf(
+			"every wrong reply is what --mode %s would send: is the server running --mode %s? (this run used --mode %s)", other, other, r.cfg.Mode))
 	}
 	if r.connectFailed > 0 {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d of %d connections could not be made (first: %v)",

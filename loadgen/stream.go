@@ -53,8 +53,10 @@ func (w *worker) sendStream(slots chan struct{}, inflight chan<- stamp) {
 	for seq := uint64(0); ; seq++ {
 		var st stamp
 		if r.pacer != nil {
-			due, counted, ok := r.pacer.Claim()
-			if !ok {
+			due, counted, ok := r.pacer.Claim(r.now())
+			if !ok || r.now() >= r.end {
+				// The schedule is over, or the window is: a backlog of
+				// due requests is reported as unsent, not sent late.
 				return
 			}
 			if d := due - r.now(); d > 0 {
@@ -133,7 +135,7 @@ func (w *worker) receiveStream(slots chan<- struct{}, inflight <-chan stamp) {
 		case st.counted && ok:
 			w.record(now, st.intended, st.sent, size)
 		case st.counted:
-			w.mismatch(st.seq, r.gen.expectedLine(nil, w.id, st.seq), line)
+			w.mismatch(st.seq, r.gen.expectedLine(nil, w.id, st.seq), line, false)
 		case r.live != nil: // warmup: only the progress line sees it
 			r.live.record(now - st.intended)
 		}

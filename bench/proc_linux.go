@@ -86,17 +86,80 @@ func processTree(pid int) []procStat {
 // sampleTree returns the CPU seconds (user+system) used so far by pid and
 // every descendant alive now, the sum of their peak RSS (VmHWM) in KiB,
 // and how many processes that was.
+//
+// CPU time comes from each thread's /proc/<pid>/task/<tid>/sched or
+// schedstat (time on CPU, ns) where the kernel provides it: utime+stime in
+// /proc/<pid>/stat count whole clock ticks (10 ms), too coarse for a
+// window of a few hundred milliseconds. Threads that exited are not in
+// task/, so a process whose thread sum is below its stat total (a thread
+// died) uses the stat total instead.
 func sampleTree(pid int) (cpuS float64, rssKB int64, procs int, err error) {
 	tree := processTree(pid)
 	if len(tree) == 0 {
 		return 0, 0, 0, fmt.Errorf("bench: process %d is gone", pid)
 	}
-	var ticks uint64
 	for _, p := range tree {
-		ticks += p.cpuTicks
+		ticksS := float64(p.cpuTicks) / clockTicks
+		if ns, ok := threadsCPU(p.pid); ok && float64(ns)/1e9 > ticksS-1.0/clockTicks {
+			cpuS += float64(ns) / 1e9
+		} else {
+			cpuS += ticksS
+		}
 		rssKB += vmHWM(p.pid)
 	}
-	return float64(ticks) / clockTicks, rssKB, len(tree), nil
+	return cpuS, rssKB, len(tree), nil
+}
+
+// threadsCPU sums the time on CPU of every thread of pid, in ns:
+// se.sum_exec_runtime from task/<tid>/sched (milliseconds with six
+// decimals), or the first field of task/<tid>/schedstat. Kernels without
+// scheduler statistics print zeros there; then it reports false.
+func threadsCPU(pid int) (uint64, bool) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, false
+	}
+	var sum uint64
+	for _, e := range ents {
+		ns, err := threadCPU(dir + "/" + e.Name())
+		if err != nil {
+			if os.IsNotExist(err) {
+				continue // the thread exited meanwhile
+			}
+			return 0, false
+		}
+		sum += ns
+	}
+	return sum, sum > 0
+}
+
+func threadCPU(dir string) (uint64, error) {
+	if b, err := os.ReadFile(dir + "/sched"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "se.sum_exec_runtime"); ok {
+				v = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				ms, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					return 0, err
+				}
+				return uint64(ms * 1e6), nil
+			}
+		}
+	} else if os.IsNotExist(err) {
+		if _, serr := os.Stat(dir); serr != nil {
+			return 0, serr
+		}
+	}
+	b, err := os.ReadFile(dir + "/schedstat")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, errors.New("bench: empty schedstat")
+	}
+	return strconv.ParseUint(f[0], 10, 64)
 }
 
 // vmHWM reads a process's peak resident set size in KiB.

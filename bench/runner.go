@@ -67,6 +67,7 @@ type Outcome struct {
 	SkippedNote string
 	Interrupted bool
 	Elapsed     time.Duration
+	sockDir     string // removed at the end of Run (tests check)
 }
 
 // Failures counts runs that failed or whose server did not exit cleanly.
@@ -267,6 +268,7 @@ func (r *Runner) Run(ctx context.Context) (*Outcome, error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	r.sockDir = sockDir
+	out.sockDir = sockDir
 	defer os.RemoveAll(sockDir)
 
 	prog := newProgress(r.opts.Progress, r.opts.TTY, r.Total(), r.Estimate())
@@ -571,10 +573,14 @@ func (r *Runner) measure(ctx context.Context, cell Cell, row *Row) error {
 }
 
 // runLoad runs `sockbench load` against addr for d and parses its JSON.
+// The load generator's own warmup is off: the orchestrator runs warmup as
+// a separate load run, so that the server's CPU time can be sampled
+// exactly around the measured one (no load process is running at either
+// sample).
 func (r *Runner) runLoad(ctx context.Context, cell Cell, addr string, d time.Duration) (*loadgen.Report, error) {
 	args := []string{"load", "--target", cell.Net + "://" + addr, "--mode", cell.Mode,
 		"-c", strconv.Itoa(cell.Conns), "-p", strconv.Itoa(cell.Pipeline), "-s", strconv.Itoa(cell.Size),
-		"-d", d.String(), "--format", "json"}
+		"-d", d.String(), "--warmup", "0", "--format", "json"}
 	if cell.Rate > 0 {
 		args = append(args, "--rate", strconv.FormatFloat(cell.Rate, 'f', -1, 64))
 	}

@@ -113,6 +113,9 @@ func WriteSummary(w io.Writer, rows []Row) {
 		if c.Bad > 0 {
 			bad = append(bad, fmt.Sprintf("  %s: %d run(s) failed or left the server unclean (see the note column)", k, c.Bad))
 		}
+		if c.Runs == 0 {
+			continue
+		}
 		runs += c.Runs
 		satRuns += c.Saturated
 		if c.Saturated > 0 {

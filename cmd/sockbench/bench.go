@@ -64,6 +64,9 @@ Built-in profiles: ` + strings.Join(bench.ProfileNames(), ", ") + `.`,
 			if noPin {
 				scpus, ccpus = nil, nil
 			}
+			if (serverCPUs != "" || clientCPUs != "") && noPin {
+				return usagef("--no-pin contradicts --server-cpus/--client-cpus")
+			}
 			if serverCPUs != "" {
 				if scpus, err = bench.ParseCPUs(serverCPUs); err != nil {
 					return usagef("--server-cpus: %v", err)
@@ -74,7 +77,7 @@ Built-in profiles: ` + strings.Join(bench.ProfileNames(), ", ") + `.`,
 					return usagef("--client-cpus: %v", err)
 				}
 			}
-			if (len(scpus) == 0) != (len(ccpus) == 0) {
+			if (serverCPUs == "") != (clientCPUs == "") {
 				return usagef("give both --server-cpus and --client-cpus, or neither")
 			}
 			if err := bench.CheckCPUs(scpus); err != nil {

@@ -1,0 +1,291 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// sockbenchBinary builds cmd/sockbench once for the package's tests: the
+// orchestrator drives real `serve` and `load` processes, as users run it.
+func sockbenchBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the sockbench binary")
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sbbin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			goTool = "/usr/local/go/bin/go"
+		}
+		binPath = filepath.Join(dir, "sockbench")
+		out, err := exec.Command(goTool, "build", "-o", binPath, "github.com/sockbench/sockbench/cmd/sockbench").CombinedOutput()
+		if err != nil {
+			buildErr = errors.New("go build cmd/sockbench: " + err.Error() + "\n" + string(out))
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+func testProfile(t *testing.T, yaml string) *Profile {
+	t.Helper()
+	p, err := ParseProfile("test", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func runBench(t *testing.T, p *Profile, dir string, serverArgs ...string) *Outcome {
+	t.Helper()
+	sc, cc := DefaultPinning()
+	r, err := NewRunner(Options{Binary: sockbenchBinary(t), Profile: p, OutDir: dir, ServerCPUs: sc, ClientCPUs: cc,
+		ServerArgs: serverArgs, Env: Env{SuiteVersion: "test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := r.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestRunEndToEnd runs every model and transport once for real and checks
+// that each row holds a plausible measurement and every output is written.
+func TestRunEndToEnd(t *testing.T) {
+	bin := sockbenchBinary(t)
+	_ = bin
+	dir := t.TempDir()
+	before := countFDs()
+	p := testProfile(t, `
+count: 1
+duration: 200ms
+warmup: 50ms
+matrix:
+  - models: [threaded, eventloop, prefork]
+    nets: [tcp, udp, unix]
+    modes: [upper]
+    conns: [2]
+`)
+	out := runBench(t, p, dir)
+	if _, err := os.Stat(out.sockDir); !os.IsNotExist(err) {
+		t.Errorf("socket directory %s left behind: %v", out.sockDir, err)
+	}
+	if len(out.Rows) != 9 {
+		t.Fatalf("%d rows", len(out.Rows))
+	}
+	for _, r := range out.Rows {
+		if r.Status != StatusOK {
+			t.Errorf("%s: %s: %s", r.Key, r.Status, r.Note)
+			continue
+		}
+		if r.Requests <= 0 || r.RPS <= 0 || r.Errors != 0 || !(r.P50 > 0) || r.P99 < r.P50 || r.Max < r.P99 {
+			t.Errorf("%s: implausible %+v", r.Key, r)
+		}
+		if !(r.ServerCPUS > 0) || !(r.CPUUSPerReq > 0) || r.ServerRSSKB < 1000 || !(r.ClientCPUS > 0) {
+			t.Errorf("%s: server cpu %v s, %v µs/req, rss %d KiB, client %v s", r.Key, r.ServerCPUS, r.CPUUSPerReq, r.ServerRSSKB, r.ClientCPUS)
+		}
+		if r.Workers < 1 || r.Host == "" || r.Cores < 1 || r.GoVersion == "" {
+			t.Errorf("%s: env %+v workers %d", r.Key, r.Env, r.Workers)
+		}
+		if r.Model == "prefork" && strings.Contains(r.Note, "only 1 server process") {
+			t.Errorf("prefork workers not sampled: %s", r.Note)
+		}
+	}
+	rows, err := ReadCSVFile(out.CSV)
+	if err != nil || len(rows) != 9 {
+		t.Fatalf("CSV: %d rows, %v", len(rows), err)
+	}
+	txt, err := os.ReadFile(out.TXT)
+	if err != nil || !bytes.Contains(txt, []byte("BenchmarkUpper/model=prefork/net=unix/conns=2")) {
+		t.Errorf(".txt: %v\n%s", err, txt)
+	}
+	html, err := os.ReadFile(out.HTML)
+	if err != nil || !bytes.Contains(html, []byte("Throughput — unix")) {
+		t.Errorf(".html: %v", err)
+	}
+	if after := countFDs(); before >= 0 && after > before+2 {
+		t.Errorf("fds: %d before, %d after", before, after)
+	}
+}
+
+// TestSkipsWhatWontFit: a cell that needs more fds than the limit allows is
+// recorded as skipped with the reason, and nothing is started for it.
+func TestSkipsWhatWontFit(t *testing.T) {
+	lim, err := fdLimit()
+	if err != nil {
+		t.Skip(err)
+	}
+	if lim > 1<<20 {
+		t.Skipf("fd limit %d: a cell over it would be absurd", lim)
+	}
+	p := testProfile(t, `
+count: 2
+duration: 100ms
+warmup: 10ms
+matrix:
+  - models: [threaded]
+    conns: [`+itoa(int(lim)+1)+`]
+`)
+	out := runBench(t, p, t.TempDir())
+	if len(out.Rows) != 2 || out.Rows[0].Status != StatusSkipped || !strings.Contains(out.Rows[0].Note, "file descriptors") {
+		t.Fatalf("rows: %+v", out.Rows)
+	}
+	note, err := os.ReadFile(out.SkippedNote)
+	if err != nil || !strings.Contains(string(note), "file descriptors") {
+		t.Fatalf("skipped note: %v %s", err, note)
+	}
+	rows, err := ReadCSVFile(out.CSV)
+	if err != nil || rows[0].Status != StatusSkipped {
+		t.Fatalf("CSV: %v %+v", err, rows)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestCompareCommand: two result sets of the same build pass; a run whose
+// server burns --work per request fails, naming the cells. Both go through
+// the real `sockbench compare` and its exit status.
+func TestCompareCommand(t *testing.T) {
+	bin := sockbenchBinary(t)
+	dir := t.TempDir()
+	p := testProfile(t, `
+count: 1
+duration: 250ms
+warmup: 50ms
+matrix:
+  - models: [threaded]
+    nets: [tcp, unix]
+    conns: [1]
+`)
+	// Alternate the two same-build sets run by run (A B A B ...), so slow
+	// drift of a shared machine lands on both alike, as bench's own
+	// interleaving does for models.
+	var a, b []Row
+	for i := 0; i < 5; i++ {
+		a = append(a, runBench(t, p, filepath.Join(dir, "a", itoa(i))).Rows...)
+		b = append(b, runBench(t, p, filepath.Join(dir, "b", itoa(i))).Rows...)
+	}
+	p.Count = 5
+	slow := runBench(t, p, filepath.Join(dir, "slow"), "--work=300us")
+	write := func(name string, rows []Row) string {
+		path := filepath.Join(dir, name)
+		w, err := CreateCSV(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range rows {
+			if err := w.Write(&rows[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.Close()
+		return path
+	}
+	base, same := write("base.csv", a), write("same.csv", b)
+	compare := func(args ...string) (int, string) {
+		cmd := exec.Command(bin, append([]string{"compare"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), string(out)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, string(out)
+	}
+	// alpha 0.01 keeps the chance of a false alarm from pure noise near 1%
+	// (5 runs a side can still reach p = 0.008).
+	if code, out := compare(base, same, "--alpha", "0.01"); code != 0 {
+		t.Errorf("same build: exit %d\n%s", code, out)
+	}
+	code, out := compare(base, slow.CSV)
+	if code != 1 || !strings.Contains(out, "Echo/model=threaded/net=tcp/conns=1") || !strings.Contains(out, "Echo/model=threaded/net=unix/conns=1") || !strings.Contains(out, "WORSE") {
+		t.Errorf("--work added: exit %d\n%s", code, out)
+	}
+	// The .txt of a run reads too, and bad input is a usage error.
+	if code, out := compare(base, slow.TXT); code != 1 {
+		t.Errorf(".txt: exit %d\n%s", code, out)
+	}
+	if code, out := compare(base, filepath.Join(dir, "nosuch.csv")); code != 2 || !strings.Contains(out, "nosuch.csv") {
+		t.Errorf("missing file: exit %d\n%s", code, out)
+	}
+	if code, out := compare(base, same, "--threshold", "lots"); code != 2 || !strings.Contains(out, "threshold") {
+		t.Errorf("bad threshold: exit %d\n%s", code, out)
+	}
+	// report draws both sets overlaid.
+	html := filepath.Join(dir, "r.html")
+	if out, err := exec.Command(bin, "report", base, slow.CSV, "-o", html).CombinedOutput(); err != nil {
+		t.Fatalf("report: %v\n%s", err, out)
+	}
+	if b, _ := os.ReadFile(html); !bytes.Contains(b, []byte("threaded · base.csv")) || !bytes.Contains(b, []byte("threaded · ")) {
+		t.Errorf("overlaid report lacks its sets")
+	}
+}
+
+// TestBenchCommandErrors: bad flags get one clear line and exit 2.
+func TestBenchCommandErrors(t *testing.T) {
+	bin := sockbenchBinary(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "--profile", "nosuch"}, "no profile"},
+		{[]string{"bench", "--server-cpus", "0-x", "--client-cpus", "1"}, "--server-cpus"},
+		{[]string{"bench", "--server-cpus", "0"}, "both"},
+		{[]string{"bench", "--client-cpus", "0"}, "both"},
+		{[]string{"bench", "--no-pin", "--server-cpus", "0", "--client-cpus", "1"}, "contradicts"},
+		{[]string{"bench", "--server-cpus", "4000", "--client-cpus", "0"}, "not available"},
+		{[]string{"bench", "--count", "-1"}, "count"},
+		{[]string{"report"}, "requires at least 1 arg"},
+	} {
+		out, err := exec.Command(bin, tc.args...).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), tc.want) {
+			t.Errorf("%v: %v\n%s", tc.args, err, out)
+		}
+	}
+	out, err := exec.Command(bin, "bench", "--dry-run", "--profile", "quick").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "36 cells x 5 runs") {
+		t.Errorf("dry run: %v\n%s", err, out)
+	}
+}
+
+func countFDs() int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	return len(ents)
+}

@@ -38,20 +38,37 @@ func (w *worker) runStream() {
 	w.receiveStream(slots, inflight)
 }
 
+// maxBatch bounds the bytes a closed-loop sender writes at once.
+const maxBatch = 64 << 10
+
 // sendStream writes requests until the schedule, the window or the
 // connection ends, then closes inflight.
+//
+// The closed loop batches: when several slots are free (pipelining), it
+// writes every request they allow in one write, as a pipelining client
+// would, instead of paying a system call per request. The open loop writes
+// each request when it is due.
 func (w *worker) sendStream(slots chan struct{}, inflight chan<- stamp) {
 	r := w.r
 	defer close(inflight)
-	buf := make([]byte, 0, r.cfg.SizeMax)
+	buf := make([]byte, 0, min(r.cfg.SizeMax*r.cfg.Pipeline, maxBatch)+r.cfg.SizeMax)
 	var timer *time.Timer
 	if r.pacer != nil {
 		timer = time.NewTimer(time.Hour)
 		timer.Stop()
 		defer timer.Stop()
 	}
-	for seq := uint64(0); ; seq++ {
-		var st stamp
+	acquire := func() bool {
+		select {
+		case <-slots:
+			return true
+		case <-w.dead:
+		case <-r.stop:
+		}
+		return false
+	}
+	for seq := uint64(0); ; {
+		buf = buf[:0]
 		if r.pacer != nil {
 			due, counted, ok := r.pacer.Claim(r.now())
 			if !ok || r.now() >= r.end {
@@ -69,41 +86,50 @@ func (w *worker) sendStream(slots chan struct{}, inflight chan<- stamp) {
 					return
 				}
 			}
-			select {
-			case <-slots:
-			case <-w.dead:
-				return
-			case <-r.stop:
+			if !acquire() {
 				return
 			}
 			now := r.now()
-			st = stamp{seq: seq, intended: due, sent: now, counted: counted}
 			if counted {
+				w.sent++
 				lag := now - due
 				if lag > int64(lateSend) {
 					w.lateSends++
 				}
 				w.maxLag = max(w.maxLag, lag)
 			}
+			inflight <- stamp{seq: seq, intended: due, sent: now, counted: counted}
+			buf = r.gen.line(buf, w.id, seq)
+			seq++
 		} else {
-			select {
-			case <-slots:
-			case <-w.dead:
-				return
-			case <-r.stop:
+			if !acquire() {
 				return
 			}
-			now, counted, ok := r.claimClosed()
-			if !ok {
+			for more := true; more; {
+				now, counted, ok := r.claimClosed()
+				if !ok {
+					break
+				}
+				if counted {
+					w.sent++
+				}
+				inflight <- stamp{seq: seq, intended: now, sent: now, counted: counted}
+				buf = r.gen.line(buf, w.id, seq)
+				seq++
+				select { // another free slot, and room for its request?
+				case <-slots:
+					if len(buf)+r.cfg.SizeMax > cap(buf) {
+						slots <- struct{}{} // no room: give it back
+						more = false
+					}
+				default:
+					more = false
+				}
+			}
+			if len(buf) == 0 {
 				return
 			}
-			st = stamp{seq: seq, intended: now, sent: now, counted: counted}
 		}
-		if st.counted {
-			w.sent++
-		}
-		inflight <- st
-		buf = r.gen.line(buf[:0], w.id, seq)
 		if _, err := w.conn.Write(buf); err != nil {
 			w.kill(err)
 			return
@@ -115,7 +141,9 @@ func (w *worker) sendStream(slots chan struct{}, inflight chan<- stamp) {
 // done and nothing is left in flight, or the connection fails.
 func (w *worker) receiveStream(slots chan<- struct{}, inflight <-chan stamp) {
 	r := w.r
-	lr := protocol.NewLineReader(w.conn, r.cfg.SizeMax)
+	// A reply longer than the longest request is wrong whatever it holds;
+	// the bound is at least 4 KiB so pipelined replies are read in batches.
+	lr := protocol.NewLineReader(w.conn, max(r.cfg.SizeMax, 4<<10))
 	timeout := int64(r.cfg.Timeout)
 	for st := range inflight {
 		if !lr.HasLine() {
@@ -142,6 +170,8 @@ func (w *worker) receiveStream(slots chan<- struct{}, inflight <-chan stamp) {
 		slots <- struct{}{}
 	}
 	w.kill(nil)
+	for range inflight { // wait for the sender: its counters are read next
+	}
 }
 
 // streamFailed ends the connection after a read error: the request being
@@ -159,7 +189,7 @@ func (w *worker) streamFailed(err error, st stamp, inflight <-chan stamp) {
 	}
 	kind := classify(err)
 	if errors.Is(err, protocol.ErrLineTooLong) {
-		err = fmt.Errorf("a reply line ran past %d bytes (the longest request) without a newline", w.r.cfg.SizeMax)
+		err = fmt.Errorf("a reply line ran past %d bytes without a newline (the longest request is %d)", max(w.r.cfg.SizeMax, 4<<10), w.r.cfg.SizeMax)
 	}
 	w.failure = err
 	n := int64(0)

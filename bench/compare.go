@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -377,6 +378,8 @@ func human(v float64) string {
 	switch {
 	case math.IsNaN(v):
 		return "-"
+	case v == 0:
+		return "0"
 	case a >= 1e6:
 		return strconv.FormatFloat(v/1e6, 'f', 2, 64) + "M"
 	case a >= 1e4:
@@ -406,8 +409,25 @@ func ParseThreshold(s string) (float64, error) {
 }
 
 // ReadResults reads a results file: a CSV, or Go benchmark format (.txt)
-// as WriteBenchfmt writes it.
+// as WriteBenchfmt writes it. A directory means every *.csv in it, merged
+// (runs of one build made in several sittings, e.g. interleaved in CI).
 func ReadResults(path string) ([]Row, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		files, _ := filepath.Glob(filepath.Join(path, "*.csv"))
+		if len(files) == 0 {
+			return nil, fmt.Errorf("bench: no *.csv in directory %s", path)
+		}
+		sort.Strings(files)
+		var all []Row
+		for _, f := range files {
+			rows, err := ReadCSVFile(f)
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, rows...)
+		}
+		return all, nil
+	}
 	if strings.HasSuffix(path, ".csv") {
 		return ReadCSVFile(path)
 	}

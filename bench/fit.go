@@ -1,10 +1,13 @@
 package bench
 
 import (
+	"context"
 	"fmt"
+	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"time"
 )
 
 var (
@@ -36,6 +39,24 @@ func BuildCommit() string {
 		rev = rev[:12]
 	}
 	if rev != "" && modified == "true" {
+		rev += "-dirty"
+	}
+	return rev
+}
+
+// RepoCommit is the commit checked out in the current directory, with
+// "-dirty" when tracked files changed, for builds that carry no VCS stamp
+// (go build -buildvcs=false); "" outside a git work tree.
+func RepoCommit() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	rev := strings.TrimSpace(string(out))
+	st, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output()
+	if err == nil && len(strings.TrimSpace(string(st))) > 0 {
 		rev += "-dirty"
 	}
 	return rev

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -93,10 +94,19 @@ func fmtUS(us float64) string {
 	case math.IsNaN(us):
 		return "-"
 	case us >= 1e6:
-		return fmt.Sprintf("%.2fs", us/1e6)
+		return trimZeros(fmt.Sprintf("%.2f", us/1e6)) + "s"
 	case us >= 1e3:
-		return fmt.Sprintf("%.2fms", us/1e3)
+		return trimZeros(fmt.Sprintf("%.2f", us/1e3)) + "ms"
 	default:
 		return fmt.Sprintf("%.0fµs", us)
 	}
+}
+
+// trimZeros drops trailing zeros of a decimal: "10.00" -> "10", "2.50" -> "2.5".
+func trimZeros(s string) string {
+	if !strings.Contains(s, ".") {
+		return s
+	}
+	s = strings.TrimRight(s, "0")
+	return strings.TrimSuffix(s, ".")
 }

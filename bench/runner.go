@@ -256,12 +256,22 @@ func (r *Runner) Run(ctx context.Context) (*Outcome, error) {
 	if err := os.MkdirAll(r.opts.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	stem := filepath.Join(r.opts.OutDir, Stem(start, r.opts.Env.Host))
-	out := &Outcome{CSV: stem + ".csv", TXT: stem + ".txt", HTML: stem + ".html"}
-	cw, err := CreateCSV(out.CSV)
+	// Two runs started in the same second (a CI loop) get -2, -3, ...
+	base := filepath.Join(r.opts.OutDir, Stem(start, r.opts.Env.Host))
+	stem := base
+	var cw *CSVWriter
+	var err error
+	for n := 2; ; n++ {
+		cw, err = CreateCSV(stem + ".csv")
+		if err == nil || !errors.Is(err, os.ErrExist) || n > 100 {
+			break
+		}
+		stem = fmt.Sprintf("%s-%d", base, n)
+	}
 	if err != nil {
 		return nil, err
 	}
+	out := &Outcome{CSV: stem + ".csv", TXT: stem + ".txt", HTML: stem + ".html"}
 	sockDir, err := os.MkdirTemp("", "sb")
 	if err != nil {
 		cw.Close()

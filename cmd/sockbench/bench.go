@@ -86,11 +86,15 @@ Built-in profiles: ` + strings.Join(bench.ProfileNames(), ", ") + `.`,
 			if err := bench.CheckCPUs(ccpus); err != nil {
 				return usagef("--client-cpus: %v", err)
 			}
+			commit := bench.BuildCommit()
+			if commit == "" {
+				commit = bench.RepoCommit()
+			}
 			tty := term.IsTerminal(int(os.Stderr.Fd()))
 			r, err := bench.NewRunner(bench.Options{
 				Binary: binary, Profile: p, Count: count, OutDir: outDir,
 				ServerCPUs: scpus, ClientCPUs: ccpus, Workers: workers, ServerArgs: serverArgs,
-				Env:      bench.Env{SuiteVersion: version, Commit: bench.BuildCommit()},
+				Env:      bench.Env{SuiteVersion: version, Commit: commit},
 				Progress: os.Stderr, TTY: tty,
 			})
 			if err != nil {

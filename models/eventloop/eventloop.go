@@ -20,13 +20,21 @@
 // read go out in one write from a pooled buffer, so a steady stream of
 // echo or upper requests allocates nothing.
 //
+// Replies are written with write(2) on the connection's descriptor rather
+// than with gnet's Conn.Write or AsyncWrite: gnet parks what a full socket
+// does not take in its outbound buffer, and when the client half-closes it
+// closes the connection on the EOF, flushes that buffer only until EAGAIN
+// and drops the rest. So a full socket hands the rest to a writer job in
+// the pool (write.go), and the connection takes no new lines until it is
+// written: backpressure, which gnet lacks as well.
+//
 // Handler cost. Config.Cost.Work alone runs on the loop: burning CPU there
 // is the honest cost of an event loop, and the reason the model loses when
 // handlers are heavy. Cost.Block (with Work, if set) must never run on a
-// loop: the lines go to a bounded goroutine pool and the replies come back
-// with AsyncWrite. A connection has at most one job in flight; lines that
-// arrive meanwhile wait in gnet's inbound buffer and are taken, in order,
-// when the job's last reply has been written, so replies keep request order.
+// loop: the lines go to a bounded goroutine pool (job.go), one job per
+// connection at a time, which writes each reply as its handler returns;
+// lines that arrive meanwhile wait in gnet's inbound buffer and are taken,
+// in order, when the job is done, so replies keep request order.
 //
 // Datagrams (udp) run on gnet's own engine (gnet.Run) with one
 // SO_REUSEPORT socket per loop; there is no accept to fail. gnet has no
@@ -244,8 +252,11 @@ func (s *server) gnetOptions() []gnet.Option {
 }
 
 // gnetLogger routes gnet's logging (which otherwise goes to stdout, where
-// only the ready line belongs) to the server's logger. gnet's Fatalf is
-// logged as an error: a library must not exit the process.
+// only the ready line belongs) to the server's logger. gnet's Infof is
+// start-up chatter ("Starting gnet client with 2 event loops"), logged at
+// debug level; its Fatalf is logged as an error: a library must not exit
+// the process. gnet keeps one logger per process, so with several servers
+// in one process (tests) gnet's messages go to the last one started.
 type gnetLogger struct{ l *slog.Logger }
 
 func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...)) }

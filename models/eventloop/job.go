@@ -2,123 +2,153 @@ package eventloop
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
+	"golang.org/x/sys/unix"
 
 	"github.com/sockbench/sockbench/protocol"
 )
 
-// finishWriteTimeout bounds each write of a detached connection (see detach).
-const finishWriteTimeout = 5 * time.Second
+// Blocking handlers (Config.Cost.Block) run in the pool, one job per
+// connection at a time, holding the lines the loop had complete when it
+// dispatched the job. The job writes each reply as soon as its handler
+// returns, itself, on a dup of the socket through Go's poller, rather than
+// with gnet's AsyncWrite: AsyncWrite leaves what a full socket does not
+// take in gnet's outbound buffer, which gnet drops when the client
+// half-closes (gnet closes a connection on EOF and flushes only until
+// EAGAIN), and a client that pipelines, half-closes and only then reads
+// would lose replies (TestSlowReader). Writing from the job also keeps the
+// order trivially: one writer per connection at a time. When the job is
+// done, the loop (jobDone, through Execute) takes the lines that arrived
+// meanwhile; until then they wait in gnet's inbound buffer.
 
-// jobSync is what a connection's job shares with its loop and, after a
-// half-close, with whoever finishes the job. Guarded by mu.
+// jobSync is what a connection's job shares with its loop. Guarded by mu.
 type jobSync struct {
-	mu         sync.Mutex
-	cond       sync.Cond
-	out        net.Conn // detached: a dup of the socket, written directly
-	issued     int      // replies handed to AsyncWrite
-	acked      int      // AsyncWrite callbacks run
-	failedFrom int      // index of the first reply whose callback failed, or -1
-	runDone    bool     // run issues nothing more
-	stopAt     int      // offset in the job of the first line run did not issue
-	timedOut   bool
+	mu       sync.Mutex
+	runDone  bool                       // the job will take no more lines
+	detached bool                       // gnet closed the connection: the job finishes and closes it
+	tail     *bytebufferpool.ByteBuffer // detached: lines gnet still held
+	failed   bool                       // a reply could not be written
 }
 
-func newJobSync() *jobSync {
-	js := &jobSync{failedFrom: -1}
-	js.cond.L = &js.mu
-	return js
+// reset prepares for a new job; the loop calls it when no job runs.
+func (js *jobSync) reset(detached bool) {
+	js.mu.Lock()
+	js.runDone, js.detached, js.tail, js.failed = false, detached, nil, false
+	js.mu.Unlock()
 }
 
-// reset prepares for a new job; the loop calls it before submitting, when
-// no goroutine uses js.
-func (js *jobSync) reset() {
-	js.issued, js.acked, js.failedFrom, js.runDone, js.stopAt, js.timedOut = 0, 0, -1, false, 0, false
+// dispatch hands st.job to the pool; the loop calls it with st.job set.
+// It returns false when the connection cannot be served and must close.
+func (ss *streamSide) dispatch(c gnet.Conn, st *connState) bool {
+	fd, err := c.Dup()
+	if err != nil {
+		bytebufferpool.Put(st.job)
+		st.job = nil
+		ss.s.ctr.WriteErrors.Add(1)
+		ss.s.log.Warn("no descriptor for a blocking handler's replies; closing", "err", err)
+		return false
+	}
+	st.busy = true
+	st.js.reset(false)
+	if !ss.s.pool.submit(&blockJob{st: st, fd: fd}) {
+		unix.Close(fd)
+		st.busy = false
+		bytebufferpool.Put(st.job)
+		st.job = nil
+		return false
+	}
+	return true
 }
 
-// run is the job of a connection with blocking handlers: it pays the cost
-// of each line in turn and sends the reply with AsyncWrite, transformed in
-// place in the job buffer. The last reply's callback (onJobDone, on the
-// loop) frees the buffer and takes the next lines. If the client
-// half-closes meanwhile, the loop detaches the connection and run hands
-// over to finish.
-func (st *connState) run() {
+// blockJob answers a batch of lines of one connection.
+type blockJob struct {
+	st *connState
+	fd int // a dup of the socket, owned by the job
+}
+
+func (j *blockJob) run() {
+	st := j.st
 	s := st.side.s
-	js := st.js
-	b := st.job.B
-	for off := 0; off < len(b); {
-		n := bytes.IndexByte(b[off:], protocol.Newline) + 1
-		line := b[off : off+n]
+	js := &st.js
+	f := os.NewFile(uintptr(j.fd), "")
+	conn, err := net.FileConn(f)
+	f.Close()
+	ok := err == nil
+	if ok && st.job != nil {
+		ok = j.answer(conn, st.job.B)
+	}
+	js.mu.Lock()
+	js.runDone = true
+	for js.detached && js.tail != nil {
+		tail := js.tail
+		js.tail = nil
+		js.mu.Unlock()
+		if ok {
+			ok = j.answer(conn, tail.B)
+		}
+		bytebufferpool.Put(tail)
+		js.mu.Lock()
+	}
+	detached := js.detached
+	js.failed = !ok
+	js.mu.Unlock()
+	if !ok {
+		s.ctr.WriteErrors.Add(1)
+	}
+	switch {
+	case conn == nil:
+	case detached && ok:
+		lingerConn(conn)
+	default:
+		conn.Close()
+	}
+	if detached {
+		bytebufferpool.Put(st.job)
+		st.job = nil
+		st.side.closed()
+		return
+	}
+	s.stopMu.RLock()
+	if !s.stopped {
+		st.c.EventLoop().Execute(context.Background(), st.jobDoneFn)
+	}
+	s.stopMu.RUnlock()
+}
+
+// answer pays the cost of each line of b, transforms it in place and
+// writes it. It returns false when a write failed or the client left.
+func (j *blockJob) answer(conn net.Conn, b []byte) bool {
+	st := j.st
+	s := st.side.s
+	for len(b) > 0 {
+		n := bytes.IndexByte(b, protocol.Newline) + 1
+		line := b[:n]
+		b = b[n:]
 		if st.gone.Load() {
-			return // the client left; the buffer goes to the GC
+			return false
 		}
 		s.cfg.Cost.Pay(s.taskCtx)
 		s.cfg.Mode.Apply(line)
-		last := off+n == len(b)
-		js.mu.Lock()
-		if js.out != nil {
-			js.runDone, js.stopAt = true, off
-			js.mu.Unlock()
-			st.finish()
-			return
+		if !s.writeAll(conn, line) {
+			return false
 		}
-		cb := st.lineDone
-		if last {
-			cb = st.jobDone
-			js.runDone, js.stopAt = true, len(b)
-		}
-		s.stopMu.RLock()
-		ok := !s.stopped && st.c.AsyncWrite(line, cb) == nil
-		s.stopMu.RUnlock()
-		if !ok {
-			js.runDone, js.stopAt = true, off
-			js.mu.Unlock()
-			return
-		}
-		js.issued++
-		js.mu.Unlock()
+		s.ctr.Requests.Add(1)
 		s.ctr.BytesIn.Add(uint64(n))
 		s.ctr.BytesOut.Add(uint64(n))
-		off += n
 	}
+	return true
 }
 
-// onLineDone runs on the loop once a reply was written (or buffered by
-// gnet), or failed because the connection closed.
-func (st *connState) onLineDone(_ gnet.Conn, err error) error {
-	js := st.js
-	js.mu.Lock()
-	if err != nil && js.failedFrom < 0 {
-		js.failedFrom = js.acked
-	}
-	js.acked++
-	js.cond.Broadcast()
-	js.mu.Unlock()
-	if err == nil {
-		st.side.s.ctr.Requests.Add(1)
-	}
-	return nil
-}
-
-// onJobDone runs on the loop after the job's last reply: the connection
-// may take its next lines.
-func (st *connState) onJobDone(c gnet.Conn, err error) error {
-	st.onLineDone(c, err)
-	if err != nil {
-		js := st.js
-		js.mu.Lock()
-		detached := js.out != nil
-		js.mu.Unlock()
-		if !detached {
-			bytebufferpool.Put(st.job)
-			st.job = nil
-		}
+// jobDone runs on the loop after a job that was not detached: the
+// connection takes the lines that arrived meanwhile.
+func (st *connState) jobDone(context.Context) error {
+	if st.handedOff {
 		return nil
 	}
 	bytebufferpool.Put(st.job)
@@ -127,24 +157,25 @@ func (st *connState) onJobDone(c gnet.Conn, err error) error {
 		return nil
 	}
 	ss := st.side
-	if st.stopAfter {
-		ss.startLinger(c, st)
-		return nil
-	}
-	ss.touch(st)
-	if ss.serve(c, st) {
-		c.EventLoop().Close(c)
+	switch {
+	case st.js.failed:
+		st.loop.el.Close(st.c)
+	case st.stopAfter:
+		ss.startLinger(st.c, st)
+	default:
+		ss.touch(st)
+		if ss.serve(st.c, st) {
+			st.loop.el.Close(st.c)
+		}
 	}
 	return nil
 }
 
-// detach keeps a half-closed connection alive while its job runs. gnet
-// closes a connection as soon as a read returns EOF, which would drop the
-// replies still in the pool; so OnClose calls detach, which dups the
-// socket (gnet then closes only its own descriptor), takes the complete
-// lines gnet still held, and leaves the rest to finish: it writes the
-// replies on the dup through Go's poller, from the pool, then closes the
-// way startLinger does. It returns false if the socket could not be kept.
+// detach is OnClose's part for a connection whose job is in the pool when
+// the client half-closes: gnet closes the connection on the EOF, but the
+// job has its own dup of the socket, so it gets the complete lines gnet
+// still held and answers them too before closing. It returns false when
+// nothing is left to answer and the connection may close as usual.
 func (st *connState) detach(c gnet.Conn) bool {
 	s := st.side.s
 	tail := bytebufferpool.Get()
@@ -167,121 +198,31 @@ func (st *connState) detach(c gnet.Conn) bool {
 		}
 		tail.B = tail.B[:end]
 	}
+	js := &st.js
+	js.mu.Lock()
+	if !js.runDone {
+		js.detached, js.tail = true, tail
+		js.mu.Unlock()
+		return true
+	}
+	js.mu.Unlock()
+	// The job is over but jobDone has not run: a new job for the tail.
+	if len(tail.B) == 0 {
+		bytebufferpool.Put(tail)
+		return false
+	}
 	fd, err := c.Dup()
 	if err != nil {
 		bytebufferpool.Put(tail)
-		s.log.Warn("half-closed connection: could not keep it for its pending replies", "err", err)
 		return false
 	}
-	f := os.NewFile(uintptr(fd), "")
-	out, err := net.FileConn(f)
-	f.Close()
-	if err != nil {
-		bytebufferpool.Put(tail)
-		s.log.Warn("half-closed connection: could not keep it for its pending replies", "err", err)
-		return false
-	}
-	st.tail = tail
-	js := st.js
-	js.mu.Lock()
-	js.out = out
-	runDone := js.runDone
-	js.mu.Unlock()
-	if runDone && !s.pool.submit(finisher{st}) {
-		out.Close()
+	bytebufferpool.Put(st.job)
+	st.job = tail
+	st.handedOff = true // the old job's jobDone must leave st.job alone
+	st.js.reset(true)
+	if !s.pool.submit(&blockJob{st: st, fd: fd}) {
+		unix.Close(fd)
 		return false
 	}
 	return true
-}
-
-// finisher runs finish from the pool when run had already issued its last
-// reply at detach time.
-type finisher struct{ st *connState }
-
-func (f finisher) run() { f.st.finish() }
-
-// finish completes a detached connection: it waits until every reply run
-// issued has its AsyncWrite callback (they fail from the first one the loop
-// had not written before closing), writes the failed ones and then the
-// rest of the job and the tail directly, and closes.
-func (st *connState) finish() {
-	s := st.side.s
-	js := st.js
-	timer := time.AfterFunc(time.Second, func() {
-		js.mu.Lock()
-		js.timedOut = true
-		js.cond.Broadcast()
-		js.mu.Unlock()
-	})
-	js.mu.Lock()
-	for !js.timedOut && js.acked < js.issued {
-		js.cond.Wait()
-	}
-	timer.Stop()
-	resendFrom := js.issued
-	if js.failedFrom >= 0 {
-		resendFrom = js.failedFrom
-	}
-	if js.timedOut {
-		resendFrom = min(resendFrom, js.acked)
-	}
-	stopAt, out := js.stopAt, js.out
-	js.mu.Unlock()
-
-	b := st.job.B
-	off := 0
-	for i := 0; i < resendFrom; i++ {
-		off += bytes.IndexByte(b[off:], protocol.Newline) + 1
-	}
-	ok := true
-	write := func(p []byte, lines int) {
-		if !ok || len(p) == 0 {
-			return
-		}
-		out.SetWriteDeadline(time.Now().Add(finishWriteTimeout))
-		if _, err := out.Write(p); err != nil {
-			ok = false
-			s.ctr.WriteErrors.Add(1)
-			return
-		}
-		s.ctr.Requests.Add(uint64(lines))
-	}
-	// Replies already transformed, whose AsyncWrite failed.
-	write(b[off:stopAt], bytes.Count(b[off:stopAt], []byte{protocol.Newline}))
-	// Lines run did not get to, then the lines gnet still held.
-	for _, rest := range [][]byte{b[stopAt:], st.tail.B} {
-		for len(rest) > 0 && ok {
-			n := bytes.IndexByte(rest, protocol.Newline) + 1
-			line := rest[:n]
-			rest = rest[n:]
-			s.cfg.Cost.Pay(s.taskCtx)
-			s.cfg.Mode.Apply(line)
-			s.ctr.BytesIn.Add(uint64(n))
-			s.ctr.BytesOut.Add(uint64(n))
-			write(line, 1)
-		}
-	}
-	lingerConn(out)
-	bytebufferpool.Put(st.job)
-	bytebufferpool.Put(st.tail)
-	st.job, st.tail = nil, nil
-	st.gone.Store(true)
-	st.side.closed()
-}
-
-// lingerConn closes c without destroying replies the client has not read:
-// FIN, then read and discard until the client closes or lingerTime passes.
-func lingerConn(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-		c.SetReadDeadline(time.Now().Add(lingerTime))
-		buf := make([]byte, 4<<10)
-		for total := 0; total < lingerMax; {
-			n, err := c.Read(buf)
-			total += n
-			if err != nil {
-				break
-			}
-		}
-	}
-	c.Close()
 }

@@ -424,3 +424,59 @@ func TestNoAllocsPerRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowReader: a client that sends far more than the socket buffers
+// hold before it reads gets every reply in order, with and without
+// blocking handlers, and also when it half-closes before reading.
+func TestSlowReader(t *testing.T) {
+	for _, tc := range []struct {
+		network   string
+		block     time.Duration
+		halfClose bool
+	}{
+		{"tcp", 0, false}, {"unix", 0, false}, {"tcp", 0, true}, {"unix", 0, true},
+		{"unix", 100 * time.Microsecond, false}, {"unix", 100 * time.Microsecond, true},
+		{"tcp", 100 * time.Microsecond, true},
+	} {
+		t.Run(fmt.Sprintf("%s/block=%v/halfclose=%v", tc.network, tc.block, tc.halfClose), func(t *testing.T) {
+			srv := start(t, models.Config{Net: tc.network, Mode: protocol.Upper, Workers: 1, Cost: protocol.Cost{Block: tc.block}})
+			c := dial(t, tc.network, srv)
+			var req, want bytes.Buffer
+			line := bytes.Repeat([]byte("abcdefgh"), 512)
+			for i := 0; req.Len() < 3<<20; i++ {
+				fmt.Fprintf(&req, "%d %s\n", i, line)
+				fmt.Fprintf(&want, "%d %s\n", i, bytes.ToUpper(line))
+			}
+			werr := make(chan error, 1)
+			go func() {
+				_, err := c.Write(req.Bytes())
+				if err == nil && tc.halfClose {
+					// Let the server answer into full socket buffers first.
+					time.Sleep(time.Second)
+					err = c.(interface{ CloseWrite() error }).CloseWrite()
+				}
+				werr <- err
+			}()
+			if tc.halfClose {
+				if err := <-werr; err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				time.Sleep(200 * time.Millisecond) // let the server's socket fill up
+			}
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			got := make([]byte, want.Len())
+			if n, err := io.ReadFull(c, got); err != nil {
+				t.Fatalf("read %d of %d bytes: %v", n, want.Len(), err)
+			}
+			if !bytes.Equal(got, want.Bytes()) {
+				t.Fatal("replies differ from the requests")
+			}
+			if !tc.halfClose {
+				if err := <-werr; err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}

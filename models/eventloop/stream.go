@@ -72,15 +72,14 @@ type connState struct {
 	w         writeState
 	resumeFn  gnet.Runnable
 	job       *bytebufferpool.ByteBuffer // the lines of that job
-	tail      *bytebufferpool.ByteBuffer // detached: lines gnet still held (job.go)
 	stopAfter bool                       // linger once the job is done (line too long)
 	draining  bool                       // shutdown: answer budget more bytes, then linger
 	budget    int
 
-	gone     atomic.Bool // closed; read by the job
-	js       *jobSync    // blocking handlers only (job.go)
-	lineDone gnet.AsyncCallback
-	jobDone  gnet.AsyncCallback
+	gone      atomic.Bool   // closed; read by the job
+	js        jobSync       // blocking handlers only (job.go)
+	jobDoneFn gnet.Runnable // st.jobDone
+	handedOff bool          // gnet closed c and a detached job finishes it
 }
 
 // rejected marks a connection closed in OnOpen for max-conns.
@@ -197,9 +196,7 @@ func (h *streamHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	s.ctr.Accepted.Add(1)
 	st := &connState{side: ss, c: c, loop: ss.loopFor(c.EventLoop()), last: s.now()}
 	if s.blocks {
-		st.js = newJobSync()
-		st.lineDone = st.onLineDone
-		st.jobDone = st.onJobDone
+		st.jobDoneFn = gnet.RunnableFunc(st.jobDone)
 	} else {
 		st.resumeFn = gnet.RunnableFunc(st.resume)
 	}
@@ -249,6 +246,7 @@ func (h *streamHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 		case st.busy:
 			detached = st.detach(c)
 			jobDetached = detached
+			st.handedOff = st.handedOff || detached
 		case st.stalled:
 			detached = ss.detachWriter(c, st)
 		}
@@ -351,11 +349,9 @@ func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
 	case lines == 0:
 		bytebufferpool.Put(batch)
 	case s.blocks:
-		st.job, st.busy = batch, true
-		st.js.reset()
-		if !s.pool.submit(st) {
-			st.job, st.busy = nil, false
-			bytebufferpool.Put(batch)
+		st.job = batch
+		if !ss.dispatch(c, st) {
+			return true
 		}
 	default:
 		if ss.send(c, st, batch) {

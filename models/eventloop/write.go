@@ -261,3 +261,21 @@ func (ss *streamSide) closed() {
 		ss.signalDrained()
 	}
 }
+
+// lingerConn closes c without destroying replies the client has not read:
+// FIN, then read and discard until the client closes, lingerMax bytes or
+// lingerTime pass.
+func lingerConn(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		c.SetReadDeadline(time.Now().Add(lingerTime))
+		buf := make([]byte, 4<<10)
+		for total := 0; total < lingerMax; {
+			n, err := c.Read(buf)
+			total += n
+			if err != nil {
+				break
+			}
+		}
+	}
+	c.Close()
+}

@@ -224,6 +224,18 @@ func TestUDPDuplicates(t *testing.T) {
 	}
 }
 
+// TestUDPReordered: a server that swaps every pair of replies.
+func TestUDPReordered(t *testing.T) {
+	target := startUDP(t, &udpServer{mode: protocol.Echo, swap: true})
+	rep := mustRun(t, Config{Target: target, Conns: 1, Pipeline: 2, SizeMin: 32, Requests: 1000, Timeout: 200 * time.Millisecond})
+	frac := float64(rep.Reordered) / float64(rep.Requests)
+	t.Logf("requests %d reordered %d lost %d", rep.Requests, rep.Reordered, rep.Lost)
+	if frac < 0.3 || frac > 0.55 || rep.Lost > 1 || rep.Duplicated != 0 || rep.Mismatches != 0 {
+		t.Fatalf("requests %d reordered %d lost %d duplicated %d mismatches %d; want about half reordered",
+			rep.Requests, rep.Reordered, rep.Lost, rep.Duplicated, rep.Mismatches)
+	}
+}
+
 // TestUnreachable: nothing listens, and Run says so at once.
 func TestUnreachable(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -134,7 +134,11 @@ func WriteText(w io.Writer, rep *Report) error {
 		if rep.Service != nil {
 			row("Service", *rep.Service)
 		}
-		b.WriteString("           (latency counts from when each request was due; service time from when it was sent)\n")
+		if rep.SendLag != nil {
+			row("Send lag", *rep.SendLag)
+		}
+		b.WriteString("           (latency counts from when each request was due, service time from when it was sent;\n")
+		b.WriteString("            send lag, how late it was sent, is the part of latency the generator or a full pipeline added)\n")
 	} else {
 		row("Latency", rep.Latency)
 	}

@@ -54,8 +54,11 @@ func TestJSONContract(t *testing.T) {
 				}
 			}
 		}
-		if rate == 0 && m["service_us"] != nil {
-			t.Errorf("closed loop service_us = %v, want null", m["service_us"])
+		if rate == 0 && (m["service_us"] != nil || m["send_lag_us"] != nil) {
+			t.Errorf("closed loop service_us = %v, send_lag_us = %v, want null", m["service_us"], m["send_lag_us"])
+		}
+		if lag, _ := m["send_lag_us"].(map[string]any); rate > 0 && lag["p50"].(float64) >= sub(m, "latency_us")["p50"].(float64)+1 {
+			t.Errorf("send lag %v is more than the latency %v it is part of", lag, m["latency_us"])
 		}
 		if rate > 0 {
 			sub, _ := m["service_us"].(map[string]any)
@@ -75,6 +78,11 @@ func TestJSONContract(t *testing.T) {
 			t.Errorf("round trip: %+v", back)
 		}
 	}
+}
+
+func sub(m map[string]any, k string) map[string]any {
+	v, _ := m[k].(map[string]any)
+	return v
 }
 
 func TestCSV(t *testing.T) {

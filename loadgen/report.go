@@ -51,9 +51,10 @@ type Report struct {
 	RPS  float64 `json:"rps"`  // Requests / DurationS
 	MBps float64 `json:"mbps"` // Bytes / DurationS / 1e6 (one direction)
 
-	Latency Summary  `json:"latency_us"` // from due time in open loop, from send in closed loop
-	Service *Summary `json:"service_us"` // open loop only: from actual send to reply; null otherwise
-	Connect Summary  `json:"connect_us"` // connection set-up time (UDP: round trip of a first probe datagram)
+	Latency Summary  `json:"latency_us"`  // from due time in open loop, from send in closed loop
+	Service *Summary `json:"service_us"`  // open loop only: from actual send to reply; null otherwise
+	SendLag *Summary `json:"send_lag_us"` // open loop only: how late the generator sent (part of Latency); null otherwise
+	Connect Summary  `json:"connect_us"`  // connection set-up time (UDP: round trip of a first probe datagram)
 
 	ClientCPUS      float64  `json:"client_cpu_s"`     // user+system CPU seconds of this process in the window
 	ClientCPUs      int      `json:"client_cpus"`      // CPUs this process could use
@@ -70,6 +71,7 @@ type Report struct {
 	LatencyHist *hdrhistogram.Histogram `json:"-"`
 	ServiceHist *hdrhistogram.Histogram `json:"-"`
 	ConnectHist *hdrhistogram.Histogram `json:"-"`
+	SendLagHist *hdrhistogram.Histogram `json:"-"`
 }
 
 // Summary describes one latency distribution in microseconds.

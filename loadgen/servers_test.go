@@ -190,12 +190,14 @@ func (s *streamServer) close() {
 }
 
 // udpServer answers datagrams, dropping every dropEvery-th one it receives
-// (0: none) and, when dup is set, sending every reply twice.
+// (0: none); when dup is set it sends every reply twice, when swap is set
+// it holds every other reply back and sends it after the next one.
 type udpServer struct {
 	pc        net.PacketConn
 	mode      protocol.Mode
 	dropEvery int
 	dup       bool
+	swap      bool
 	done      chan struct{}
 }
 
@@ -215,6 +217,7 @@ func (s *udpServer) serve() {
 	defer close(s.done)
 	buf := make([]byte, protocol.MaxDatagram)
 	uc := s.pc.(*net.UDPConn)
+	var held []byte
 	for n := 1; ; n++ {
 		k, from, err := uc.ReadFromUDPAddrPort(buf) // no allocation per datagram
 		if err != nil {
@@ -224,6 +227,16 @@ func (s *udpServer) serve() {
 			continue
 		}
 		s.mode.Apply(buf[:k])
+		if s.swap {
+			if held == nil {
+				held = append(held[:0:0], buf[:k]...)
+				continue
+			}
+			uc.WriteToUDPAddrPort(buf[:k], from)
+			uc.WriteToUDPAddrPort(held, from)
+			held = nil
+			continue
+		}
 		uc.WriteToUDPAddrPort(buf[:k], from)
 		if s.dup {
 			uc.WriteToUDPAddrPort(buf[:k], from)

@@ -426,7 +426,7 @@ func (s *Server) finish() {
 		total := s.retired.Add(s.parent.Snapshot())
 		spawned, respawns := s.spawned, s.respawns
 		s.mu.Unlock()
-		s.log.Info("stopped", "spawn", s.spawn, "processes_started", spawned, "respawns", respawns, "totals", total.String())
+		s.log.Info("every child process stopped", "spawn", s.spawn, "processes_started", spawned, "respawns", respawns, "totals", total.String())
 		close(s.done)
 	})
 	<-s.done

@@ -1,0 +1,26 @@
+package prefork
+
+import (
+	"testing"
+
+	"github.com/sockbench/sockbench/models/modeltest"
+)
+
+func TestConformance(t *testing.T) {
+	modeltest.Run(t, "prefork")
+}
+
+func TestConformancePerConn(t *testing.T) {
+	opts := []modeltest.Option{modeltest.Extra("spawn", SpawnPerConn), modeltest.Nets("tcp", "unix")}
+	if raceEnabled {
+		// Each connection is a new process, and a -race test binary
+		// takes 15-30ms of CPU to start (the race runtime maps its
+		// shadow memory): the suite's 2000 connect/disconnect cycles are
+		// 30-60s of CPU, past its per-operation timeouts on a loaded
+		// 2-core machine. The check passes without -race (about 7s);
+		// under -race, TestNoLeaks covers per-conn leaks with 100 cycles.
+		opts = append(opts, modeltest.Skip(modeltest.CheckLeaks,
+			"per-conn under -race: 2000 process starts of a race-enabled binary exceed the suite's timeouts; run without -race (TestNoLeaks covers it here)"))
+	}
+	modeltest.Run(t, "prefork", opts...)
+}

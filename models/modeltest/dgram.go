@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -26,13 +27,31 @@ type dgramClient struct {
 	retries *atomic.Int64
 }
 
+// dgramClient opens a client socket that is closed when the test ends.
 func (e *env) dgramClient(addr string, retries *atomic.Int64) (*dgramClient, error) {
+	dc, err := e.openDgram(addr, retries)
+	if err != nil {
+		return nil, err
+	}
+	e.t.Cleanup(dc.close)
+	return dc, nil
+}
+
+// openDgram opens a client socket the caller closes.
+func (e *env) openDgram(addr string, retries *atomic.Int64) (*dgramClient, error) {
 	c, err := e.dial(addr)
 	if err != nil {
 		return nil, err
 	}
-	e.t.Cleanup(func() { c.Close() })
 	return &dgramClient{e: e, c: c, buf: make([]byte, protocol.MaxDatagram+2), retries: retries}, nil
+}
+
+// close closes the socket and removes its path (unixgram).
+func (dc *dgramClient) close() {
+	if a, ok := dc.c.LocalAddr().(*net.UnixAddr); ok && a.Name != "" {
+		os.Remove(a.Name)
+	}
+	dc.c.Close()
 }
 
 // dgramTries is how often a request is sent before it counts as lost.

@@ -1,5 +1,3 @@
-//lint:file-ignore U1000 used by the checks being written next (temporary)
-
 package modeltest
 
 import (
@@ -40,8 +38,10 @@ type env struct {
 	mode  protocol.Mode
 	o     *options
 
-	mu  sync.Mutex
-	rng *rand.Rand
+	mu        sync.Mutex
+	rng       *rand.Rand
+	clientDir string // unixgram client sockets
+	clients   int
 }
 
 func newEnv(t testing.TB, model, network string, mode protocol.Mode, o *options) *env {
@@ -243,16 +243,29 @@ func (e *env) dial(addr string) (net.Conn, error) {
 }
 
 // dialUnixgram binds a client datagram socket at its own path (a unixgram
-// server can only answer a sender that has an address).
+// server can only answer a sender that has an address) in the check's
+// client directory. Closing the conn does not remove the path: unixConn
+// files are removed with the directory, or by dgramClient.close.
 func (e *env) dialUnixgram(addr string) (net.Conn, error) {
-	local := &net.UnixAddr{Name: e.unixPath(), Net: "unixgram"}
+	e.mu.Lock()
+	if e.clientDir == "" {
+		dir, err := os.MkdirTemp("", "sbc")
+		if err != nil {
+			e.mu.Unlock()
+			return nil, err
+		}
+		e.clientDir = dir
+		e.t.Cleanup(func() { os.RemoveAll(dir) })
+	}
+	e.clients++
+	local := &net.UnixAddr{Name: filepath.Join(e.clientDir, fmt.Sprintf("c%d", e.clients)), Net: "unixgram"}
+	e.mu.Unlock()
 	c, err := net.DialUnix("unixgram", local, &net.UnixAddr{Name: addr, Net: "unixgram"})
 	if err != nil {
 		return nil, err
 	}
 	c.SetReadBuffer(4 << 20)
 	c.SetWriteBuffer(4 << 20)
-	e.t.Cleanup(func() { os.Remove(local.Name) })
 	return c, nil
 }
 

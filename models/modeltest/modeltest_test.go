@@ -106,7 +106,20 @@ func TestChecksFailOnBrokenServers(t *testing.T) {
 		{"modeltest-broken-upper-in-echo", "tcp", protocol.Echo, CheckSingle, "reply differs", 1},
 		{"modeltest-broken-upper-in-echo", "unix", protocol.Echo, CheckPipelined, "reply differs", 1},
 		{"modeltest-broken-upper-in-echo", "udp", protocol.Echo, CheckDatagramSizes, "differs", 1},
+		{"modeltest-broken-max-line-off-by-one", "tcp", protocol.Upper, CheckLineSizes, "max-line", 0.2},
+		{"modeltest-broken-small-dgram-buf", "udp", protocol.Echo, CheckDatagramSizes, "bytes", 0.2},
 		{"modeltest-broken-no-max-line", "tcp", protocol.Echo, CheckOverLimit, "still open", 0.1},
+		{"modeltest-broken-half-close", "tcp", protocol.Echo, CheckHalfClose, "read reply", 0.2},
+		{"modeltest-broken-half-close", "unix", protocol.Echo, CheckHalfClose, "read reply", 0.2},
+		{"modeltest-broken-active-on-reset", "tcp", protocol.Echo, CheckReset, "active=0", 0.2},
+		{"modeltest-broken-no-idle-timeout", "tcp", protocol.Echo, CheckIdleTimeout, "still open", 0.2},
+		{"modeltest-broken-no-max-conns", "unix", protocol.Echo, CheckMaxConns, "unexpected bytes", 0.1},
+		{"modeltest-broken-drop-on-shutdown", "tcp", protocol.Echo, CheckShutdown, "the server counted", 1},
+		{"modeltest-broken-no-linger", "tcp", protocol.Echo, CheckShutdown, "reset", 1},
+		{"modeltest-broken-slow-idle-shutdown", "tcp", protocol.Echo, CheckShutdown, "deadline exceeded", 0.3},
+		{"modeltest-broken-spin-on-emfile", "tcp", protocol.Echo, CheckFDExhaustion, "backing off", 1},
+		{"modeltest-broken-keep-socket-file", "unix", protocol.Echo, CheckSocketFile, "still there", 1},
+		{"modeltest-broken-steal-socket", "unix", protocol.Echo, CheckSocketFile, "live socket", 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.model+"/"+tc.net+"/"+tc.check, func(t *testing.T) {
@@ -124,5 +137,19 @@ func TestChecksFailOnBrokenServers(t *testing.T) {
 			}
 			t.Logf("failed as it should:\n%s", all)
 		})
+	}
+}
+
+// TestLeaksFailOnLeakyServer is apart from the table: the leak check
+// counts the whole process and must run alone.
+func TestLeaksFailOnLeakyServer(t *testing.T) {
+	f := runFake(t, "modeltest-broken-leak-per-conn", "tcp", protocol.Echo, CheckLeaks)
+	if !f.Failed() {
+		t.Fatalf("the leak check passed against a server that leaks a goroutine per connection")
+	}
+	if all := strings.Join(f.msgs, "\n"); !strings.Contains(all, "leak per connection") {
+		t.Errorf("failures do not name the leak:\n%s", all)
+	} else {
+		t.Logf("failed as it should:\n%s", all)
 	}
 }

@@ -33,22 +33,28 @@ type bugs struct {
 	keepSocketFile   bool // leaves the Unix socket file behind
 	stealSocket      bool // removes any existing socket file, live or not
 	slowIdleShutdown bool // Shutdown waits for idle connections instead of closing them
+	activeOnReset    bool // forgets to decrement Active when a read fails
+	maxLineOffByOne  bool // rejects a line of exactly max-line bytes
+	smallDgramBuf    bool // reads datagrams into an 8 KiB buffer
 }
 
 var refVariants = map[string]bugs{
-	"modeltest-reference":                 {},
-	"modeltest-broken-upper-in-echo":      {upperInEcho: true},
-	"modeltest-broken-drop-on-shutdown":   {dropOnShutdown: true},
-	"modeltest-broken-no-linger":          {noLinger: true},
-	"modeltest-broken-half-close":         {halfCloseDrops: true},
-	"modeltest-broken-no-max-line":        {noMaxLine: true},
-	"modeltest-broken-no-idle-timeout":    {noIdleTimeout: true},
-	"modeltest-broken-no-max-conns":       {noMaxConns: true},
-	"modeltest-broken-spin-on-emfile":     {spinOnAcceptErr: true},
-	"modeltest-broken-leak-per-conn":      {leakPerConn: true},
-	"modeltest-broken-keep-socket-file":   {keepSocketFile: true},
-	"modeltest-broken-steal-socket":       {stealSocket: true},
-	"modeltest-broken-slow-idle-shutdown": {slowIdleShutdown: true},
+	"modeltest-reference":                  {},
+	"modeltest-broken-upper-in-echo":       {upperInEcho: true},
+	"modeltest-broken-drop-on-shutdown":    {dropOnShutdown: true},
+	"modeltest-broken-no-linger":           {noLinger: true},
+	"modeltest-broken-half-close":          {halfCloseDrops: true},
+	"modeltest-broken-no-max-line":         {noMaxLine: true},
+	"modeltest-broken-no-idle-timeout":     {noIdleTimeout: true},
+	"modeltest-broken-no-max-conns":        {noMaxConns: true},
+	"modeltest-broken-spin-on-emfile":      {spinOnAcceptErr: true},
+	"modeltest-broken-leak-per-conn":       {leakPerConn: true},
+	"modeltest-broken-keep-socket-file":    {keepSocketFile: true},
+	"modeltest-broken-steal-socket":        {stealSocket: true},
+	"modeltest-broken-slow-idle-shutdown":  {slowIdleShutdown: true},
+	"modeltest-broken-active-on-reset":     {activeOnReset: true},
+	"modeltest-broken-max-line-off-by-one": {maxLineOffByOne: true},
+	"modeltest-broken-small-dgram-buf":     {smallDgramBuf: true},
 }
 
 func init() {
@@ -178,15 +184,21 @@ func (s *refServer) armRead(c net.Conn) {
 
 func (s *refServer) serveConn(c net.Conn) {
 	defer s.wg.Done()
+	forgetActive := false
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
-		s.cnt.Active.Add(-1)
+		if !forgetActive {
+			s.cnt.Active.Add(-1)
+		}
 	}()
 	maxLine := s.cfg.MaxLine
 	if s.bugs.noMaxLine {
 		maxLine = 1 << 30
+	}
+	if s.bugs.maxLineOffByOne {
+		maxLine--
 	}
 	lr := protocol.NewLineReader(countReader{c, &s.cnt.BytesIn}, maxLine)
 	var out []byte
@@ -240,6 +252,7 @@ func (s *refServer) serveConn(c net.Conn) {
 				}
 			default:
 				s.cnt.ReadErrors.Add(1)
+				forgetActive = s.bugs.activeOnReset
 				c.Close()
 			}
 			return
@@ -283,6 +296,9 @@ func (s *refServer) closeConn(c net.Conn) {
 func (s *refServer) packetLoop() {
 	defer s.wg.Done()
 	buf := make([]byte, protocol.MaxDatagram+1)
+	if s.bugs.smallDgramBuf {
+		buf = buf[:8<<10]
+	}
 	for {
 		n, from, err := s.pc.ReadFrom(buf)
 		if err != nil {

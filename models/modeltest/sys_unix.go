@@ -1,5 +1,3 @@
-//lint:file-ignore U1000 used by the checks being written next (temporary)
-
 //go:build unix
 
 package modeltest

@@ -490,3 +490,35 @@ func TestShutdownForwardsSIGTERM(t *testing.T) {
 		})
 	}
 }
+
+// TestCrashLoopWhileRunning: once replacements keep dying, the server
+// gives up, stops the healthy workers too and says why through Done and
+// Err (and Shutdown).
+func TestCrashLoopWhileRunning(t *testing.T) {
+	srv, err := models.New("prefork", models.Config{Net: "tcp", Addr: "127.0.0.1:0", Workers: 2, Grace: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := srv.(*Server)
+	t.Setenv(envTestCrash, "1") // every replacement exits at once
+	syscall.Kill(s.workerPids()[0], syscall.SIGKILL)
+	select {
+	case <-s.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("server still running 10s after its workers began crash-looping")
+	}
+	if err := s.Err(); !errors.Is(err, ErrCrashLoop) {
+		t.Errorf("Err() = %v, want ErrCrashLoop", err)
+	}
+	if err := s.Shutdown(context.Background()); !errors.Is(err, ErrCrashLoop) {
+		t.Errorf("Shutdown() = %v, want ErrCrashLoop", err)
+	}
+	checkNoChildren(t)
+	if c, err := net.DialTimeout("tcp", s.Addr(), time.Second); err == nil {
+		c.Close()
+		t.Error("still accepting connections after giving up")
+	}
+}

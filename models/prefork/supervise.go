@@ -173,6 +173,9 @@ func (s *Server) watch(p *proc, msgR *os.File) {
 	if p.slot < 0 {
 		s.parent.Active.Add(-1)
 	}
+	if p.slot < 0 && err != nil && !s.isClosing() {
+		s.warnLog.warn(s.log, "connection process failed", "pid", p.pid, "err", err)
+	}
 	s.mu.Lock()
 	delete(s.procs, p)
 	p.exitErr = err
@@ -220,7 +223,8 @@ func (s *Server) readMessages(p *proc, r io.Reader) {
 				s.mu.Unlock()
 			}
 		case "log":
-			relog(s.log, p.pid, m.Log)
+			// The child's records carry their own model attribute.
+			relog(s.cfg.Logger, p.pid, m.Log)
 		}
 	}
 }

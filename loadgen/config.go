@@ -52,7 +52,8 @@ var (
 // Config describes one run. Zero values mean the defaults above; call
 // Normalize to fill them in and validate the whole.
 type Config struct {
-	// Target is tcp://host:port, udp://host:port or unix:///path.sock.
+	// Target is tcp://host:port, udp://host:port, unix:///path.sock or
+	// unixgram:///path.sock.
 	Target string
 	// Mode is what the server does to a request: echo or upper.
 	Mode protocol.Mode
@@ -89,7 +90,7 @@ type Config struct {
 	Progress io.Writer
 
 	// Parsed by Normalize.
-	network string // "tcp", "udp" or "unix"
+	network string // "tcp", "udp", "unix" or "unixgram"
 	address string // host:port or path
 }
 
@@ -113,16 +114,16 @@ func ParseTarget(s string) (network, address string, err error) {
 			return "", "", fmt.Errorf("%w: target %q: port %q is not a number in 1..65535", ErrConfig, s, port)
 		}
 		return scheme, rest, nil
-	case "unix":
+	case "unix", "unixgram":
 		if rest == "" || !filepath.IsAbs(rest) {
-			return "", "", fmt.Errorf("%w: target %q: want an absolute socket path, e.g. unix:///tmp/sb.sock", ErrConfig, s)
+			return "", "", fmt.Errorf("%w: target %q: want an absolute socket path, e.g. %s:///tmp/sb.sock", ErrConfig, s, scheme)
 		}
 		if len(rest) > 103 {
 			return "", "", fmt.Errorf("%w: target %q: socket path is %d bytes, the limit is 103", ErrConfig, s, len(rest))
 		}
 		return scheme, rest, nil
 	}
-	return "", "", fmt.Errorf("%w: target %q: unknown scheme %q (want tcp, udp or unix)", ErrConfig, s, scheme)
+	return "", "", fmt.Errorf("%w: target %q: unknown scheme %q (want tcp, udp, unix or unixgram)", ErrConfig, s, scheme)
 }
 
 // ParseSize reads "SIZE" or "MIN:MAX" (bytes; a k or K suffix means KiB).
@@ -196,12 +197,12 @@ func (c *Config) Normalize() error {
 		return bad("max-line %d: want at least 2", c.MaxLine)
 	}
 	switch c.network {
-	case "udp":
+	case "udp", "unixgram":
 		if c.SizeMin < tagLen {
-			return bad("size %d: a UDP request carries a %d-byte sequence tag, so it must be at least %d bytes", c.SizeMin, tagLen, tagLen)
+			return bad("size %d: a datagram request carries a %d-byte sequence tag, so it must be at least %d bytes", c.SizeMin, tagLen, tagLen)
 		}
 		if c.SizeMax > protocol.MaxDatagram {
-			return bad("size %d: larger than the largest UDP datagram (%d)", c.SizeMax, protocol.MaxDatagram)
+			return bad("size %d: larger than the largest datagram sockbench sends (%d)", c.SizeMax, protocol.MaxDatagram)
 		}
 	default:
 		if c.SizeMax > c.MaxLine {
@@ -232,8 +233,12 @@ func (c *Config) Normalize() error {
 	return nil
 }
 
-// Network returns the parsed network ("tcp", "udp", "unix") after Normalize.
+// Network returns the parsed network ("tcp", "udp", "unix", "unixgram")
+// after Normalize.
 func (c *Config) Network() string { return c.network }
 
 // Address returns the parsed address after Normalize.
 func (c *Config) Address() string { return c.address }
+
+// datagram reports whether the target's transport is datagram-based.
+func (c *Config) datagram() bool { return c.network == "udp" || c.network == "unixgram" }

@@ -58,11 +58,26 @@ func mustRun(t *testing.T, cfg Config) *Report {
 func TestEchoAndUpperOverEveryTransport(t *testing.T) {
 	checkLeaks(t)
 	for _, mode := range protocol.Modes {
-		for _, network := range []string{"tcp", "unix", "udp"} {
+		for _, network := range []string{"tcp", "unix", "udp", "unixgram"} {
 			t.Run(network+"/"+mode.String(), func(t *testing.T) {
 				var target string
-				if network == "udp" {
-					target = startUDP(t, &udpServer{mode: mode})
+				if network == "unixgram" {
+					// The client binds one socket file per connection in a
+					// temporary directory: it must be gone afterwards.
+					tmp, err := os.MkdirTemp("", "sbt")
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Setenv("TMPDIR", tmp)
+					t.Cleanup(func() {
+						if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+							t.Errorf("left behind in TMPDIR: %v", ents)
+						}
+						os.RemoveAll(tmp)
+					})
+				}
+				if network == "udp" || network == "unixgram" {
+					target = startDgram(t, network, &udpServer{mode: mode})
 				} else {
 					target = startStream(t, network, &streamServer{mode: mode})
 				}
@@ -250,7 +265,7 @@ func TestUnreachable(t *testing.T) {
 	}
 	udpAddr := pc.LocalAddr().String()
 	pc.Close()
-	for _, target := range []string{"tcp://" + tcpAddr, "udp://" + udpAddr, "unix:///nonexistent/sb.sock"} {
+	for _, target := range []string{"tcp://" + tcpAddr, "udp://" + udpAddr, "unix:///nonexistent/sb.sock", "unixgram:///nonexistent/sb.sock"} {
 		start := time.Now()
 		rep, err := Run(context.Background(), Config{Target: target, Conns: 4, Timeout: time.Second})
 		if !errors.Is(err, ErrUnreachable) {

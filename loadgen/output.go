@@ -112,7 +112,7 @@ func WriteText(w io.Writer, rep *Report) error {
 	for _, e := range rep.Examples {
 		line("", "  %s", e)
 	}
-	if rep.Net == "udp" {
+	if rep.Net == "udp" || rep.Net == "unixgram" {
 		lostPct := 0.0
 		if rep.Sent > 0 {
 			lostPct = 100 * float64(rep.Lost) / float64(rep.Sent)

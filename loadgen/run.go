@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"os"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,6 +49,7 @@ type run struct {
 	stopping atomic.Bool
 	live     *liveHist // nil unless a progress line is shown
 
+	tmpDir          string // unixgram: where the client sockets live
 	workers         []*worker
 	connectFailed   int
 	firstConnectErr error
@@ -213,6 +217,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Progress != nil {
 		r.live = &liveHist{}
 	}
+	if cfg.network == "unixgram" {
+		dir, err := os.MkdirTemp("", "sbload")
+		if err != nil {
+			return nil, fmt.Errorf("%w: client socket directory: %v", ErrFailed, err)
+		}
+		r.tmpDir = dir
+		defer os.RemoveAll(dir)
+	}
 
 	connectHist, firstErr := r.connectAll(ctx)
 	rep := r.newReport()
@@ -243,7 +255,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if cfg.network == "udp" {
+			if cfg.datagram() {
 				w.runDatagram()
 			} else {
 				w.runStream()
@@ -341,8 +353,8 @@ func (r *run) connectAll(ctx context.Context) (*hdrhistogram.Histogram, error) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			start := time.Now()
-			c, err := d.DialContext(ctx, cfg.network, cfg.address)
-			if err == nil && cfg.network == "udp" {
+			c, err := r.dial(ctx, &d, i)
+			if err == nil && cfg.datagram() {
 				err = r.probe(ctx, c, i)
 			}
 			took := time.Since(start)
@@ -379,6 +391,21 @@ func (r *run) connectAll(ctx context.Context) (*hdrhistogram.Histogram, error) {
 	}
 	r.firstConnectErr = firstErr
 	return hist, firstErr
+}
+
+// dial opens connection i. A unixgram client must bind a path of its own
+// for the server to answer to: one per connection, in a private temporary
+// directory that Run removes at the end.
+func (r *run) dial(ctx context.Context, d *net.Dialer, i int) (net.Conn, error) {
+	if r.cfg.network != "unixgram" {
+		return d.DialContext(ctx, r.cfg.network, r.cfg.address)
+	}
+	laddr := &net.UnixAddr{Name: filepath.Join(r.tmpDir, "c"+strconv.Itoa(i)), Net: "unixgram"}
+	c, err := net.DialUnix("unixgram", laddr, &net.UnixAddr{Name: r.cfg.address, Net: "unixgram"})
+	if err != nil {
+		return nil, err // not a typed nil in a non-nil net.Conn
+	}
+	return c, nil
 }
 
 // probeSeq marks the datagrams of the UDP reachability probe; replies with

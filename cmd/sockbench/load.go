@@ -42,8 +42,9 @@ it went out (coordinated omission corrected, as wrk2 does); service time is
 shown beside it, and a warning says when the rate could not be held.
 
 Requests are random bytes (never '\n', half of them lower-case letters, so
-upper is really checked) with a sequence tag on UDP; -s is the line length
-including '\n' on tcp/unix, the datagram size on udp.
+upper is really checked); datagrams start with a 16-digit sequence tag, so
+lost, duplicated and reordered replies are counted. -s is the line length
+including '\n' on tcp and unix, the datagram size on udp and unixgram.
 
 The exit status is 0 when every request succeeded, 1 when the target was
 unreachable, connections were lost or any request failed (partial results are
@@ -64,7 +65,7 @@ still printed), 2 for bad flags. UDP loss is reported but is not a failure.`,
 	}
 	fl := cmd.Flags()
 	c := &f.cfg
-	fl.StringVar(&c.Target, "target", "", "server to load: tcp://host:port, udp://host:port or unix:///path.sock (required)")
+	fl.StringVar(&c.Target, "target", "", "server to load: tcp://host:port, udp://host:port, unix:///path.sock or unixgram:///path.sock (required)")
 	fl.Var(&c.Mode, "mode", "what the server does to each request: echo or upper (default echo)")
 	fl.IntVarP(&c.Conns, "conns", "c", loadgen.DefaultConns, "connections (UDP: sockets)")
 	fl.IntVarP(&c.Pipeline, "pipeline", "p", loadgen.DefaultPipeline, "requests in flight per connection")

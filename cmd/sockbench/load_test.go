@@ -168,6 +168,7 @@ func TestLoadAgainstServe(t *testing.T) {
 		{"tcp", "127.0.0.1:0", "tcp://"},
 		{"udp", "127.0.0.1:0", "udp://"},
 		{"unix", filepath.Join(dir, "s.sock"), "unix://"},
+		{"unixgram", filepath.Join(dir, "g.sock"), "unixgram://"},
 	} {
 		t.Run(c.net, func(t *testing.T) {
 			srv := exec.Command(sockbenchBin(t), "serve", "--net", c.net, "--addr", c.addr, "--mode", "upper")

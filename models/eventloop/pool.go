@@ -3,6 +3,7 @@ package eventloop
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // job is one piece of work handed from an event loop to the pool.
@@ -27,7 +28,7 @@ type pool struct {
 	idle    int // workers waiting and not yet signalled
 	max     int
 	closed  bool
-	pending sync.WaitGroup // jobs submitted and not finished
+	pending int            // jobs submitted and not finished
 	exited  sync.WaitGroup // workers
 }
 
@@ -45,7 +46,7 @@ func (p *pool) submit(j job) bool {
 	if p.closed {
 		return false
 	}
-	p.pending.Add(1)
+	p.pending++
 	p.queue = append(p.queue, j)
 	switch {
 	case p.idle > 0:
@@ -87,23 +88,29 @@ func (p *pool) work() {
 		}
 		p.mu.Unlock()
 		j.run()
-		p.pending.Done()
 		p.mu.Lock()
+		p.pending--
 	}
 }
 
-// wait returns once every submitted job has finished, or ctx is done.
+// wait returns once no job is pending, or ctx is done. It polls: it runs
+// once per shutdown, and jobs may still be submitted while it waits (a
+// datagram read just before draining began).
 func (p *pool) wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		p.pending.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for {
+		p.mu.Lock()
+		n := p.pending
+		p.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 

@@ -80,6 +80,9 @@ type Change struct {
 	New     benchmath.Summary
 	NBase   int
 	NNew    int
+	// BaseSpread and NewSpread are the runs' largest deviation from their
+	// median, relative (0.04 = the runs lie within ±4% of the median).
+	BaseSpread, NewSpread float64
 	Delta   float64 // relative change of the median, new/base - 1
 	P       float64
 	Verdict string
@@ -213,9 +216,11 @@ func Compare(base, new []Row, opts CompareOptions) (*Comparison, error) {
 			}
 			if len(bv) > 0 {
 				ch.Base = benchmath.AssumeNothing.Summary(benchmath.NewSample(bv, thr), 0.95)
+				ch.BaseSpread = spread(bv, ch.Base.Center)
 			}
 			if len(nv) > 0 {
 				ch.New = benchmath.AssumeNothing.Summary(benchmath.NewSample(nv, thr), 0.95)
+				ch.NewSpread = spread(nv, ch.New.Center)
 			}
 			if ch.Verdict != "" {
 				cmp.Changes = append(cmp.Changes, ch)
@@ -244,6 +249,25 @@ func Compare(base, new []Row, opts CompareOptions) (*Comparison, error) {
 		}
 	}
 	return cmp, nil
+}
+
+// spread is the largest relative distance of a value from the median.
+func spread(v []float64, med float64) float64 {
+	if med == 0 {
+		return math.NaN()
+	}
+	s := 0.0
+	for _, x := range v {
+		s = math.Max(s, math.Abs(x/med-1))
+	}
+	return s
+}
+
+func fmtSpread(s float64) string {
+	if math.IsNaN(s) {
+		return "?"
+	}
+	return fmt.Sprintf("%.0f%%", s*100)
 }
 
 func metricNames() string {
@@ -308,7 +332,7 @@ func (c *Comparison) WriteText(w io.Writer) error {
 		fmt.Fprintln(&buf, "note:", n)
 	}
 	tw := tabwriter.NewWriter(&buf, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "cell\tmetric\tbase median ±CI\tnew median ±CI\tchange\tp\tverdict\t")
+	fmt.Fprintln(tw, "cell\tmetric\tbase median ±spread\tnew median ±spread\tchange\tp\tverdict\t")
 	for _, ch := range c.Changes {
 		label := ch.Metric.Label
 		if ch.Gated {
@@ -316,10 +340,10 @@ func (c *Comparison) WriteText(w io.Writer) error {
 		}
 		bs, ns := "-", "-"
 		if ch.NBase > 0 {
-			bs = fmt.Sprintf("%s ±%s (n=%d)", human(ch.Base.Center), ch.Base.PctRangeString(), ch.NBase)
+			bs = fmt.Sprintf("%s ±%s (n=%d)", human(ch.Base.Center), fmtSpread(ch.BaseSpread), ch.NBase)
 		}
 		if ch.NNew > 0 {
-			ns = fmt.Sprintf("%s ±%s (n=%d)", human(ch.New.Center), ch.New.PctRangeString(), ch.NNew)
+			ns = fmt.Sprintf("%s ±%s (n=%d)", human(ch.New.Center), fmtSpread(ch.NewSpread), ch.NNew)
 		}
 		delta, p := "", ""
 		if !math.IsNaN(ch.Delta) {
@@ -338,8 +362,8 @@ func (c *Comparison) WriteText(w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", ch.Key, label, bs, ns, delta, p, verdict)
 	}
 	tw.Flush()
-	fmt.Fprintf(&buf, "* gates the result: a change fails when p <= %v (Mann-Whitney U) and the median moved more than %s.\n",
-		c.Opts.Alpha, pct(c.Opts.Threshold))
+	fmt.Fprintf(&buf, "±spread: the farthest run from the median. * gates the result: a change fails when p <= %v\n"+
+		"(Mann-Whitney U, two-sided) and the median moved more than %s.\n", c.Opts.Alpha, pct(c.Opts.Threshold))
 	failed := c.Failed()
 	switch {
 	case len(failed) > 0:

@@ -73,20 +73,20 @@ const (
 
 // Change is one cell's comparison on one metric.
 type Change struct {
-	Key     Key
-	Metric  Metric
-	Gated   bool
-	Base    benchmath.Summary
-	New     benchmath.Summary
-	NBase   int
-	NNew    int
+	Key    Key
+	Metric Metric
+	Gated  bool
+	Base   benchmath.Summary
+	New    benchmath.Summary
+	NBase  int
+	NNew   int
 	// BaseSpread and NewSpread are the runs' largest deviation from their
 	// median, relative (0.04 = the runs lie within ±4% of the median).
 	BaseSpread, NewSpread float64
-	Delta   float64 // relative change of the median, new/base - 1
-	P       float64
-	Verdict string
-	Note    string
+	Delta                 float64 // relative change of the median, new/base - 1
+	P                     float64
+	Verdict               string
+	Note                  string
 }
 
 // Failing reports whether this change fails the comparison.

@@ -3,8 +3,9 @@
 // multiplex every connection; no goroutine is tied to a connection.
 //
 // Streams (tcp, unix). The listener is a plain net.Listener (so Unix
-// sockets get models.ListenStream's stale-socket and permission handling,
-// and gnet never unlinks a path it did not create) and one goroutine
+// sockets get models.ListenStream's stale-socket and permission handling:
+// gnet's own listener unlinks the path before it binds and again, without
+// checking whose socket it is, when it closes) and one goroutine
 // accepts on it and hands each connection to the least loaded loop
 // (gnet.Client.EnrollContext). gnet's own acceptor would be the obvious
 // choice, but in v2.10.0 an accept error such as EMFILE is fatal to the

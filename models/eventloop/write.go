@@ -128,7 +128,7 @@ func (w *writer) run() {
 			return
 		}
 		ws.mu.Unlock()
-		if ok && !s.writeAll(conn, buf.B) {
+		if ok && !s.writeAll(conn, buf.B, w.abandoned) {
 			ok = false
 			s.ctr.WriteErrors.Add(1)
 		}
@@ -136,9 +136,21 @@ func (w *writer) run() {
 	}
 }
 
+// abandoned reports whether the loop closed the connection (max backlog,
+// reset) while the writer waited on it; a detached connection is the
+// writer's to finish.
+func (w *writer) abandoned() bool {
+	ws := &w.st.w
+	ws.mu.Lock()
+	detached := ws.detached
+	ws.mu.Unlock()
+	return w.st.gone.Load() && !detached
+}
+
 // writeAll writes p to c, waiting as long as the client makes progress
-// within stallTimeout, and giving up when the server stops.
-func (s *server) writeAll(c net.Conn, p []byte) bool {
+// within stallTimeout, and giving up when the server stops or abandon
+// says so.
+func (s *server) writeAll(c net.Conn, p []byte, abandon func() bool) bool {
 	last := time.Now()
 	for len(p) > 0 {
 		c.SetWriteDeadline(time.Now().Add(writeSlice))
@@ -157,7 +169,7 @@ func (s *server) writeAll(c net.Conn, p []byte) bool {
 		s.stopMu.RLock()
 		stopped := s.stopped
 		s.stopMu.RUnlock()
-		if stopped {
+		if stopped || abandon() {
 			return false
 		}
 	}

@@ -126,7 +126,7 @@ func WriteSummary(w io.Writer, rows []Row) {
 			rate = human(k.Rate) + "/s"
 		}
 		rng := "-"
-		if !math.IsNaN(c.RPSMin) && c.RPS > 0 {
+		if !math.IsNaN(c.RPSMin) && c.RPS > 0 && c.Runs > 1 {
 			rng = fmt.Sprintf("-%.0f%% +%.0f%%", 100*(1-c.RPSMin/c.RPS), 100*(c.RPSMax/c.RPS-1))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%dµs\t%dµs\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n",

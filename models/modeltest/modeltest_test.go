@@ -2,11 +2,14 @@ package modeltest
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sockbench/sockbench/models"
 	"github.com/sockbench/sockbench/protocol"
@@ -151,5 +154,67 @@ func TestLeaksFailOnLeakyServer(t *testing.T) {
 		t.Errorf("failures do not name the leak:\n%s", all)
 	} else {
 		t.Logf("failed as it should:\n%s", all)
+	}
+}
+
+// BenchmarkReference measures the reference server, and shows the
+// benchmark's own client allocates nothing per request over streams.
+func BenchmarkReference(b *testing.B) {
+	for _, nw := range []string{"tcp", "udp", "unix"} {
+		for _, conns := range []int{1, 16} {
+			b.Run(fmt.Sprintf("net=%s/conns=%d", nw, conns), func(b *testing.B) {
+				Benchmark(b, "modeltest-reference", nw, protocol.Echo, conns, 64)
+			})
+		}
+	}
+}
+
+// TestBenchmarkClientAllocatesNothing: the benchmark's client loops
+// allocate nothing per request, so Benchmark's allocs/op is the server's.
+// The servers here allocate nothing per request either: a raw UDP echo
+// using netip addresses, and the reference server over TCP.
+func TestBenchmarkClientAllocatesNothing(t *testing.T) {
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, protocol.MaxDatagram)
+		for {
+			n, a, err := pc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteToUDPAddrPort(buf[:n], a)
+		}
+	}()
+	uc, err := net.Dial("udp", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	req := []byte("hello\n")
+	var resent atomic.Int64
+	perCall := 200
+	a := testing.AllocsPerRun(10, func() {
+		if err := benchDgram(uc, req, req, perCall, time.Second, &resent); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if a/float64(perCall) > 0.02 {
+		t.Errorf("datagram client: %.2f allocations per request", a/float64(perCall))
+	}
+
+	e := newEnv(t, "modeltest-reference", "tcp", protocol.Echo, newOptions(nil))
+	s := e.start(nil)
+	c := e.mustDial(s.addr)
+	a = testing.AllocsPerRun(10, func() {
+		if err := benchStream(c, req, req, perCall, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if a/float64(perCall) > 0.02 {
+		t.Errorf("stream client (and reference server): %.2f allocations per request", a/float64(perCall))
 	}
 }

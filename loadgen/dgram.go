@@ -15,36 +15,107 @@ type pending struct {
 	counted  bool
 }
 
-// doneRing remembers how recently finished datagrams ended, so a reply that
-// arrives for one of them can be told apart: a duplicate (it was answered
-// already) or a late reply (it was already counted lost). Each entry is
-// (seq+1)<<2 | counted<<1 | lost.
+// doneRingSize is how many finished datagrams a connection remembers, so a
+// reply that arrives for one of them can be told apart: a duplicate (it was
+// answered already) or a late reply (it was already counted lost). Each
+// entry is (seq+1)<<2 | counted<<1 | lost.
 const doneRingSize = 1 << 12
 
-// runDatagram drives one connected UDP socket from a single goroutine.
-// Sending never blocks for long on UDP, so one loop can both send (while
-// fewer than Pipeline datagrams are pending and the schedule allows) and
-// wait for replies, with the read deadline set to the earliest of: the
-// oldest pending datagram's timeout and, in the open loop, the next due
-// time. A datagram whose reply does not come within Timeout is counted lost
-// and frees its slot: a lost datagram never hangs the connection.
+// runDatagram drives one datagram socket (udp or unixgram) with a sender
+// goroutine and this receiving one, shaped like runStream: slots holds
+// Pipeline tokens, the sender takes one per datagram and passes the
+// datagram's pending record through newPend before writing it; the
+// receiver owns the table of pending datagrams, matches replies by their
+// sequence tag (they may come in any order, twice, or never), and gives the
+// slot back on a reply or once the datagram's Timeout has passed. A lost
+// datagram therefore never hangs the connection: it costs its slot for
+// Timeout, then counts as lost.
 func (w *worker) runDatagram() {
+	p := w.r.cfg.Pipeline
+	slots := make(chan struct{}, p)
+	for range p {
+		slots <- struct{}{}
+	}
+	newPend := make(chan pending, p)
+	go w.sendDatagrams(slots, newPend)
+	w.receiveDatagrams(slots, newPend)
+}
+
+// sendDatagrams writes datagrams until the schedule, the window or the
+// connection ends, then closes newPend.
+func (w *worker) sendDatagrams(slots <-chan struct{}, newPend chan<- pending) {
 	r := w.r
-	cfg := r.cfg
-	timeout := int64(cfg.Timeout)
-	pend := make([]pending, 0, cfg.Pipeline)
+	defer close(newPend)
+	buf := make([]byte, 0, r.cfg.SizeMax)
+	timeout := int64(r.cfg.Timeout)
+	for seq := uint64(0); ; seq++ {
+		select {
+		case <-slots:
+		case <-w.dead:
+			return
+		case <-r.stop:
+			return
+		}
+		var p pending
+		if r.tokens != nil {
+			var tok slot
+			select {
+			case t, ok := <-r.tokens:
+				if !ok {
+					return
+				}
+				tok = t
+			case <-w.dead:
+				return
+			case <-r.stop:
+				return
+			}
+			now := r.now()
+			if now >= r.end {
+				return // the window is over; the backlog counts as unsent
+			}
+			p = pending{seq: seq, intended: tok.due, sent: now, counted: tok.counted}
+			if tok.counted {
+				lag := now - tok.due
+				if lag > int64(lateSend) {
+					w.lateSends++
+				}
+				w.maxLag = max(w.maxLag, lag)
+			}
+		} else {
+			now, counted, ok := r.claimClosed()
+			if !ok {
+				return
+			}
+			p = pending{seq: seq, intended: now, sent: now, counted: counted}
+		}
+		p.deadline = p.sent + timeout
+		if p.counted {
+			w.sent++
+		}
+		newPend <- p // never blocks: it has room for every slot
+		buf = r.gen.datagram(buf[:0], w.id, seq)
+		if _, err := w.conn.Write(buf); err != nil {
+			w.kill(err)
+			return
+		}
+	}
+}
+
+// receiveDatagrams matches replies to pending datagrams until the sender is
+// done and nothing is pending, or the socket fails.
+func (w *worker) receiveDatagrams(slots chan<- struct{}, newPend <-chan pending) {
+	r := w.r
+	pend := make([]pending, 0, r.cfg.Pipeline)
 	ring := make([]uint64, doneRingSize)
-	rbuf := make([]byte, cfg.SizeMax+1) // one more byte shows an oversized reply
-	wbuf := make([]byte, 0, cfg.SizeMax)
-	var (
-		seq                uint64
-		maxSeen            uint64
-		seenAny            bool
-		due                int64
-		dueCounted, hasDue bool
-		sending            = true
-	)
-	defer w.kill(nil)
+	rbuf := make([]byte, r.cfg.SizeMax+1) // one more byte shows an oversized reply
+	var maxSeen uint64
+	seenAny, open := false, true
+	defer func() {
+		w.kill(nil)
+		for range newPend { // wait for the sender: its counters are read next
+		}
+	}()
 
 	markDone := func(p pending, lost bool) {
 		e := (p.seq + 1) << 2
@@ -56,14 +127,37 @@ func (w *worker) runDatagram() {
 		}
 		ring[p.seq%doneRingSize] = e
 	}
+	// take moves datagrams the sender has written into pend; with block set
+	// it waits for one when pend is empty.
+	take := func(block bool) {
+		for open {
+			var p pending
+			var ok bool
+			if block && len(pend) == 0 {
+				p, ok = <-newPend
+			} else {
+				select {
+				case p, ok = <-newPend:
+				default:
+					return
+				}
+			}
+			if !ok {
+				open = false
+				return
+			}
+			pend = append(pend, p)
+		}
+	}
 
 	for {
-		if r.stopping.Load() {
+		take(true)
+		if len(pend) == 0 { // the sender is done and nothing is pending
 			return
 		}
-		now := r.now()
 		// Expire datagrams whose reply is overdue (pend is in send order,
 		// so the oldest deadline comes first).
+		now := r.now()
 		for len(pend) > 0 && pend[0].deadline <= now {
 			p := pend[0]
 			if p.counted {
@@ -72,89 +166,32 @@ func (w *worker) runDatagram() {
 			}
 			markDone(p, true)
 			pend = append(pend[:0], pend[1:]...)
+			slots <- struct{}{}
 		}
-		// Send while there is room and the schedule allows.
-		for sending && len(pend) < cfg.Pipeline {
-			var p pending
-			if r.pacer != nil {
-				if now >= r.end {
-					sending = false
-					break
-				}
-				if !hasDue {
-					var ok bool
-					due, dueCounted, ok = r.pacer.Claim(now)
-					if !ok {
-						sending = false
-						break
-					}
-					hasDue = true
-				}
-				if due > now {
-					break
-				}
-				hasDue = false
-				p = pending{seq: seq, intended: due, sent: now, counted: dueCounted}
-				if dueCounted {
-					lag := now - due
-					if lag > int64(lateSend) {
-						w.lateSends++
-					}
-					w.maxLag = max(w.maxLag, lag)
-				}
-			} else {
-				t, counted, ok := r.claimClosed()
-				if !ok {
-					sending = false
-					break
-				}
-				now = t
-				p = pending{seq: seq, intended: t, sent: t, counted: counted}
-			}
-			p.deadline = p.sent + timeout
-			if p.counted {
-				w.sent++
-			}
-			wbuf = r.gen.datagram(wbuf[:0], w.id, seq)
-			if _, err := w.conn.Write(wbuf); err != nil {
-				w.datagramFailed(err, append(pend, p))
-				return
-			}
-			pend = append(pend, p)
-			seq++
-			now = r.now()
+		if len(pend) == 0 {
+			continue
 		}
-		if !sending && len(pend) == 0 {
-			return
-		}
-		// Wait for a reply, the next timeout or the next due time.
-		wake := int64(-1)
-		if len(pend) > 0 {
-			wake = pend[0].deadline
-		}
-		if sending && hasDue && len(pend) < cfg.Pipeline && (wake < 0 || due < wake) {
-			wake = due
-		}
-		if wake < 0 { // cannot happen: either something is pending or due
-			wake = now + timeout
-		}
-		w.conn.SetReadDeadline(r.at(wake))
+		w.conn.SetReadDeadline(r.at(pend[0].deadline))
 		if r.stopping.Load() {
 			return
 		}
 		n, err := w.conn.Read(rbuf)
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
+			var ne net.Error
+			if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+				if r.stopping.Load() {
+					return
+				}
 				continue
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if cause := w.firstCause(); cause != nil {
+				err = cause // the sender failed first
 			}
 			if r.stopping.Load() {
 				return
 			}
-			w.datagramFailed(err, pend)
+			take(false)
+			w.datagramFailed(err, pend, newPend)
 			return
 		}
 		reply := rbuf[:n]
@@ -171,12 +208,10 @@ func (w *worker) runDatagram() {
 		if got >= probeSeq {
 			continue // a late reply to the reachability probe
 		}
-		i := -1
-		for j := range pend {
-			if pend[j].seq == got {
-				i = j
-				break
-			}
+		i := findPending(pend, got)
+		if i < 0 {
+			take(false) // the reply may have overtaken its record
+			i = findPending(pend, got)
 		}
 		if i < 0 {
 			e := ring[got%doneRingSize]
@@ -189,8 +224,8 @@ func (w *worker) runDatagram() {
 				if e&2 != 0 {
 					w.late++
 				}
-			case got >= seq:
-				w.mismatch(got, nil, reply, true) // a tag we never sent
+			case len(pend) > 0 && got > pend[len(pend)-1].seq:
+				w.mismatch(got, nil, reply, true) // a tag never sent
 			default:
 				w.late++ // too old to remember
 			}
@@ -199,37 +234,51 @@ func (w *worker) runDatagram() {
 		p := pend[i]
 		pend = append(pend[:i], pend[i+1:]...)
 		markDone(p, false)
+		slots <- struct{}{}
 		if seenAny && got < maxSeen && p.counted {
 			w.reorder++
 		}
 		if !seenAny || got > maxSeen {
 			maxSeen, seenAny = got, true
 		}
-		if !p.counted {
+		switch {
+		case !p.counted:
 			if r.live != nil { // warmup: only the progress line sees it
 				r.live.record(now - p.intended)
 			}
-			continue
-		}
-		if r.gen.checkDatagram(reply, w.id, got) {
+		case r.gen.checkDatagram(reply, w.id, got):
 			w.record(now, p.intended, p.sent, n)
-		} else {
+		default:
 			w.mismatch(got, r.gen.expectedDatagram(nil, w.id, got), reply, true)
 		}
 	}
 }
 
-// datagramFailed ends a UDP connection on a socket error (typically
-// ECONNREFUSED once the server's port is closed); every pending datagram of
-// the window failed with that kind.
-func (w *worker) datagramFailed(err error, pend []pending) {
-	w.kill(err)
-	if w.r.stopping.Load() {
-		return
+// findPending returns the index of seq in pend, or -1. Replies mostly come
+// in order, so the oldest is tried first.
+func findPending(pend []pending, seq uint64) int {
+	for i := range pend {
+		if pend[i].seq == seq {
+			return i
+		}
 	}
+	return -1
+}
+
+// datagramFailed ends a datagram connection on a socket error (typically
+// ECONNREFUSED once the server's port is closed): every pending datagram of
+// the window, and every one the sender still passes on, failed with that
+// kind.
+func (w *worker) datagramFailed(err error, pend []pending, newPend <-chan pending) {
+	w.kill(err)
 	w.failure = err
 	kind := classify(err)
 	for _, p := range pend {
+		if p.counted {
+			w.errs[kind]++
+		}
+	}
+	for p := range newPend {
 		if p.counted {
 			w.errs[kind]++
 		}

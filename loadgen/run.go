@@ -40,9 +40,10 @@ type run struct {
 	gen  *content
 	base time.Time // the run's clock: nanoseconds since base
 
-	measureStart int64 // end of warmup
-	end          int64 // end of the measurement window; MaxInt64 with -n
-	pacer        Pacer // open loop only
+	measureStart int64     // end of warmup
+	end          int64     // end of the measurement window; MaxInt64 with -n
+	pacer        Pacer     // open loop only
+	tokens       chan slot // open loop: due requests from dispatch
 	tickets      atomic.Int64
 
 	stop     chan struct{} // closed on cancellation
@@ -245,8 +246,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Duration > 0 {
 		r.end = r.measureStart + int64(cfg.Duration)
 	}
+	quit, dispatched := make(chan struct{}), make(chan struct{})
 	if cfg.Rate > 0 {
 		r.pacer = newConstantPacer(cfg.Rate, t0, r.measureStart, r.end, cfg.Requests)
+		r.tokens = make(chan slot, min(len(r.workers)*cfg.Pipeline, 1<<16))
+		go func() { r.dispatch(r.tokens, quit); close(dispatched) }()
+	} else {
+		close(dispatched)
 	}
 
 	var wg sync.WaitGroup
@@ -301,6 +307,8 @@ wait:
 		}
 	}
 	stopAt := r.now()
+	close(quit)
+	<-dispatched
 	if !cpuSampled { // the run ended before the warmup did
 		cpu0, startWall = cpuTime(), time.Now()
 	}

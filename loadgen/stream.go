@@ -3,7 +3,6 @@ package loadgen
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/sockbench/sockbench/protocol"
 )
@@ -52,12 +51,6 @@ func (w *worker) sendStream(slots chan struct{}, inflight chan<- stamp) {
 	r := w.r
 	defer close(inflight)
 	buf := make([]byte, 0, min(r.cfg.SizeMax*r.cfg.Pipeline, maxBatch)+r.cfg.SizeMax)
-	var timer *time.Timer
-	if r.pacer != nil {
-		timer = time.NewTimer(time.Hour)
-		timer.Stop()
-		defer timer.Stop()
-	}
 	acquire := func() bool {
 		select {
 		case <-slots:
@@ -69,36 +62,37 @@ func (w *worker) sendStream(slots chan struct{}, inflight chan<- stamp) {
 	}
 	for seq := uint64(0); ; {
 		buf = buf[:0]
-		if r.pacer != nil {
-			due, counted, ok := r.pacer.Claim(r.now())
-			if !ok || r.now() >= r.end {
-				// The schedule is over, or the window is: a backlog of
-				// due requests is reported as unsent, not sent late.
-				return
-			}
-			if d := due - r.now(); d > 0 {
-				timer.Reset(time.Duration(d))
-				select {
-				case <-timer.C:
-				case <-w.dead:
-					return
-				case <-r.stop:
-					return
-				}
-			}
+		if r.tokens != nil {
 			if !acquire() {
 				return
 			}
+			var tok slot
+			select {
+			case t, ok := <-r.tokens:
+				if !ok {
+					return
+				}
+				tok = t
+			case <-w.dead:
+				return
+			case <-r.stop:
+				return
+			}
 			now := r.now()
-			if counted {
+			if now >= r.end {
+				// The window is over: a backlog of due requests is
+				// reported as unsent, not sent late.
+				return
+			}
+			if tok.counted {
 				w.sent++
-				lag := now - due
+				lag := now - tok.due
 				if lag > int64(lateSend) {
 					w.lateSends++
 				}
 				w.maxLag = max(w.maxLag, lag)
 			}
-			inflight <- stamp{seq: seq, intended: due, sent: now, counted: counted}
+			inflight <- stamp{seq: seq, intended: tok.due, sent: now, counted: tok.counted}
 			buf = r.gen.line(buf, w.id, seq)
 			seq++
 		} else {

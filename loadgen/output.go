@@ -145,7 +145,7 @@ func WriteText(w io.Writer, rep *Report) error {
 	row("Connect", rep.Connect)
 	b.WriteString("\n")
 	usage := ""
-	if rep.DurationS > 0 && rep.ClientCPUs > 0 {
+	if rep.DurationS >= 0.1 && rep.ClientCPUs > 0 {
 		usage = fmt.Sprintf(" (%.0f%% of %d CPUs)", 100*rep.ClientCPUS/rep.DurationS/float64(rep.ClientCPUs), rep.ClientCPUs)
 	}
 	line("Client", "%.2f CPU-seconds%s", rep.ClientCPUS, usage)

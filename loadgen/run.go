@@ -273,7 +273,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// Watch the clock: sample CPU at the start of the measurement, show
 	// progress, and stop everything on cancellation.
 	var cpu0, cpu1 time.Duration
-	var startWall time.Time
 	cpuSampled := false
 	var tick *time.Ticker
 	var tickC <-chan time.Time
@@ -292,7 +291,7 @@ wait:
 		case <-finished:
 			break wait
 		case <-measure.C:
-			cpu0, startWall, cpuSampled = cpuTime(), time.Now(), true
+			cpu0, cpuSampled = cpuTime(), true
 		case <-tickC:
 			prog.print(cfg.Progress)
 		case <-ctxDone:
@@ -310,8 +309,9 @@ wait:
 	close(quit)
 	<-dispatched
 	if !cpuSampled { // the run ended before the warmup did
-		cpu0, startWall = cpuTime(), time.Now()
+		cpu0 = cpuTime()
 	}
+	startWall := r.at(r.measureStart) // wall clock of the measurement's start
 	cpu1 = cpuTime()
 	if cfg.Progress != nil {
 		prog.clear(cfg.Progress)

@@ -186,6 +186,9 @@ func (w *worker) streamFailed(err error, st stamp, inflight <-chan stamp) {
 		err = fmt.Errorf("a reply line ran past %d bytes without a newline (the longest request is %d)", max(w.r.cfg.SizeMax, 4<<10), w.r.cfg.SizeMax)
 	}
 	w.failure = err
+	if kind == kindTimeout {
+		w.failure = fmt.Errorf("no reply within --timeout %v", w.r.cfg.Timeout)
+	}
 	n := int64(0)
 	if st.counted {
 		n++

@@ -179,7 +179,7 @@ func runLoad(cmd *cobra.Command, f *loadFlags) error {
 	case runErr != nil:
 		return errors.New(trimSentinel(runErr))
 	case rep.Errors > 0:
-		return fmt.Errorf("%d of %d requests failed (%s)", rep.Errors, rep.Requests+rep.Errors, kindsLine(rep.ErrorsByKind))
+		return fmt.Errorf("%d errors (%s) beside %d good replies", rep.Errors, kindsLine(rep.ErrorsByKind), rep.Requests)
 	case rep.Interrupted:
 		return exitError{code: 130, err: errors.New("interrupted")}
 	}

@@ -389,7 +389,7 @@ func TestReportRenders(t *testing.T) {
 	}
 	s := buf.String()
 	for _, want := range []string{"<svg", "Throughput — tcp", "Throughput — udp", "Throughput — unix", "Latency percentiles",
-		"Server CPU per request", "Server memory per connection", "threaded · b.csv", "t &lt;x&gt;", "needs about 3000 MiB", "saturated"} {
+		"Server CPU per request", "Server peak memory", "Memory per connection — udp", "threaded · b.csv", "t &lt;x&gt;", "needs about 3000 MiB", "saturated"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("report lacks %q", want)
 		}
@@ -399,8 +399,8 @@ func TestReportRenders(t *testing.T) {
 			t.Errorf("report contains %q", bad)
 		}
 	}
-	if n := strings.Count(s, "<svg"); n != 3+6+3+3 {
-		t.Errorf("%d charts, want %d", n, 3+6+3+3)
+	if n := strings.Count(s, "<svg"); n != 3+6+3+3+3 {
+		t.Errorf("%d charts, want %d", n, 3+6+3+3+3)
 	}
 	// No clean runs: a page that says so.
 	buf.Reset()
@@ -413,12 +413,13 @@ func TestSummary(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	rows := synthRows(key("threaded", "tcp", 1), 5, 20000, 0.05, rng)
 	rows[2].ClientSaturated = true
+	rows[3].Errors = 7
 	rows = append(rows, Row{Key: key("prefork", "tcp", 10000), Status: StatusSkipped, Note: "needs about 3000 MiB"})
 	rows = append(rows, Row{Key: key("eventloop", "tcp", 1), Status: StatusFailed, Note: "server exited"})
 	var buf bytes.Buffer
 	WriteSummary(&buf, rows)
 	s := buf.String()
-	for _, want := range []string{"threaded", "Skipped 1 cell", "needs about 3000 MiB", "FAILURES", "LOAD GENERATOR WAS THE BOTTLENECK in 1 of 5 runs"} {
+	for _, want := range []string{"threaded", "Skipped 1 cell", "needs about 3000 MiB", "FAILURES", "LOAD GENERATOR WAS THE BOTTLENECK in 1 of 5 runs", "7 failed requests"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("summary lacks %q:\n%s", want, s)
 		}

@@ -294,10 +294,70 @@ svg text{font-family:system-ui,sans-serif}
 	b.WriteString("</div>\n")
 	barSection("Server CPU per request", "Server CPU time (user+system, every process of the server) during the measured window divided by the requests answered, in µs (lower is better).", "µs/req",
 		func(cs CellStats) stat { return stat{cs.CPUPerReq, math.NaN(), math.NaN()} })
-	barSection("Server memory per connection", "Peak resident memory of the server (VmHWM summed over its processes) divided by the connection count, in KiB. At one connection this is mostly the process's base size.", "KiB/conn",
-		func(cs CellStats) stat {
-			return stat{cs.RSSKB / float64(cs.Key.Conns), math.NaN(), math.NaN()}
-		})
+	barSection("Server peak memory", "Peak resident memory of the server (VmHWM summed over all its processes: prefork counts every worker), in MiB.", "MiB",
+		func(cs CellStats) stat { return stat{cs.RSSKB / 1024, math.NaN(), math.NaN()} })
+	// Memory per connection: the slope between consecutive connection
+	// counts of the same workload, so a process's fixed size does not
+	// masquerade as per-connection cost.
+	fmt.Fprintf(&b, "<h2>Server memory per connection</h2><p class=note>%s</p><div class=grid>\n", esc(
+		"Extra peak RSS per extra connection, in KiB: (RSS at the higher count - RSS at the lower) / (difference in connections), "+
+			"between consecutive connection counts of the same workload. Drawn only where a workload ran at two or more counts."))
+	drawn := 0
+	for _, n := range netList {
+		type step struct {
+			w      workload // with Conns = the higher count
+			lo, hi int
+		}
+		var steps []step
+		seenStep := map[step]bool{}
+		byRest := map[workload][]int{}
+		for wl := range works[n] {
+			rest := wl
+			rest.Conns = 0
+			byRest[rest] = append(byRest[rest], wl.Conns)
+		}
+		for rest, cs := range byRest {
+			sort.Ints(cs)
+			for i := 1; i < len(cs); i++ {
+				w := rest
+				w.Conns = cs[i]
+				st := step{w, cs[i-1], cs[i]}
+				if !seenStep[st] {
+					seenStep[st] = true
+					steps = append(steps, st)
+				}
+			}
+		}
+		if len(steps) == 0 {
+			continue
+		}
+		sort.Slice(steps, func(i, j int) bool { return steps[i].w.less(steps[j].w) })
+		groups := make([]string, len(steps))
+		vals := make([][]stat, len(steps))
+		for gi, st := range steps {
+			lbl := st.w
+			lbl.Conns = st.hi
+			groups[gi] = strings.Replace(lbl.label(), fmt.Sprintf("c=%d", st.hi), fmt.Sprintf("c=%d→%d", st.lo, st.hi), 1)
+			vals[gi] = make([]stat, len(ser))
+			for si, s := range ser {
+				k := Key{s.model, n, st.w.Mode, st.hi, st.w.Pipeline, st.w.Size, st.w.Rate, st.w.WorkUS, st.w.BlockUS}
+				kl := k
+				kl.Conns = st.lo
+				hi, ok1 := per[s.set][k]
+				lo, ok2 := per[s.set][kl]
+				vals[gi][si] = stat{math.NaN(), math.NaN(), math.NaN()}
+				if ok1 && ok2 {
+					vals[gi][si].med = math.Max(0, (hi.RSSKB-lo.RSSKB)/float64(st.hi-st.lo))
+				}
+			}
+		}
+		b.WriteString(barChart("Memory per connection — "+n, "KiB/conn", groups, ser, vals))
+		drawn++
+	}
+	if drawn == 0 {
+		b.WriteString("<p>No workload ran at two connection counts.</p>")
+	}
+	b.WriteString("</div>\n")
 	// Table of every cell.
 	b.WriteString("<h2>All cells</h2><table><tr><th class=l>set</th><th class=l>cell</th><th>runs</th><th>req/s</th><th>min</th><th>max</th><th>p50 µs</th><th>p99 µs</th><th>p99.9 µs</th><th>CPU µs/req</th><th>RSS KiB</th><th>errors</th><th>lost</th><th>saturated</th></tr>\n")
 	for si, s := range rep.Sets {
@@ -332,6 +392,16 @@ func niceMax(v float64) float64 {
 	return 10 * p
 }
 
+// legendWidth fits the longest series label (about 6.5 px a character at
+// font-size 11).
+func legendWidth(ser []series) float64 {
+	n := 0
+	for _, s := range ser {
+		n = max(n, len([]rune(s.label)))
+	}
+	return math.Max(120, float64(n)*6.5+24)
+}
+
 func legend(b *strings.Builder, ser []series, x, y float64) {
 	for i, s := range ser {
 		yy := y + float64(i)*16
@@ -346,7 +416,16 @@ func legend(b *strings.Builder, ser []series, x, y float64) {
 
 // barChart draws grouped bars with min–max whiskers on a linear axis.
 func barChart(title, unit string, groups []string, ser []series, vals [][]stat) string {
-	const left, top, bottom, legendW = 64.0, 28.0, 80.0, 170.0
+	const top = 28.0
+	// Rotated group labels reach down and to the left of their group;
+	// legends are as wide as their longest label.
+	longest := 0
+	for _, g := range groups {
+		longest = max(longest, len([]rune(g)))
+	}
+	left := math.Max(64, float64(longest)*6*0.82-10)
+	bottom := math.Max(50, float64(longest)*6*0.57+24)
+	legendW := legendWidth(ser)
 	barW := 14.0
 	groupW := float64(len(ser))*barW + 14
 	plotW := math.Max(220, groupW*float64(len(groups)))
@@ -406,7 +485,8 @@ func barChart(title, unit string, groups []string, ser []series, vals [][]stat) 
 
 // lineChart draws one line per series over categorical x, log-scale y.
 func lineChart(title, unit string, xs []string, ser []series, lines [][]float64) string {
-	const left, top, bottom, plotW, plotH, legendW = 56.0, 28.0, 36.0, 260.0, 180.0, 150.0
+	const left, top, bottom, plotW, plotH = 56.0, 28.0, 36.0, 260.0, 180.0
+	legendW := legendWidth(ser)
 	W, H := left+plotW+legendW+10, top+plotH+bottom
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, l := range lines {

@@ -102,7 +102,7 @@ func WriteSummary(w io.Writer, rows []Row) {
 	cells := Summarise(rows)
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "model\tnet\tmode\tconns\tsize\trate\twork\tblock\truns\treq/s (median)\trange\tp50\tp99\tCPU µs/req\tRSS MiB\t")
-	var skipped, bad, saturated []string
+	var skipped, bad, saturated, errs []string
 	satRuns, runs := 0, 0
 	for _, c := range cells {
 		k := c.Key
@@ -115,6 +115,9 @@ func WriteSummary(w io.Writer, rows []Row) {
 		}
 		if c.Runs == 0 {
 			continue
+		}
+		if c.Errors > 0 {
+			errs = append(errs, fmt.Sprintf("  %s: %d failed requests over %d runs (see the note column)", k, c.Errors, c.Runs))
 		}
 		runs += c.Runs
 		satRuns += c.Saturated
@@ -139,6 +142,9 @@ func WriteSummary(w io.Writer, rows []Row) {
 	}
 	if len(bad) > 0 {
 		fmt.Fprintf(w, "\nFAILURES:\n%s\n", strings.Join(bad, "\n"))
+	}
+	if len(errs) > 0 {
+		fmt.Fprintf(w, "\nREQUEST ERRORS (wrong, missing or refused replies; UDP loss is counted apart):\n%s\n", strings.Join(errs, "\n"))
 	}
 	if len(saturated) > 0 {
 		fmt.Fprintf(w, "\n!!! THE LOAD GENERATOR WAS THE BOTTLENECK in %d of %d runs: it used >= 90%% of its CPUs, so\n"+

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -95,14 +94,13 @@ func outOfResources(err error) bool {
 
 // handOff starts a child serving c. The caller closes its copy of c.
 func (s *Server) handOff(c net.Conn) error {
-	f, err := c.(interface{ File() (*os.File, error) }).File()
+	rc, err := c.(syscall.Conn).SyscallConn()
 	if err != nil {
 		return err
 	}
-	defer f.Close()
 	s.parent.Accepted.Add(1)
 	s.parent.Active.Add(1) // given back when the child is reaped (watch)
-	if _, err := s.spawnProc(ConnRole, -1, f); err != nil {
+	if _, err := s.spawnProc(ConnRole, -1, rc); err != nil {
 		s.parent.Accepted.Add(^uint64(0))
 		s.parent.Active.Add(-1)
 		return err

@@ -25,6 +25,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sockbench/sockbench/models"
@@ -80,7 +81,8 @@ type Server struct {
 
 	ln      net.Listener
 	pc      net.PacketConn
-	sock    *os.File // the descriptor handed to pool workers
+	sock    syscall.RawConn // the socket handed to pool workers
+	devnull *os.File        // children's stdin
 	sf      *models.SocketFile
 	adm     *admission
 	admF    *os.File
@@ -219,14 +221,17 @@ func (s *Server) bind() error {
 		}
 		s.addr = s.ln.Addr().String()
 		if s.spawn == SpawnPool {
-			s.sock, err = s.ln.(interface{ File() (*os.File, error) }).File()
+			s.sock, err = s.ln.(syscall.Conn).SyscallConn()
 		}
 	} else {
 		if s.pc, s.sf, err = models.ListenPacket(&s.cfg); err != nil {
 			return err
 		}
 		s.addr = s.pc.LocalAddr().String()
-		s.sock, err = s.pc.(interface{ File() (*os.File, error) }).File()
+		s.sock, err = s.pc.(syscall.Conn).SyscallConn()
+	}
+	if err == nil {
+		s.devnull, err = os.Open(os.DevNull)
 	}
 	if err == nil && s.spawn == SpawnPool && s.cfg.IsStream() && s.cfg.MaxConns > 0 {
 		s.adm, s.admF, err = newAdmission(s.cfg.Workers, s.cfg.MaxConns)
@@ -238,8 +243,9 @@ func (s *Server) bind() error {
 	return nil
 }
 
-// closeSockets closes the parent's copies of the socket. Called with s.mu
-// held, or before anything started.
+// closeSockets closes the parent's copies of the socket and what else
+// only spawning needs. Called with s.mu held once no more children can be
+// started, or before anything started.
 func (s *Server) closeSockets() {
 	if s.ln != nil {
 		s.ln.Close()
@@ -247,11 +253,11 @@ func (s *Server) closeSockets() {
 	if s.pc != nil {
 		s.pc.Close()
 	}
-	if s.sock != nil {
-		s.sock.Close()
-	}
 	if s.admF != nil {
 		s.admF.Close()
+	}
+	if s.devnull != nil {
+		s.devnull.Close()
 	}
 }
 

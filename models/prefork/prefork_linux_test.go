@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sockbench/sockbench/models"
 	"github.com/sockbench/sockbench/protocol"
 )
@@ -505,10 +507,28 @@ func TestCrashLoopWhileRunning(t *testing.T) {
 	s := srv.(*Server)
 	t.Setenv(envTestCrash, "1") // every replacement exits at once
 	syscall.Kill(s.workerPids()[0], syscall.SIGKILL)
-	select {
-	case <-s.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("server still running 10s after its workers began crash-looping")
+	// Meanwhile the listener the healthy worker shares must stay
+	// non-blocking: handing it to a child must not change its mode (see
+	// startProcess), and these children die before they could set it back.
+	rc, err := s.ln.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(10 * time.Second)
+	for stop := false; !stop; {
+		select {
+		case <-s.Done():
+			stop = true
+		case <-timeout:
+			t.Fatal("server still running 10s after its workers began crash-looping")
+		case <-time.After(time.Millisecond):
+			rc.Control(func(fd uintptr) {
+				if fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0); err == nil && fl&unix.O_NONBLOCK == 0 {
+					t.Error("the shared listener became blocking while children were being started")
+					stop = true
+				}
+			})
+		}
 	}
 	if err := s.Err(); !errors.Is(err, ErrCrashLoop) {
 		t.Errorf("Err() = %v, want ErrCrashLoop", err)

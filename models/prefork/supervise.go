@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"sync"
@@ -38,7 +37,7 @@ type spawner struct {
 }
 
 type spawnReq struct {
-	cmd *exec.Cmd
+	fn  func() error
 	res chan error
 }
 
@@ -48,15 +47,16 @@ func startSpawner() *spawner {
 		runtime.LockOSThread() // never unlocked: see spawner
 		defer close(sp.stopped)
 		for r := range sp.reqs {
-			r.res <- r.cmd.Start()
+			r.res <- r.fn()
 		}
 	}()
 	return sp
 }
 
-func (sp *spawner) start(cmd *exec.Cmd) error {
+// run calls fn, which forks, on the spawner's thread.
+func (sp *spawner) run(fn func() error) error {
 	res := make(chan error, 1)
-	sp.reqs <- spawnReq{cmd, res}
+	sp.reqs <- spawnReq{fn, res}
 	return <-res
 }
 
@@ -65,10 +65,61 @@ func (sp *spawner) stop() {
 	<-sp.stopped
 }
 
+// startProcess starts exe with the descriptors files as the child's 0, 1,
+// 2, 3, ... The socket to hand over is given as a syscall.RawConn and read
+// inside its Control callback, so it stays open during the fork.
+//
+// Subtleness ahead: os/exec (and os.StartProcess) take *os.File and call
+// Fd on each, and Fd switches a non-blocking descriptor to blocking mode.
+// O_NONBLOCK belongs to the open file description, which the parent's
+// listener shares with every worker's: each respawn would turn every
+// running worker's listener blocking until the new worker set it back, and
+// a worker caught in a blocking accept cannot close its listener to shut
+// down. syscall.StartProcess takes raw descriptors and changes nothing.
+// (net.FileListener in the worker has the same switch for a few
+// microseconds, between its Fd and SetNonblock; that window is Go's.)
+//
+// The child's stdin is stdin (/dev/null); its stdout is the parent's
+// stderr, since the parent's stdout carries the ready line.
+func startProcess(exe string, argv, env []string, stdin *os.File, sock syscall.RawConn, files []*os.File) (*os.Process, error) {
+	fds := make([]uintptr, 0, 3+1+len(files))
+	for _, f := range []*os.File{stdin, os.Stderr, os.Stderr} {
+		fds = append(fds, rawFd(f))
+	}
+	fds = append(fds, 0) // the socket, filled in below
+	for _, f := range files {
+		fds = append(fds, rawFd(f))
+	}
+	var (
+		pid  int
+		serr error
+	)
+	cerr := sock.Control(func(fd uintptr) {
+		fds[3] = fd
+		pid, _, serr = syscall.StartProcess(exe, argv, &syscall.ProcAttr{Env: env, Files: fds, Sys: sysProcAttr()})
+	})
+	if cerr != nil {
+		return nil, cerr
+	}
+	if serr != nil {
+		return nil, &os.PathError{Op: "fork/exec", Path: exe, Err: serr}
+	}
+	return os.FindProcess(pid)
+}
+
+// rawFd returns f's descriptor without changing its mode (unlike Fd).
+func rawFd(f *os.File) uintptr {
+	fd := ^uintptr(0)
+	if sc, err := f.SyscallConn(); err == nil {
+		sc.Control(func(d uintptr) { fd = d })
+	}
+	return fd
+}
+
 // proc is one child process: a pool worker or a per-conn child.
 type proc struct {
 	slot    int // pool slot, or -1 for a per-conn child
-	cmd     *exec.Cmd
+	process *os.Process
 	pid     int
 	ctrl    *os.File // write end of the control pipe
 	started time.Time
@@ -92,8 +143,9 @@ func (p *proc) contrib() models.Stats {
 	return st
 }
 
-// spawnProc starts a child of role with handoff as its fd 3.
-func (s *Server) spawnProc(role string, slot int, handoff *os.File) (*proc, error) {
+// spawnProc starts a child of role with the socket behind handoff as its
+// fd 3.
+func (s *Server) spawnProc(role string, slot int, handoff syscall.RawConn) (*proc, error) {
 	sp := spec{Config: s.cfg, Slot: slot, LogLevel: s.level, Admit: s.adm != nil}
 	sp.Config.Logger = nil
 	env, err := childEnv(role, sp)
@@ -110,7 +162,7 @@ func (s *Server) spawnProc(role string, slot int, handoff *os.File) (*proc, erro
 		ctrlW.Close()
 		return nil, fmt.Errorf("prefork: message pipe: %w", err)
 	}
-	files := []*os.File{handoff, ctrlR, msgW}
+	files := []*os.File{ctrlR, msgW}
 	if s.adm != nil {
 		files = append(files, s.admF)
 	}
@@ -118,15 +170,7 @@ func (s *Server) spawnProc(role string, slot int, handoff *os.File) (*proc, erro
 	if slot >= 0 {
 		name += " slot=" + strconv.Itoa(slot)
 	}
-	cmd := &exec.Cmd{
-		Path:        s.exe,
-		Args:        []string{os.Args[0], name},
-		Env:         env,
-		ExtraFiles:  files,
-		Stdout:      os.Stderr, // stdout belongs to the parent's ready line
-		Stderr:      os.Stderr,
-		SysProcAttr: sysProcAttr(),
-	}
+	argv := []string{os.Args[0], name}
 
 	s.mu.Lock()
 	if s.state != stateRunning {
@@ -138,7 +182,12 @@ func (s *Server) spawnProc(role string, slot int, handoff *os.File) (*proc, erro
 		return nil, errClosing
 	}
 	// Under s.mu, so Shutdown either sees the child or stops the spawn.
-	err = s.sp.start(cmd)
+	var process *os.Process
+	err = s.sp.run(func() error {
+		var err error
+		process, err = startProcess(s.exe, argv, env, s.devnull, handoff, files)
+		return err
+	})
 	ctrlR.Close()
 	msgW.Close()
 	if err != nil {
@@ -148,7 +197,7 @@ func (s *Server) spawnProc(role string, slot int, handoff *os.File) (*proc, erro
 		return nil, fmt.Errorf("prefork: starting %s: %w", role, err)
 	}
 	p := &proc{
-		slot: slot, cmd: cmd, pid: cmd.Process.Pid, ctrl: ctrlW, started: time.Now(),
+		slot: slot, process: process, pid: process.Pid, ctrl: ctrlW, started: time.Now(),
 		ready: make(chan struct{}), done: make(chan struct{}),
 	}
 	s.procs[p] = struct{}{}
@@ -165,7 +214,13 @@ func (s *Server) watch(p *proc, msgR *os.File) {
 	defer s.procWG.Done()
 	s.readMessages(p, msgR)
 	msgR.Close()
-	err := p.cmd.Wait()
+	var err error
+	if st, werr := p.process.Wait(); werr != nil {
+		err = werr
+	} else if !st.Success() {
+		err = errors.New(st.String())
+	}
+	p.process.Release()
 	p.ctrl.Close()
 	if s.adm != nil && p.slot >= 0 {
 		s.adm.reset(p.slot)
@@ -392,7 +447,7 @@ func (s *Server) beginStop() {
 	close(s.closing)
 	s.closeSockets()
 	for p := range s.procs {
-		p.cmd.Process.Signal(syscall.SIGTERM)
+		p.process.Signal(syscall.SIGTERM)
 	}
 }
 
@@ -409,7 +464,7 @@ func (s *Server) waitChildren(ctx context.Context) error {
 	s.mu.Lock()
 	n := len(s.procs)
 	for p := range s.procs {
-		p.cmd.Process.Kill()
+		p.process.Kill()
 	}
 	s.mu.Unlock()
 	s.log.Warn("children did not drain within grace; killed", "count", n)

@@ -9,7 +9,7 @@ type slot struct {
 }
 
 // dispatch is the open loop's clock: one goroutine that claims due times
-// from the run's Pacer in order, waits for each, and hands it to whichever
+// from the run's pacer in order, waits for each, and hands it to whichever
 // connection is free to send (tokens). A connection takes a token only when
 // it has a free pipeline slot, so a token waits in the channel only while
 // every connection is busy, and that wait is counted: latency runs from the

@@ -199,6 +199,9 @@ func MergeLogs(names []string, logs []io.Reader) (*Report, error) {
 
 // mergeCounts adds one source's counts into out.
 func mergeCounts(out, m *Report) {
+	if out.Sources > 1 && m.Loop != out.Loop {
+		out.Loop = "mixed"
+	}
 	if out.Sources == 1 {
 		out.Net, out.Mode, out.Loop = m.Net, m.Mode, m.Loop
 		out.Pipeline, out.Size, out.SizeMin, out.SizeMax, out.Seed = m.Pipeline, m.Size, m.SizeMin, m.SizeMax, m.Seed

@@ -91,8 +91,11 @@ func WriteText(w io.Writer, rep *Report) error {
 	}
 	line("Target", "%s (%s)", rep.Target, rep.Mode)
 	loop := fmt.Sprintf("closed loop, %d conns x %d in flight", rep.Conns, rep.Pipeline)
-	if rep.Loop == "open" {
+	switch rep.Loop {
+	case "open":
 		loop = fmt.Sprintf("open loop at %s req/s over %d conns (at most %d in flight each)", fmtCount(rep.Rate), rep.Conns, rep.Pipeline)
+	case "mixed":
+		loop = fmt.Sprintf("closed and open loops, %d conns", rep.Conns)
 	}
 	if rep.ConnsOK != rep.Conns {
 		loop += fmt.Sprintf(" (%d connected)", rep.ConnsOK)
@@ -129,18 +132,14 @@ func WriteText(w io.Writer, rep *Report) error {
 		fmt.Fprintf(&b, "%-10s %9s %9s %9s %9s %9s %9s %9s %9s\n", label,
 			fmtDur(s.P50), fmtDur(s.P90), fmtDur(s.P99), fmtDur(s.P999), fmtDur(s.P9999), fmtDur(s.Max), fmtDur(s.Mean), fmtDur(s.Stddev))
 	}
-	if rep.Loop == "open" {
-		row("Latency", rep.Latency)
-		if rep.Service != nil {
-			row("Service", *rep.Service)
-		}
+	row("Latency", rep.Latency)
+	if rep.Service != nil {
+		row("Service", *rep.Service)
 		if rep.SendLag != nil {
 			row("Send lag", *rep.SendLag)
 		}
-		b.WriteString("           (latency counts from when each request was due, service time from when it was sent;\n")
-		b.WriteString("            send lag, how late it was sent, is the part of latency the generator or a full pipeline added)\n")
-	} else {
-		row("Latency", rep.Latency)
+		b.WriteString("           (open loop: latency counts from when each request was due, service time from when it\n")
+		b.WriteString("            was sent; send lag, how late it went out, is the generator's or a full pipeline's share)\n")
 	}
 	row("Connect", rep.Connect)
 	b.WriteString("\n")

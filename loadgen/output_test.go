@@ -275,3 +275,34 @@ func TestFormatting(t *testing.T) {
 		}
 	}
 }
+
+// TestSaturationVerdict: client_saturated follows the CPU the generator
+// used against the CPUs it had.
+func TestSaturationVerdict(t *testing.T) {
+	for _, c := range []struct {
+		busy float64 // fraction of all CPUs used
+		want bool
+	}{{0.5, false}, {0.89, false}, {0.9, true}, {1.0, true}} {
+		r := &run{cfg: &Config{Target: "tcp://127.0.0.1:1", MaxExamples: 5}}
+		if err := r.cfg.Normalize(); err != nil {
+			t.Fatal(err)
+		}
+		rep := r.newReport()
+		rep.ConnectHist = newHist()
+		cpus := float64(rep.ClientCPUs)
+		r.fill(rep, 10*time.Second, time.Duration(c.busy*cpus*10*float64(time.Second)), time.Now())
+		if rep.ClientSaturated != c.want || (len(rep.Warnings) > 0) != c.want {
+			t.Errorf("busy %.0f%%: saturated %v, warnings %q", 100*c.busy, rep.ClientSaturated, rep.Warnings)
+		}
+	}
+}
+
+func TestProgressLine(t *testing.T) {
+	target := startStream(t, "tcp", &streamServer{mode: protocol.Echo})
+	var buf bytes.Buffer // written by Run's own goroutine only, read after it returns
+	mustRun(t, Config{Target: target, Conns: 2, Duration: time.Second, Warmup: 1200 * time.Millisecond, Progress: &buf})
+	out := buf.String()
+	if !strings.Contains(out, "\rwarming up") || !strings.Contains(out, "req/s  p99 ") || !strings.HasSuffix(out, "\r") {
+		t.Fatalf("progress output %q", out)
+	}
+}

@@ -5,12 +5,13 @@ import (
 	"sync/atomic"
 )
 
-// Pacer hands out the times at which open-loop requests are due. One Pacer
-// is shared by every connection of a run: a connection claims the next due
-// time when it is ready to send, so the schedule as a whole keeps the rate
-// no matter which connections are slow (unlike a ticker per worker, which
-// silently lowers the rate when one falls behind).
-type Pacer interface {
+// pacer hands out the times at which open-loop requests are due, one after
+// the other, to the run's dispatcher, which passes each to whichever
+// connection is free: the schedule as a whole keeps the rate no matter
+// which connections are slow (unlike a ticker per worker, which silently
+// lowers the rate when one falls behind). Only a constant rate exists
+// today; the interface is where a ramp or a Poisson schedule would go.
+type pacer interface {
 	// Claim returns the due time of the next request in nanoseconds on the
 	// run's clock, whether it falls in the measurement (not the warmup),
 	// and false once the schedule is over. now is the current time on the
@@ -18,7 +19,7 @@ type Pacer interface {
 	Claim(now int64) (due int64, counted, ok bool)
 }
 
-// constantPacer is a Pacer for a constant rate: slot k is due at
+// constantPacer is a pacer for a constant rate: slot k is due at
 // start + k/rate. Claiming is one atomic add, no lock.
 type constantPacer struct {
 	start    int64   // due time of slot 0
@@ -56,7 +57,7 @@ func newConstantPacer(rate float64, start, measureStart, end, requests int64) *c
 
 func (p *constantPacer) due(k int64) int64 { return p.start + int64(float64(k)*p.interval) }
 
-// Claim implements Pacer.
+// Claim implements pacer.
 //
 // Warmup slots still unclaimed when the measurement begins are dropped: a
 // generator that fell behind during the warmup starts the measurement on

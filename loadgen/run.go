@@ -42,7 +42,7 @@ type run struct {
 
 	measureStart int64     // end of warmup
 	end          int64     // end of the measurement window; MaxInt64 with -n
-	pacer        Pacer     // open loop only
+	pacer        pacer     // open loop only
 	tokens       chan slot // open loop: due requests from dispatch
 	tickets      atomic.Int64
 

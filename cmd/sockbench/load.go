@@ -46,7 +46,8 @@ upper is really checked); datagrams start with a 16-digit sequence tag, so
 lost, duplicated and reordered replies are counted. -s is the line length
 including '\n' on tcp and unix, the datagram size on udp and unixgram.
 
-The exit status is 0 when every request succeeded, 1 when the target was
+While it runs, a progress line (req/s, p99) is shown on stderr if that is a
+terminal. The exit status is 0 when every request succeeded, 1 when the target was
 unreachable, connections were lost or any request failed (partial results are
 still printed), 2 for bad flags. UDP loss is reported but is not a failure.`,
 		Example: `  sockbench load --target tcp://127.0.0.1:7000
@@ -66,7 +67,7 @@ still printed), 2 for bad flags. UDP loss is reported but is not a failure.`,
 	fl := cmd.Flags()
 	c := &f.cfg
 	fl.StringVar(&c.Target, "target", "", "server to load: tcp://host:port, udp://host:port, unix:///path.sock or unixgram:///path.sock (required)")
-	fl.Var(&c.Mode, "mode", "what the server does to each request: echo or upper (default echo)")
+	fl.Var(&c.Mode, "mode", "what the server does to each request: echo or upper")
 	fl.IntVarP(&c.Conns, "conns", "c", loadgen.DefaultConns, "connections (UDP: sockets)")
 	fl.IntVarP(&c.Pipeline, "pipeline", "p", loadgen.DefaultPipeline, "requests in flight per connection")
 	fl.StringVarP(&f.size, "size", "s", fmt.Sprint(loadgen.DefaultSize), "request size in bytes, or MIN:MAX for uniformly random sizes")
@@ -75,7 +76,7 @@ still printed), 2 for bad flags. UDP loss is reported but is not a failure.`,
 	fl.Int64VarP(&c.Requests, "requests", "n", 0, "measure this many requests instead of a duration")
 	fl.DurationVar(&c.Warmup, "warmup", loadgen.DefaultWarmup, "load before measuring, not counted")
 	fl.DurationVar(&c.Timeout, "timeout", loadgen.DefaultTimeout, "limit on each connection attempt and each reply")
-	fl.Float64Var(&c.Rate, "rate", 0, "open loop: requests per second over all connections (0: closed loop)")
+	fl.Float64Var(&c.Rate, "rate", 0, "open loop: requests per second over all connections, at most -c x -p in flight (0: closed loop)")
 	fl.IntVar(&c.MaxLine, "max-line", 0, "the server's --max-line: the longest request allowed (default 65536)")
 	fl.StringVar(&f.format, "format", "text", "output: text, json or csv")
 	fl.StringVar(&f.hdrOut, "hdr-out", "", "also write the latency histograms as an HdrHistogram log to this file (see 'sockbench merge')")

@@ -32,9 +32,21 @@ type dgram struct {
 
 var dgramPool = sync.Pool{New: func() any { return new(dgram) }}
 
+// socketBuffer is the receive buffer a datagram server asks for. The Linux
+// default (about 208 KiB) holds only a few dozen 4 KiB datagrams, so a
+// burst from many clients is dropped by the kernel before any reader sees
+// it; like most UDP servers we ask for more. The kernel caps the request
+// at net.core.rmem_max, so this is best effort.
+const socketBuffer = 4 << 20
+
 // startPacket starts the readers (and, with --block, the handler pool).
 // Called with s.mu held.
 func (s *Server) startPacket() {
+	if rb, ok := s.pc.(interface{ SetReadBuffer(int) error }); ok {
+		if err := rb.SetReadBuffer(socketBuffer); err != nil {
+			s.log.Debug("could not enlarge the socket receive buffer", "err", err)
+		}
+	}
 	var jobs chan *dgram
 	var readers sync.WaitGroup
 	if s.cfg.Cost.Blocks() {

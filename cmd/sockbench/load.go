@@ -47,9 +47,10 @@ lost, duplicated and reordered replies are counted. -s is the line length
 including '\n' on tcp and unix, the datagram size on udp and unixgram.
 
 While it runs, a progress line (req/s, p99) is shown on stderr if that is a
-terminal. The exit status is 0 when every request succeeded, 1 when the target was
-unreachable, connections were lost or any request failed (partial results are
-still printed), 2 for bad flags. UDP loss is reported but is not a failure.`,
+terminal. The exit status is 0 when every request succeeded, 1 when the
+target was unreachable, connections were lost or any request failed (partial
+results are still printed), 2 for bad flags. UDP loss is reported but is not
+a failure.`,
 		Example: `  sockbench load --target tcp://127.0.0.1:7000
   sockbench load --target unix:///tmp/sb.sock --mode upper -c 64 -p 8 -s 16:4096 -d 30s
   sockbench load --target udp://127.0.0.1:7000 --rate 20000 --format json

@@ -34,6 +34,9 @@ const (
 	// tagLen is the length of the sequence tag that starts every datagram:
 	// 16 upper-case hex digits, which `upper` leaves unchanged.
 	tagLen = 16
+	// maxInFlight bounds Conns*Pipeline: each request in flight costs a
+	// record of some 40 bytes, reserved up front.
+	maxInFlight = 1 << 22
 )
 
 // Sentinel errors; Run and Config.Normalize wrap them with %w.
@@ -180,6 +183,9 @@ func (c *Config) Normalize() error {
 	}
 	if c.Pipeline < 0 || c.Pipeline > 65536 {
 		return bad("-p %d: want a pipeline depth of 1..65536", c.Pipeline)
+	}
+	if int64(c.Conns)*int64(c.Pipeline) > maxInFlight {
+		return bad("-c %d x -p %d: more than %d requests in flight", c.Conns, c.Pipeline, maxInFlight)
 	}
 	if c.SizeMin == 0 && c.SizeMax == 0 {
 		c.SizeMin, c.SizeMax = DefaultSize, DefaultSize

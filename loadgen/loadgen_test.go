@@ -360,6 +360,7 @@ func TestConfigErrors(t *testing.T) {
 		{Target: "tcp://127.0.0.1:7000", Duration: time.Second, Requests: 5},
 		{Target: "tcp://127.0.0.1:7000", Conns: -1},
 		{Target: "tcp://127.0.0.1:7000", Rate: -1},
+		{Target: "tcp://127.0.0.1:7000", Conns: 10000, Pipeline: 1000},
 	} {
 		if err := c.Normalize(); !errors.Is(err, ErrConfig) {
 			t.Errorf("%+v: err = %v, want ErrConfig", c, err)

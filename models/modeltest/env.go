@@ -127,10 +127,9 @@ type server struct {
 	cfg  models.Config
 	addr string
 
-	once     sync.Once
-	took     time.Duration
-	shutErr  error
-	shutDone bool
+	once    sync.Once
+	took    time.Duration
+	shutErr error
 }
 
 // start builds and starts a server of the model with the check's config,
@@ -156,7 +155,14 @@ func (e *env) tryStart(cfg models.Config) (*server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("models.New: %w", err)
 	}
-	if err := srv.Start(); err != nil {
+	started := make(chan error, 1)
+	go func() { started <- srv.Start() }()
+	select {
+	case err = <-started:
+	case <-time.After(e.d(opTimeout)):
+		return nil, fmt.Errorf("the server's Start did not return within %v", e.d(opTimeout))
+	}
+	if err != nil {
 		// A server whose Start failed may still hold goroutines; give it
 		// the chance to release them.
 		ctx, cancel := context.WithTimeout(context.Background(), e.d(testGrace))
@@ -185,7 +191,8 @@ func (e *env) tryStart(cfg models.Config) (*server, error) {
 }
 
 // shutdown shuts the server down once, bounded by Grace; it then checks a
-// Unix socket file is gone. Later calls return the first result.
+// Unix socket file is gone. Later calls return the first result. A
+// Shutdown that ignores its context is reported, not waited for forever.
 func (s *server) shutdown() (time.Duration, error) {
 	s.once.Do(func() {
 		grace := s.cfg.Grace
@@ -195,9 +202,14 @@ func (s *server) shutdown() (time.Duration, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), grace)
 		defer cancel()
 		start := time.Now()
-		s.shutErr = s.srv.Shutdown(ctx)
+		done := make(chan error, 1)
+		go func() { done <- s.srv.Shutdown(ctx) }()
+		select {
+		case s.shutErr = <-done:
+		case <-time.After(grace + s.e.d(graceSlack)):
+			s.shutErr = fmt.Errorf("the server's Shutdown was still running %v after its context ended (grace %v)", s.e.d(graceSlack), grace)
+		}
 		s.took = time.Since(start)
-		s.shutDone = true
 		if isUnixNet(s.cfg.Net) {
 			if _, err := os.Lstat(s.cfg.Addr); !errors.Is(err, os.ErrNotExist) {
 				s.e.t.Errorf("socket file %s still there after Shutdown (lstat: %v)", s.cfg.Addr, err)

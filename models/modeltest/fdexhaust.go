@@ -131,6 +131,9 @@ func checkFDExhaustion(e *env) {
 		return
 	}
 	e.t.Logf("server stats: %s", st)
+	if st.AcceptErrors+st.Rejected == 0 {
+		e.t.Errorf("with RLIMIT_NOFILE=%d and %d connections the server reported no failed accept and no rejected connection: was it ever out of fds, and does it count AcceptErrors?", exhaustNoFile, len(keep)+exhaustFlood)
+	}
 	if rate := float64(st.AcceptErrors) / exhaustedFor.Seconds(); rate > exhaustMaxAcceptErrRate {
 		e.t.Errorf("%d failed accepts in about %v (%.0f/s): the server retries accept without backing off",
 			st.AcceptErrors, exhaustedFor.Round(time.Millisecond), rate)

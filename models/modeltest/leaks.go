@@ -15,7 +15,6 @@ import (
 // Leak check bounds: a few goroutines and fds may come and go (runtime
 // workers, a timer); a leak per connection shows up as thousands.
 const (
-	leakCycles     = 2000
 	goroutineSlack = 10
 	fdSlack        = 3
 )
@@ -57,7 +56,7 @@ func (e *env) settle(base resources) (resources, bool) {
 	}
 }
 
-// checkLeaks: 2000 connect/disconnect cycles of every kind (clean, with a
+// checkLeaks: 2000 (LeakCycles) connect/disconnect cycles of every kind (clean, with a
 // request, mid-line, with an unread reply; datagram sockets for udp) leave
 // no goroutine and no fd behind, while the server runs and after
 // Shutdown, and no socket file is left.
@@ -71,8 +70,9 @@ func checkLeaks(e *env) {
 	running := measure()
 
 	var retries atomic.Int64
+	cycles := e.o.cycles
 	errs := goAll(8, func(w int) error {
-		for i := w; i < leakCycles; i += 8 {
+		for i := w; i < cycles; i += 8 {
 			if err := e.leakCycle(s.addr, i, &retries); err != nil {
 				return fmt.Errorf("cycle %d: %w", i, err)
 			}
@@ -86,7 +86,7 @@ func checkLeaks(e *env) {
 	}
 	if now, ok := e.settle(running); !ok {
 		e.t.Errorf("after %d connect/disconnect cycles the server holds %s, %s when it started: a leak per connection\n%s",
-			leakCycles, now, running, goroutineSummary())
+			cycles, now, running, goroutineSummary())
 	}
 
 	if _, err := s.shutdown(); err != nil {

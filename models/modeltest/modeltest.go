@@ -17,6 +17,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,10 +76,11 @@ const (
 type Option func(*options)
 
 type options struct {
-	extra map[string]string
-	nets  []string
-	skips map[string]string
-	scale float64
+	extra  map[string]string
+	nets   []string
+	skips  map[string]string
+	scale  float64
+	cycles int
 }
 
 // Extra sets Config.Extra[key] = value on every server the suite starts
@@ -111,12 +113,23 @@ func Scale(f float64) Option {
 	}
 }
 
+// DefaultLeakCycles is how many connect/disconnect cycles CheckLeaks runs.
+const DefaultLeakCycles = 2000
+
+// LeakCycles sets how many connect/disconnect cycles CheckLeaks runs (at
+// least 100), for variants where each connection is expensive (a process
+// per connection under -race) and 2000 would not fit the suite's time.
+func LeakCycles(n int) Option {
+	return func(o *options) { o.cycles = max(n, 100) }
+}
+
 func newOptions(opts []Option) *options {
 	o := &options{
-		extra: map[string]string{},
-		nets:  []string{"tcp", "udp", "unix"},
-		skips: map[string]string{},
-		scale: 1,
+		extra:  map[string]string{},
+		nets:   []string{"tcp", "udp", "unix"},
+		skips:  map[string]string{},
+		scale:  1,
+		cycles: DefaultLeakCycles,
 	}
 	if v, err := strconv.ParseFloat(os.Getenv("SOCKBENCH_TEST_SCALE"), 64); err == nil && v > 0 {
 		o.scale = v
@@ -225,6 +238,15 @@ func Run(t *testing.T, model string, opts ...Option) {
 	for _, nw := range o.nets {
 		if !knownNet(nw) {
 			t.Fatalf("modeltest: unknown network %q in Nets", nw)
+		}
+	}
+	for name := range o.skips {
+		check := name
+		if nw, c, ok := strings.Cut(name, "/"); ok && knownNet(nw) {
+			check = c
+		}
+		if findCheck(check) == nil {
+			t.Fatalf("modeltest: Skip(%q): no such check", name)
 		}
 	}
 	start := time.Now()

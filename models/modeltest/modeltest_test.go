@@ -146,7 +146,7 @@ func TestChecksFailOnBrokenServers(t *testing.T) {
 // TestLeaksFailOnLeakyServer is apart from the table: the leak check
 // counts the whole process and must run alone.
 func TestLeaksFailOnLeakyServer(t *testing.T) {
-	f := runFake(t, "modeltest-broken-leak-per-conn", "tcp", protocol.Echo, CheckLeaks)
+	f := runFake(t, "modeltest-broken-leak-per-conn", "tcp", protocol.Echo, CheckLeaks, LeakCycles(300), Scale(0.3))
 	if !f.Failed() {
 		t.Fatalf("the leak check passed against a server that leaks a goroutine per connection")
 	}
@@ -217,4 +217,9 @@ func TestBenchmarkClientAllocatesNothing(t *testing.T) {
 	if a/float64(perCall) > 0.02 {
 		t.Errorf("stream client (and reference server): %.2f allocations per request", a/float64(perCall))
 	}
+}
+
+// TestReferenceUnixgram covers the optional unixgram transport.
+func TestReferenceUnixgram(t *testing.T) {
+	Run(t, "modeltest-reference", Nets("unixgram"))
 }

@@ -220,7 +220,7 @@ func checkConcurrent(e *env) {
 		return
 	}
 	s := e.start(func(c *models.Config) { c.MaxLine = 16 << 10 })
-	const clients, rounds = 200, 8
+	const clients, rounds = 200, 5
 	conns := make([]net.Conn, clients)
 	for i := range conns {
 		conns[i] = e.mustDial(s.addr)

@@ -7,17 +7,11 @@ import (
 	"syscall"
 )
 
-// setNoFile lowers the soft RLIMIT_NOFILE of this process to n.
+// setNoFile lowers RLIMIT_NOFILE of this process to n, the hard limit
+// too: a Go program raises its soft limit to the hard one at start, so
+// worker processes it execs (prefork) would otherwise escape the limit.
 func setNoFile(n uint64) error {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return err
-	}
-	rl.Cur = n
-	if rl.Max < n {
-		rl.Max = n
-	}
-	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: n, Max: n})
 }
 
 // ownGroup puts the subprocess in a process group of its own, so that a

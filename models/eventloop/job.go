@@ -48,7 +48,7 @@ func (js *jobSync) reset(detached bool) {
 func (ss *streamSide) dispatch(c gnet.Conn, st *connState) bool {
 	fd, err := c.Dup()
 	if err != nil {
-		bytebufferpool.Put(st.job)
+		bufs.Put(st.job)
 		st.job = nil
 		ss.s.ctr.WriteErrors.Add(1)
 		ss.s.log.Warn("no descriptor for a blocking handler's replies; closing", "err", err)
@@ -59,7 +59,7 @@ func (ss *streamSide) dispatch(c gnet.Conn, st *connState) bool {
 	if !ss.s.pool.submit(&blockJob{st: st, fd: fd}) {
 		unix.Close(fd)
 		st.busy = false
-		bytebufferpool.Put(st.job)
+		bufs.Put(st.job)
 		st.job = nil
 		return false
 	}
@@ -92,7 +92,7 @@ func (j *blockJob) run() {
 		if ok {
 			ok = j.answer(conn, tail.B)
 		}
-		bytebufferpool.Put(tail)
+		bufs.Put(tail)
 		js.mu.Lock()
 	}
 	detached := js.detached
@@ -109,7 +109,7 @@ func (j *blockJob) run() {
 		conn.Close()
 	}
 	if detached {
-		bytebufferpool.Put(st.job)
+		bufs.Put(st.job)
 		st.job = nil
 		st.side.closed()
 		return
@@ -151,7 +151,7 @@ func (st *connState) jobDone(context.Context) error {
 	if st.handedOff {
 		return nil
 	}
-	bytebufferpool.Put(st.job)
+	bufs.Put(st.job)
 	st.job, st.busy = nil, false
 	if st.gone.Load() {
 		return nil
@@ -178,7 +178,7 @@ func (st *connState) jobDone(context.Context) error {
 // nothing is left to answer and the connection may close as usual.
 func (st *connState) detach(c gnet.Conn) bool {
 	s := st.side.s
-	tail := bytebufferpool.Get()
+	tail := bufs.Get()
 	if !st.stopAfter {
 		data, _ := c.Peek(-1)
 		if st.draining {
@@ -208,15 +208,15 @@ func (st *connState) detach(c gnet.Conn) bool {
 	js.mu.Unlock()
 	// The job is over but jobDone has not run: a new job for the tail.
 	if len(tail.B) == 0 {
-		bytebufferpool.Put(tail)
+		bufs.Put(tail)
 		return false
 	}
 	fd, err := c.Dup()
 	if err != nil {
-		bytebufferpool.Put(tail)
+		bufs.Put(tail)
 		return false
 	}
-	bytebufferpool.Put(st.job)
+	bufs.Put(st.job)
 	st.job = tail
 	st.handedOff = true // the old job's jobDone must leave st.job alone
 	st.js.reset(true)

@@ -145,7 +145,7 @@ func (h *packetHandler) OnTraffic(c gnet.Conn) gnet.Action {
 			s.ctr.BadDgrams.Add(1)
 			return gnet.None
 		}
-		j := &dgramJob{s: s, c: c, buf: bytebufferpool.Get(),
+		j := &dgramJob{s: s, c: c, buf: bufs.Get(),
 			addr: net.UDPAddr{IP: slices.Clone(ua.IP), Port: ua.Port, Zone: strings.Clone(ua.Zone)}}
 		j.buf.B = append(j.buf.B[:0], req...)
 		s.pool.submit(j)
@@ -190,7 +190,7 @@ func (j *dgramJob) run() {
 	} else if err != errStopped {
 		s.ctr.WriteErrors.Add(1)
 	}
-	bytebufferpool.Put(j.buf)
+	bufs.Put(j.buf)
 }
 
 var errStopped = errors.New("eventloop: stopped")

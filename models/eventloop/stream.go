@@ -43,6 +43,7 @@ type loopState struct {
 	closing connList // flushing or lingering, in order of deadline
 	sweep   gnet.Runnable
 	drain   gnet.Runnable
+	out     bytebufferpool.ByteBuffer // the replies of one read, reused by every connection of the loop
 }
 
 // Connection phases.
@@ -81,6 +82,12 @@ type connState struct {
 	jobDoneFn gnet.Runnable // st.jobDone
 	handedOff bool          // gnet closed c and a detached job finishes it
 }
+
+// bufs holds the buffers of partial lines, jobs and replies waiting for a
+// full socket. It is the model's own pool, not bytebufferpool's default:
+// that one is shared with whatever else runs in the process, and it stops
+// keeping buffers larger than the sizes it has mostly seen.
+var bufs bytebufferpool.Pool
 
 // rejected marks a connection closed in OnOpen for max-conns.
 var rejected = &connState{}
@@ -255,7 +262,7 @@ func (h *streamHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 		st.gone.Store(true)
 	}
 	if st.partial != nil {
-		bytebufferpool.Put(st.partial)
+		bufs.Put(st.partial)
 		st.partial = nil
 	}
 	if detached {
@@ -306,7 +313,13 @@ func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
 		data = data[:min(len(data), st.budget)]
 		st.budget -= len(data)
 	}
-	batch := bytebufferpool.Get()
+	// The replies of a read are built in the loop's own buffer and written
+	// before serve returns; the lines of a job need a buffer of their own.
+	batch := &st.loop.out
+	if s.blocks {
+		batch = bufs.Get()
+	}
+	batch.Reset()
 	lines, bytesIn := 0, 0
 	tooLong := false
 	if p := st.partial; p != nil {
@@ -318,7 +331,7 @@ func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
 			ss.appendLine(batch, p.B)
 			lines, bytesIn = 1, len(p.B)
 			data = data[i+1:]
-			bytebufferpool.Put(p)
+			bufs.Put(p)
 			st.partial = nil
 		} else if len(p.B)+len(data) >= s.maxLine {
 			tooLong = true
@@ -334,7 +347,7 @@ func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
 			break
 		}
 		if n == 0 {
-			st.partial = bytebufferpool.Get()
+			st.partial = bufs.Get()
 			st.partial.B = append(st.partial.B[:0], data...)
 			break
 		}
@@ -347,14 +360,16 @@ func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
 
 	switch {
 	case lines == 0:
-		bytebufferpool.Put(batch)
+		if s.blocks {
+			bufs.Put(batch)
+		}
 	case s.blocks:
 		st.job = batch
 		if !ss.dispatch(c, st) {
 			return true
 		}
 	default:
-		if ss.send(c, st, batch) {
+		if ss.send(c, st, batch.B) {
 			return true
 		}
 		s.ctr.Requests.Add(uint64(lines))
@@ -410,7 +425,7 @@ func (ss *streamSide) startLinger(c gnet.Conn, st *connState) {
 	st.loop.closing.pushBack(st)
 	st.deadline = ss.s.now() + int64(lingerTime)
 	if st.partial != nil {
-		bytebufferpool.Put(st.partial)
+		bufs.Put(st.partial)
 		st.partial = nil
 	}
 	if c.OutboundBuffered() > 0 {

@@ -44,10 +44,9 @@ type writeState struct {
 	failed   bool
 }
 
-// send writes batch (taking it) to c. It returns true when c must be
-// closed.
-func (ss *streamSide) send(c gnet.Conn, st *connState, batch *bytebufferpool.ByteBuffer) bool {
-	b := batch.B
+// send writes b to c. What a full socket does not take is copied for a
+// writer job. It returns true when c must be closed.
+func (ss *streamSide) send(c gnet.Conn, st *connState, b []byte) bool {
 	for len(b) > 0 {
 		n, err := unix.Write(c.Fd(), b)
 		if err == unix.EINTR {
@@ -57,27 +56,25 @@ func (ss *streamSide) send(c gnet.Conn, st *connState, batch *bytebufferpool.Byt
 			break
 		}
 		if err != nil {
-			bytebufferpool.Put(batch)
 			ss.s.ctr.WriteErrors.Add(1)
 			return true
 		}
 		b = b[n:]
 	}
 	if len(b) == 0 {
-		bytebufferpool.Put(batch)
 		return false
 	}
-	batch.B = batch.B[:copy(batch.B, b)]
 	fd, err := c.Dup()
 	if err != nil {
-		bytebufferpool.Put(batch)
 		ss.s.ctr.WriteErrors.Add(1)
 		ss.s.log.Warn("socket full and no descriptor to wait on it; closing", "err", err)
 		return true
 	}
+	rest := bufs.Get()
+	rest.B = append(rest.B[:0], b...)
 	st.stalled = true
 	st.w.mu.Lock()
-	st.w.out, st.w.running, st.w.failed = batch, true, false
+	st.w.out, st.w.running, st.w.failed = rest, true, false
 	st.w.mu.Unlock()
 	if !ss.s.pool.submit(&writer{st: st, fd: fd}) {
 		unix.Close(fd)
@@ -132,7 +129,7 @@ func (w *writer) run() {
 			ok = false
 			s.ctr.WriteErrors.Add(1)
 		}
-		bytebufferpool.Put(buf)
+		bufs.Put(buf)
 	}
 }
 
@@ -207,7 +204,7 @@ func (st *connState) resume(context.Context) error {
 // is nothing left to do and gnet may close the connection as usual.
 func (ss *streamSide) detachWriter(c gnet.Conn, st *connState) bool {
 	s := ss.s
-	tail := bytebufferpool.Get()
+	tail := bufs.Get()
 	if !st.stopAfter {
 		data, _ := c.Peek(-1)
 		if st.draining {
@@ -239,7 +236,7 @@ func (ss *streamSide) detachWriter(c gnet.Conn, st *connState) bool {
 			ws.out = tail
 		} else {
 			ws.out.B = append(ws.out.B, tail.B...)
-			bytebufferpool.Put(tail)
+			bufs.Put(tail)
 		}
 		ws.detached = true
 		ws.mu.Unlock()
@@ -248,12 +245,12 @@ func (ss *streamSide) detachWriter(c gnet.Conn, st *connState) bool {
 	ws.mu.Unlock()
 	// The writer is done and resume has not run yet.
 	if len(tail.B) == 0 {
-		bytebufferpool.Put(tail)
+		bufs.Put(tail)
 		return false
 	}
 	fd, err := c.Dup()
 	if err != nil {
-		bytebufferpool.Put(tail)
+		bufs.Put(tail)
 		return false
 	}
 	ws.mu.Lock()

@@ -23,7 +23,7 @@ type stamp struct {
 // that writes a batch and then reads can deadlock against a server once
 // Pipeline*Size exceeds the socket buffers (both sides blocked in write).
 // slots is a semaphore of Pipeline tokens: the sender takes one per request,
-// the receiver gives it back per reply, so exactly Pipeline requests are in
+// the receiver gives it back per reply, so at most Pipeline requests are in
 // flight. inflight carries the stamps; it never blocks the sender because it
 // has room for Pipeline of them.
 func (w *worker) runStream() {

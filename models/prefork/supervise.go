@@ -65,9 +65,10 @@ func (sp *spawner) stop() {
 	<-sp.stopped
 }
 
-// startProcess starts exe with the descriptors files as the child's 0, 1,
-// 2, 3, ... The socket to hand over is given as a syscall.RawConn and read
-// inside its Control callback, so it stays open during the fork.
+// startProcess starts exe with stdin and the parent's stderr as the
+// child's descriptors 0-2, the socket behind sock as 3, and files as 4,
+// 5, ... The socket is read inside sock's Control callback, so it stays
+// open during the fork.
 //
 // Subtleness ahead: os/exec (and os.StartProcess) take *os.File and call
 // Fd on each, and Fd switches a non-blocking descriptor to blocking mode.
@@ -79,8 +80,8 @@ func (sp *spawner) stop() {
 // (net.FileListener in the worker has the same switch for a few
 // microseconds, between its Fd and SetNonblock; that window is Go's.)
 //
-// The child's stdin is stdin (/dev/null); its stdout is the parent's
-// stderr, since the parent's stdout carries the ready line.
+// The child's stdout is the parent's stderr: the parent's stdout carries
+// the ready line.
 func startProcess(exe string, argv, env []string, stdin *os.File, sock syscall.RawConn, files []*os.File) (*os.Process, error) {
 	fds := make([]uintptr, 0, 3+1+len(files))
 	for _, f := range []*os.File{stdin, os.Stderr, os.Stderr} {

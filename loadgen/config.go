@@ -138,8 +138,8 @@ func ParseSize(s string) (minSize, maxSize int, err error) {
 			mul, v = 1024, v[:len(v)-1]
 		}
 		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			return 0, fmt.Errorf("%w: size %q: want a positive number of bytes, or MIN:MAX", ErrConfig, s)
+		if err != nil || n <= 0 || n > 1<<30 {
+			return 0, fmt.Errorf("%w: size %q: want a positive number of bytes (at most 1G), or MIN:MAX", ErrConfig, s)
 		}
 		return n * mul, nil
 	}

@@ -191,28 +191,18 @@ matrix:
 	// Alternate the two same-build sets run by run (A B A B ...), so slow
 	// drift of a shared machine lands on both alike, as bench's own
 	// interleaving does for models.
-	var a, b []Row
+	// Each run is its own CSV in a/ or b/; compare merges a directory
+	// (as the CI workflow does).
+	base, same := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 	for i := 0; i < 5; i++ {
-		a = append(a, runBench(t, p, filepath.Join(dir, "a", itoa(i))).Rows...)
-		b = append(b, runBench(t, p, filepath.Join(dir, "b", itoa(i))).Rows...)
+		runBench(t, p, base)
+		runBench(t, p, same)
+	}
+	if files, _ := filepath.Glob(filepath.Join(base, "*.csv")); len(files) != 5 {
+		t.Fatalf("%d CSVs in %s, want 5 (unique names per run)", len(files), base)
 	}
 	p.Count = 5
 	slow := runBench(t, p, filepath.Join(dir, "slow"), "--work=300us")
-	write := func(name string, rows []Row) string {
-		path := filepath.Join(dir, name)
-		w, err := CreateCSV(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range rows {
-			if err := w.Write(&rows[i]); err != nil {
-				t.Fatal(err)
-			}
-		}
-		w.Close()
-		return path
-	}
-	base, same := write("base.csv", a), write("same.csv", b)
 	compare := func(args ...string) (int, string) {
 		cmd := exec.Command(bin, append([]string{"compare"}, args...)...)
 		out, err := cmd.CombinedOutput()
@@ -249,7 +239,7 @@ matrix:
 	if out, err := exec.Command(bin, "report", base, slow.CSV, "-o", html).CombinedOutput(); err != nil {
 		t.Fatalf("report: %v\n%s", err, out)
 	}
-	if b, _ := os.ReadFile(html); !bytes.Contains(b, []byte("threaded · base.csv")) || !bytes.Contains(b, []byte("threaded · ")) {
+	if b, _ := os.ReadFile(html); !bytes.Contains(b, []byte("threaded · a<")) || !bytes.Contains(b, []byte("threaded · "+filepath.Base(slow.CSV))) {
 		t.Errorf("overlaid report lacks its sets")
 	}
 }

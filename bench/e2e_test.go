@@ -266,7 +266,11 @@ func TestBenchCommandErrors(t *testing.T) {
 			t.Errorf("%v: %v\n%s", tc.args, err, out)
 		}
 	}
-	out, err := exec.Command(bin, "bench", "--dry-run", "--profile", "quick").CombinedOutput()
+	out, err := exec.Command(bin, "bench", "--binary", "/bin/false").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no working 'serve' command") {
+		t.Errorf("--binary /bin/false: %v\n%s", err, out)
+	}
+	out, err = exec.Command(bin, "bench", "--dry-run", "--profile", "quick").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "36 cells x 5 runs") {
 		t.Errorf("dry run: %v\n%s", err, out)
 	}

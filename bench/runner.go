@@ -194,6 +194,15 @@ func NewRunner(opts Options) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A wrong --binary would otherwise cost a ready timeout per cell.
+	for _, sub := range []string{"serve", "load"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		out, err := exec.CommandContext(ctx, opts.Binary, sub, "--help").CombinedOutput()
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("bench: %s has no working '%s' command (%v): %s", opts.Binary, sub, err, strings.TrimSpace(string(out)))
+		}
+	}
 	r := &Runner{opts: opts, cells: interleave(cells), count: opts.Profile.Count, now: opts.Now}
 	if opts.Count > 0 {
 		r.count = opts.Count

@@ -274,7 +274,7 @@ func TestUnreachable(t *testing.T) {
 		if took := time.Since(start); took > 2*time.Second {
 			t.Fatalf("%s: took %v, want within --timeout", target, took)
 		}
-		if rep == nil || rep.ErrorsByKind["connect"] != 4 {
+		if rep == nil || rep.ErrorsByKind["connect"] != 1 || rep.ConnsOK != 0 {
 			t.Fatalf("%s: report %+v", target, rep)
 		}
 		t.Logf("%s: %v", target, err)

@@ -356,6 +356,16 @@ func (r *run) connectAll(ctx context.Context) (*hdrhistogram.Histogram, error) {
 		if ctx.Err() != nil {
 			break
 		}
+		if i == 1 {
+			// The first connection goes alone: if the target is
+			// unreachable, say so within Timeout instead of after
+			// Conns/dialParallel rounds of timeouts.
+			wg.Wait()
+			if conns[0] == nil {
+				<-sem
+				break
+			}
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -305,6 +305,24 @@ func TestServerDiesMidRun(t *testing.T) {
 	t.Logf("%v; %d requests; errors %v", err, rep.Requests, rep.ErrorsByKind)
 }
 
+// TestUDPServerDiesMidRun: the port closes, replies turn into ICMP port
+// unreachable, and the run ends early with partial results.
+func TestUDPServerDiesMidRun(t *testing.T) {
+	checkLeaks(t)
+	srv := &udpServer{mode: protocol.Echo}
+	target := startUDP(t, srv)
+	time.AfterFunc(400*time.Millisecond, func() { srv.pc.Close() })
+	start := time.Now()
+	rep, err := Run(context.Background(), Config{Target: target, Conns: 2, Pipeline: 2, SizeMin: 32, Duration: 10 * time.Second,
+		Warmup: 100 * time.Millisecond, Timeout: 500 * time.Millisecond})
+	if !errors.Is(err, ErrFailed) || time.Since(start) > 3*time.Second {
+		t.Fatalf("err = %v after %v, want ErrFailed at once", err, time.Since(start))
+	}
+	if rep.Requests == 0 || rep.ErrorsByKind["refused"] == 0 {
+		t.Fatalf("requests %d, errors %v", rep.Requests, rep.ErrorsByKind)
+	}
+}
+
 // TestServerStopsAnswering: a paused server trips --timeout on every
 // connection; the run ends without hanging.
 func TestServerStopsAnswering(t *testing.T) {

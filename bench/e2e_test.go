@@ -96,12 +96,20 @@ matrix:
     nets: [tcp, udp, unix]
     modes: [upper]
     conns: [2]
+  - models: [threaded]
+    nets: [tcp]
+    conns: [2]
+    rates: [2000]
+  - models: [eventloop]
+    nets: [tcp]
+    conns: [4]
+    block: [1ms]
 `)
 	out := runBench(t, p, dir)
 	if _, err := os.Stat(out.sockDir); !os.IsNotExist(err) {
 		t.Errorf("socket directory %s left behind: %v", out.sockDir, err)
 	}
-	if len(out.Rows) != 9 {
+	if len(out.Rows) != 11 {
 		t.Fatalf("%d rows", len(out.Rows))
 	}
 	for _, r := range out.Rows {
@@ -121,9 +129,17 @@ matrix:
 		if r.Model == "prefork" && strings.Contains(r.Note, "only 1 server process") {
 			t.Errorf("prefork workers not sampled: %s", r.Note)
 		}
+		// Open loop holds its rate; a 1 ms blocking handler bounds a
+		// connection to 1000 req/s (4 connections: at most ~4000).
+		if r.Rate > 0 && (r.RPS < 0.7*r.Rate || r.RPS > 1.1*r.Rate) {
+			t.Errorf("%s: %v req/s at a rate of %v", r.Key, r.RPS, r.Rate)
+		}
+		if r.BlockUS > 0 && (r.RPS > 4100 || !(r.P50 >= 1000)) {
+			t.Errorf("%s: %v req/s, p50 %v µs with a 1 ms block", r.Key, r.RPS, r.P50)
+		}
 	}
 	rows, err := ReadCSVFile(out.CSV)
-	if err != nil || len(rows) != 9 {
+	if err != nil || len(rows) != 11 {
 		t.Fatalf("CSV: %d rows, %v", len(rows), err)
 	}
 	txt, err := os.ReadFile(out.TXT)

@@ -83,8 +83,6 @@ func runBench(t *testing.T, p *Profile, dir string, serverArgs ...string) *Outco
 // TestRunEndToEnd runs every model and transport once for real and checks
 // that each row holds a plausible measurement and every output is written.
 func TestRunEndToEnd(t *testing.T) {
-	bin := sockbenchBinary(t)
-	_ = bin
 	dir := t.TempDir()
 	before := countFDs()
 	p := testProfile(t, `

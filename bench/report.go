@@ -360,12 +360,11 @@ svg text{font-family:system-ui,sans-serif}
 	b.WriteString("</div>\n")
 	// Table of every cell.
 	b.WriteString("<h2>All cells</h2><table><tr><th class=l>set</th><th class=l>cell</th><th>runs</th><th>req/s</th><th>min</th><th>max</th><th>p50 µs</th><th>p99 µs</th><th>p99.9 µs</th><th>CPU µs/req</th><th>RSS KiB</th><th>errors</th><th>lost</th><th>saturated</th></tr>\n")
-	for si, s := range rep.Sets {
+	for _, s := range rep.Sets {
 		for _, cs := range Summarise(s.Rows) {
 			if cs.Runs == 0 {
 				continue
 			}
-			_ = si
 			fmt.Fprintf(&b, "<tr><td class=l>%s</td><td class=l>%s</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%d</td><td>%d</td><td>%d</td></tr>\n",
 				esc(s.Name), esc(cs.Key.String()), cs.Runs, human(cs.RPS), human(cs.RPSMin), human(cs.RPSMax), human(cs.P50), human(cs.P99),
 				human(cs.P999), human(cs.CPUPerReq), human(cs.RSSKB), cs.Errors, cs.Lost, cs.Saturated)

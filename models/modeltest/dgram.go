@@ -25,6 +25,7 @@ type dgramClient struct {
 	buf     []byte
 	stale   [][]byte // replies we gave up waiting for, which may still come
 	retries *atomic.Int64
+	wait    time.Duration // for the first reply; doubles at each try
 }
 
 // dgramClient opens a client socket that is closed when the test ends.
@@ -43,7 +44,7 @@ func (e *env) openDgram(addr string, retries *atomic.Int64) (*dgramClient, error
 	if err != nil {
 		return nil, err
 	}
-	return &dgramClient{e: e, c: c, buf: make([]byte, protocol.MaxDatagram+2), retries: retries}, nil
+	return &dgramClient{e: e, c: c, buf: make([]byte, protocol.MaxDatagram+2), retries: retries, wait: e.d(500 * time.Millisecond)}, nil
 }
 
 // close closes the socket and removes its path (unixgram).
@@ -60,7 +61,7 @@ const dgramTries = 5
 // roundTrip sends req and waits for its reply.
 func (dc *dgramClient) roundTrip(req []byte) error {
 	want := dc.e.reply(req)
-	wait := dc.e.d(500 * time.Millisecond)
+	wait := dc.wait
 	for try := range dgramTries {
 		if try > 0 {
 			dc.retries.Add(1)

@@ -65,6 +65,10 @@ const (
 	// CheckFDExhaustion runs the server in a subprocess with a low
 	// RLIMIT_NOFILE and floods it with connections.
 	CheckFDExhaustion = "fd-exhaustion"
+	// CheckCost: Config.Cost is paid per request (no reply sooner than
+	// Block or Work), blocked requests of different clients run
+	// concurrently, and pipelined replies stay in order.
+	CheckCost = "cost"
 	// CheckSocketFile (unix transports only): the socket file is created with
 	// Config.SocketMode, a stale one is replaced, a live one is not stolen
 	// (models.ErrSocketInUse), a non-socket file is left alone, and the file
@@ -178,6 +182,7 @@ func init() {
 		{name: CheckIdleTimeout, stream: true, fn: checkIdleTimeout},
 		{name: CheckMaxConns, stream: true, fn: checkMaxConns},
 		{name: CheckDatagramSizes, dgram: true, modes: true, fn: checkDatagramSizes},
+		{name: CheckCost, stream: true, dgram: true, fn: checkCost},
 		{name: CheckShutdown, stream: true, dgram: true, fn: checkShutdown},
 		{name: CheckLeaks, stream: true, dgram: true, serial: true, fn: checkLeaks},
 		{name: CheckFDExhaustion, stream: true, fn: checkFDExhaustion},

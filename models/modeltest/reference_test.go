@@ -36,6 +36,8 @@ type bugs struct {
 	activeOnReset    bool // forgets to decrement Active when a read fails
 	maxLineOffByOne  bool // rejects a line of exactly max-line bytes
 	smallDgramBuf    bool // reads datagrams into an 8 KiB buffer
+	ignoreCost       bool // never pays Config.Cost
+	serialCost       bool // pays Config.Cost under one server-wide lock
 }
 
 var refVariants = map[string]bugs{
@@ -55,6 +57,8 @@ var refVariants = map[string]bugs{
 	"modeltest-broken-active-on-reset":     {activeOnReset: true},
 	"modeltest-broken-max-line-off-by-one": {maxLineOffByOne: true},
 	"modeltest-broken-small-dgram-buf":     {smallDgramBuf: true},
+	"modeltest-broken-ignore-cost":         {ignoreCost: true},
+	"modeltest-broken-serial-cost":         {serialCost: true},
 }
 
 func init() {
@@ -78,6 +82,7 @@ type refServer struct {
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
 	closing atomic.Bool
+	costMu  sync.Mutex
 	stop    chan struct{} // closed by Shutdown
 	wg      sync.WaitGroup
 	leaks   sync.WaitGroup
@@ -257,7 +262,7 @@ func (s *refServer) serveConn(c net.Conn) {
 			}
 			return
 		}
-		s.cfg.Cost.Pay(context.Background())
+		s.pay()
 		n := len(out)
 		out = append(out, line...)
 		if s.bugs.upperInEcho {
@@ -273,6 +278,19 @@ func (s *refServer) serveConn(c net.Conn) {
 			c.Close()
 			return
 		}
+	}
+}
+
+// pay spends the handler cost.
+func (s *refServer) pay() {
+	switch {
+	case s.bugs.ignoreCost:
+	case s.bugs.serialCost:
+		s.costMu.Lock()
+		s.cfg.Cost.Pay(context.Background())
+		s.costMu.Unlock()
+	default:
+		s.cfg.Cost.Pay(context.Background())
 	}
 }
 
@@ -313,7 +331,7 @@ func (s *refServer) packetLoop() {
 			s.cnt.BadDgrams.Add(1)
 			continue
 		}
-		s.cfg.Cost.Pay(context.Background())
+		s.pay()
 		if s.bugs.upperInEcho {
 			protocol.UpperInPlace(buf[:n])
 		} else {

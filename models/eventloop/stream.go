@@ -44,6 +44,7 @@ type loopState struct {
 	sweep   gnet.Runnable
 	drain   gnet.Runnable
 	out     bytebufferpool.ByteBuffer // the replies of one read, reused by every connection of the loop
+	conns   atomic.Int32              // connections on the loop; an empty loop is not woken by ticks
 }
 
 // Connection phases.
@@ -208,6 +209,7 @@ func (h *streamHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		st.resumeFn = gnet.RunnableFunc(st.resume)
 	}
 	st.loop.active.pushBack(st)
+	st.loop.conns.Add(1)
 	c.SetContext(st)
 	return nil, gnet.None
 }
@@ -247,6 +249,7 @@ func (h *streamHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 	ss := h.ss
 	s := ss.s
 	st.list.remove(st)
+	st.loop.conns.Add(-1)
 	detached, jobDetached := false, false
 	if st.phase == phaseOpen && errors.Is(err, io.EOF) {
 		switch {
@@ -285,7 +288,9 @@ func (h *streamHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 func (h *streamHandler) OnTick() (time.Duration, gnet.Action) {
 	h.ss.s.ticked()
 	for _, ls := range h.ss.loopSnapshot() {
-		ls.el.Execute(context.Background(), ls.sweep)
+		if ls.conns.Load() > 0 {
+			ls.el.Execute(context.Background(), ls.sweep)
+		}
 	}
 	return h.ss.s.tick, gnet.None
 }

@@ -9,16 +9,17 @@ import (
 )
 
 // BenchmarkEventloop measures requests per second and allocations per
-// request in process over loopback, for every transport and mode:
+// request in process over loopback, for every transport and mode, on the
+// same matrix as the other models' benchmarks:
 //
-//	go test -run xxx -bench . -benchmem ./models/eventloop/
+//	go test -run xxx -bench . -benchmem ./models/...
 func BenchmarkEventloop(b *testing.B) {
 	for _, network := range []string{"tcp", "udp", "unix"} {
 		for _, mode := range protocol.Modes {
-			for _, size := range []int{64, 4096} {
-				const conns = 16
-				b.Run(fmt.Sprintf("net=%s/mode=%s/conns=%d/size=%d", network, mode, conns, size), func(b *testing.B) {
-					modeltest.Benchmark(b, Name, network, mode, conns, size)
+			for _, c := range []struct{ conns, size int }{{1, 64}, {64, 64}, {64, 4096}} {
+				name := fmt.Sprintf("net=%s/mode=%s/conns=%d/size=%d", network, mode, c.conns, c.size)
+				b.Run(name, func(b *testing.B) {
+					modeltest.Benchmark(b, Name, network, mode, c.conns, c.size)
 				})
 			}
 		}

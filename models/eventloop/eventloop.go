@@ -18,8 +18,9 @@
 // complete lines are answered in place, and only the tail of a line that
 // has not fully arrived is copied, into a per-connection buffer that never
 // holds more than Config.MaxLine bytes. The replies to every line of one
-// read go out in one write from a pooled buffer, so a steady stream of
-// echo or upper requests allocates nothing.
+// read are built in the loop's reusable buffer and go out in one write, so
+// a steady stream of echo or upper requests allocates nothing, at any line
+// size (other buffers come from a bytebufferpool.Pool of the model's own).
 //
 // Replies are written with write(2) on the connection's descriptor rather
 // than with gnet's Conn.Write or AsyncWrite: gnet parks what a full socket
@@ -27,7 +28,9 @@
 // closes the connection on the EOF, flushes that buffer only until EAGAIN
 // and drops the rest. So a full socket hands the rest to a writer job in
 // the pool (write.go), and the connection takes no new lines until it is
-// written: backpressure, which gnet lacks as well.
+// written: backpressure, which gnet lacks as well. gnet still reads what
+// the client sends meanwhile; past 64×MaxLine (at least 1 MiB) of input
+// ahead of its replies, a connection is closed and counted in WriteErrors.
 //
 // Handler cost. Config.Cost.Work alone runs on the loop: burning CPU there
 // is the honest cost of an event loop, and the reason the model loses when
@@ -38,13 +41,26 @@
 // in order, when the job is done, so replies keep request order.
 //
 // Datagrams (udp) run on gnet's own engine (gnet.Run) with one
-// SO_REUSEPORT socket per loop; there is no accept to fail. gnet has no
-// unixgram transport, so Start refuses it with models.ErrUnsupportedNet.
+// SO_REUSEPORT socket per loop; there is no accept to fail. The reply is
+// made in place in gnet's read buffer. gnet itself allocates about five
+// objects per datagram (a Conn and the peer's address), which this model
+// cannot avoid. gnet has no unixgram transport, so Start refuses it with
+// models.ErrUnsupportedNet.
 //
 // Idle timeouts and lingering closes are driven by gnet's ticker: each
 // tick runs a sweep on every loop over an intrusive list of its
 // connections kept in order of last activity, so the cost is one list
 // move per read and the sweep only looks at connections that expired.
+// Max-conns is checked in OnOpen: a connection past it is closed there and
+// counted in Rejected.
+//
+// Shutdown closes the listener, then every loop drains its connections:
+// one with nothing in flight starts a lingering close at once (FIN, then
+// discard until the client closes), one with a job or a writer answers the
+// bytes already received, then closes the same way. Once no connection is
+// left and the pool is idle, the loops stop (gnet.Client.Stop; Engine.Stop
+// for datagrams, which have no connections: the pool answers the requests
+// it holds first).
 package eventloop
 
 import (

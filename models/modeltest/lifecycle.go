@@ -376,3 +376,20 @@ func checkSocketFile(e *env) {
 		e.t.Errorf("shutdown: %v", err)
 	}
 }
+
+// checkAddrInUse: a second server on a live server's port must fail to
+// start (a listener opened with SO_REUSEPORT by mistake would share the
+// port silently and split the traffic), and the first keeps serving.
+func checkAddrInUse(e *env) {
+	s := e.start(nil)
+	cfg := e.config()
+	cfg.Addr = s.addr
+	if s2, err := e.tryStart(cfg); err == nil {
+		e.t.Errorf("a second server started on %s %s, the address of a live server (its Addr %s)", e.net, s.addr, s2.addr)
+	}
+	for range 3 {
+		if err := e.ping(s.addr); err != nil {
+			e.t.Errorf("the first server after a second tried its address: %v", err)
+		}
+	}
+}

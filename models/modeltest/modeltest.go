@@ -69,6 +69,9 @@ const (
 	// Block or Work), blocked requests of different clients run
 	// concurrently, and pipelined replies stay in order.
 	CheckCost = "cost"
+	// CheckAddrInUse (tcp and udp): a second server on the port of a live
+	// one fails to start, and the first keeps serving.
+	CheckAddrInUse = "addr-in-use"
 	// CheckSocketFile (unix transports only): the socket file is created with
 	// Config.SocketMode, a stale one is replaced, a live one is not stolen
 	// (models.ErrSocketInUse), a non-socket file is left alone, and the file
@@ -158,6 +161,7 @@ type check struct {
 	stream bool // applies to tcp and unix
 	dgram  bool // applies to udp and unixgram
 	unix   bool // applies to Unix-path transports only
+	ip     bool // applies to IP transports only
 	modes  bool // runs in both modes (else echo only)
 	serial bool // counts process-wide resources: must run alone
 	fn     func(e *env)
@@ -186,6 +190,7 @@ func init() {
 		{name: CheckShutdown, stream: true, dgram: true, fn: checkShutdown},
 		{name: CheckLeaks, stream: true, dgram: true, serial: true, fn: checkLeaks},
 		{name: CheckFDExhaustion, stream: true, fn: checkFDExhaustion},
+		{name: CheckAddrInUse, stream: true, dgram: true, ip: true, fn: checkAddrInUse},
 		{name: CheckSocketFile, stream: true, dgram: true, unix: true, fn: checkSocketFile},
 	}
 }
@@ -194,7 +199,7 @@ func (c *check) applies(network string, mode protocol.Mode) bool {
 	if !c.modes && mode != protocol.Echo {
 		return false
 	}
-	if c.unix && !isUnixNet(network) {
+	if c.unix && !isUnixNet(network) || c.ip && isUnixNet(network) {
 		return false
 	}
 	if isStreamNet(network) {

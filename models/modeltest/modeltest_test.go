@@ -120,6 +120,8 @@ func TestChecksFailOnBrokenServers(t *testing.T) {
 		{"modeltest-broken-drop-on-shutdown", "tcp", protocol.Echo, CheckShutdown, "the server counted", 1},
 		{"modeltest-broken-ignore-cost", "udp", protocol.Echo, CheckCost, "not paid", 1},
 		{"modeltest-broken-serial-cost", "unix", protocol.Echo, CheckCost, "concurrently", 1},
+		{"modeltest-broken-reuse-port", "tcp", protocol.Echo, CheckAddrInUse, "second server started", 1},
+		{"modeltest-broken-reuse-port", "udp", protocol.Echo, CheckAddrInUse, "second server started", 1},
 		{"modeltest-broken-no-linger", "tcp", protocol.Echo, CheckShutdown, "reset", 1},
 		{"modeltest-broken-slow-idle-shutdown", "tcp", protocol.Echo, CheckShutdown, "deadline exceeded", 0.3},
 		{"modeltest-broken-spin-on-emfile", "tcp", protocol.Echo, CheckFDExhaustion, "backing off", 1},

@@ -8,7 +8,10 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sockbench/sockbench/models"
 	"github.com/sockbench/sockbench/protocol"
@@ -38,6 +41,7 @@ type bugs struct {
 	smallDgramBuf    bool // reads datagrams into an 8 KiB buffer
 	ignoreCost       bool // never pays Config.Cost
 	serialCost       bool // pays Config.Cost under one server-wide lock
+	reusePort        bool // binds IP sockets with SO_REUSEPORT
 }
 
 var refVariants = map[string]bugs{
@@ -59,6 +63,7 @@ var refVariants = map[string]bugs{
 	"modeltest-broken-small-dgram-buf":     {smallDgramBuf: true},
 	"modeltest-broken-ignore-cost":         {ignoreCost: true},
 	"modeltest-broken-serial-cost":         {serialCost: true},
+	"modeltest-broken-reuse-port":          {reusePort: true},
 }
 
 func init() {
@@ -98,6 +103,9 @@ func (s *refServer) Start() error {
 	if s.bugs.stealSocket && s.cfg.IsUnix() {
 		removeAny(s.cfg.Addr)
 	}
+	if s.bugs.reusePort && !s.cfg.IsUnix() {
+		return s.startReusePort()
+	}
 	if s.cfg.IsStream() {
 		ln, sf, err := models.ListenStream(&s.cfg)
 		if err != nil {
@@ -113,6 +121,41 @@ func (s *refServer) Start() error {
 		return err
 	}
 	s.pc, s.sf, s.addr = pc, sf, pc.LocalAddr().String()
+	for range s.cfg.Workers {
+		s.wg.Add(1)
+		go s.packetLoop()
+	}
+	return nil
+}
+
+// startReusePort binds the way a careless server would: SO_REUSEPORT lets
+// a second server share the port of a live one.
+func (s *refServer) startReusePort() error {
+	lc := net.ListenConfig{Control: func(network, address string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	if s.cfg.IsStream() {
+		ln, err := lc.Listen(context.Background(), s.cfg.Net, s.cfg.Addr)
+		if err != nil {
+			return err
+		}
+		s.ln, s.addr = ln, ln.Addr().String()
+		s.wg.Add(1)
+		go s.acceptLoop()
+		return nil
+	}
+	pc, err := lc.ListenPacket(context.Background(), s.cfg.Net, s.cfg.Addr)
+	if err != nil {
+		return err
+	}
+	s.pc, s.addr = pc, pc.LocalAddr().String()
 	for range s.cfg.Workers {
 		s.wg.Add(1)
 		go s.packetLoop()

@@ -17,6 +17,13 @@ import (
 	"github.com/sockbench/sockbench/protocol"
 )
 
+// socketBuffer is the receive (and send) buffer each datagram socket asks
+// for. The Linux default (about 208 KiB) holds only a few dozen 4 KiB
+// datagrams, so a burst from many clients would be dropped by the kernel
+// before the loop sees it. The kernel caps it at net.core.rmem_max (and
+// wmem_max): best effort, as in the threaded model.
+const socketBuffer = 4 << 20
+
 // packetSide is the udp half of a server: a gnet engine with one
 // SO_REUSEPORT socket per loop.
 type packetSide struct {
@@ -61,7 +68,8 @@ func (s *server) runPacket(addr string) error {
 	ps := &packetSide{s: s, ready: make(chan struct{}), runErr: make(chan error, 1)}
 	h := &packetHandler{ps: ps}
 	go func() {
-		ps.runErr <- gnet.Run(h, s.cfg.Net+"://"+addr, s.gnetOptions()...)
+		ps.runErr <- gnet.Run(h, s.cfg.Net+"://"+addr, append(s.gnetOptions(),
+			gnet.WithSocketRecvBuffer(socketBuffer), gnet.WithSocketSendBuffer(socketBuffer))...)
 	}()
 	select {
 	case <-ps.ready:

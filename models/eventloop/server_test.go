@@ -123,7 +123,7 @@ func TestLoopNeverStalls(t *testing.T) {
 	probe := dial(t, "tcp", srv)
 	pr := bufio.NewReader(probe)
 	best := time.Hour
-	for i := 0; i < 5; i++ {
+	for i := 0; i < 10; i++ { // the best of 10: the machine may be busy, a stalled loop never is fast
 		t0 := time.Now()
 		got, err := roundTrip(probe, pr, "probe\n")
 		if err != nil || got != "probe\n" {

@@ -44,7 +44,14 @@ func (e *env) openDgram(addr string, retries *atomic.Int64) (*dgramClient, error
 	if err != nil {
 		return nil, err
 	}
-	return &dgramClient{e: e, c: c, buf: make([]byte, protocol.MaxDatagram+2), retries: retries, wait: e.d(500 * time.Millisecond)}, nil
+	dc := &dgramClient{e: e, c: c, buf: make([]byte, protocol.MaxDatagram+2), retries: retries, wait: e.d(500 * time.Millisecond)}
+	if e.net == "unixgram" {
+		// Unix datagrams are not lost but flow-controlled: a sender blocks
+		// while the receiver's queue is full. Resending would only add to
+		// the queues, so wait as long as for any reply.
+		dc.wait = e.d(opTimeout)
+	}
+	return dc, nil
 }
 
 // close closes the socket and removes its path (unixgram).

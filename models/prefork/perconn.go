@@ -43,6 +43,15 @@ func (s *Server) acceptLoop() {
 			continue
 		}
 		backoff = 0
+		if gone, reset := closedOnArrival(c); gone {
+			// Nothing to serve: no process for it.
+			s.parent.Accepted.Add(1)
+			if reset {
+				s.parent.ReadErrors.Add(1)
+			}
+			c.Close()
+			continue
+		}
 		// Active only grows here, so this never lets more than limit in.
 		if s.parent.Active.Load() >= limit {
 			s.parent.Rejected.Add(1)
@@ -106,6 +115,33 @@ func (s *Server) handOff(c net.Conn) error {
 		return err
 	}
 	return nil
+}
+
+// closedOnArrival reports whether the client already closed c without
+// sending a byte (gone), or reset it (gone and reset), by peeking at the
+// socket without blocking. Starting a process for such a connection would
+// only have it read EOF and exit; port scanners and health checks open
+// many of them. A connection with data, or nothing yet, gets a process.
+func closedOnArrival(c net.Conn) (gone, reset bool) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false, false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false, false
+	}
+	var b [1]byte
+	rc.Control(func(fd uintptr) {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		switch {
+		case err == nil && n == 0:
+			gone = true
+		case errors.Is(err, syscall.ECONNRESET):
+			gone, reset = true, true
+		}
+	})
+	return gone, reset
 }
 
 // sleep waits d, or reports false when the server starts stopping first.

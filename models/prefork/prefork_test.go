@@ -375,3 +375,44 @@ func TestNoLeaks(t *testing.T) {
 		}
 	}
 }
+
+// TestClosedOnArrival: per-conn starts no process for a connection the
+// client closed or reset before sending anything.
+func TestClosedOnArrival(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, tc := range []struct {
+		name        string
+		client      func(c *net.TCPConn)
+		gone, reset bool
+	}{
+		{"closed", func(c *net.TCPConn) { c.Close() }, true, false},
+		{"reset", func(c *net.TCPConn) { c.SetLinger(0); c.Close() }, true, true},
+		{"data then close", func(c *net.TCPConn) { c.Write([]byte("x")); c.Close() }, false, false},
+		{"open and quiet", func(c *net.TCPConn) {}, false, false},
+	} {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.client(c.(*net.TCPConn))
+		time.Sleep(20 * time.Millisecond)
+		gone, reset := closedOnArrival(sc)
+		for deadline := time.Now().Add(2 * time.Second); tc.gone && !gone && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond) // the FIN or RST is late
+			gone, reset = closedOnArrival(sc)
+		}
+		if gone != tc.gone || reset != tc.reset {
+			t.Errorf("%s: closedOnArrival = %v, %v; want %v, %v", tc.name, gone, reset, tc.gone, tc.reset)
+		}
+		sc.Close()
+		c.Close()
+	}
+}

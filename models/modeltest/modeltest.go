@@ -179,15 +179,15 @@ func init() {
 		{name: CheckBytewise, stream: true, modes: true, fn: checkBytewise},
 		{name: CheckBinary, stream: true, dgram: true, modes: true, fn: checkBinary},
 		{name: CheckLineSizes, stream: true, modes: true, fn: checkLineSizes},
-		{name: CheckOverLimit, stream: true, fn: checkOverLimit},
+		{name: CheckOverLimit, stream: true, modes: true, fn: checkOverLimit},
 		{name: CheckConcurrent, stream: true, dgram: true, modes: true, fn: checkConcurrent},
-		{name: CheckHalfClose, stream: true, fn: checkHalfClose},
-		{name: CheckReset, stream: true, fn: checkReset},
-		{name: CheckIdleTimeout, stream: true, fn: checkIdleTimeout},
-		{name: CheckMaxConns, stream: true, fn: checkMaxConns},
+		{name: CheckHalfClose, stream: true, modes: true, fn: checkHalfClose},
+		{name: CheckReset, stream: true, modes: true, fn: checkReset},
+		{name: CheckIdleTimeout, stream: true, modes: true, fn: checkIdleTimeout},
+		{name: CheckMaxConns, stream: true, modes: true, fn: checkMaxConns},
 		{name: CheckDatagramSizes, dgram: true, modes: true, fn: checkDatagramSizes},
 		{name: CheckCost, stream: true, dgram: true, fn: checkCost},
-		{name: CheckShutdown, stream: true, dgram: true, fn: checkShutdown},
+		{name: CheckShutdown, stream: true, dgram: true, modes: true, fn: checkShutdown},
 		{name: CheckLeaks, stream: true, dgram: true, serial: true, fn: checkLeaks},
 		{name: CheckFDExhaustion, stream: true, fn: checkFDExhaustion},
 		{name: CheckAddrInUse, stream: true, dgram: true, ip: true, fn: checkAddrInUse},
@@ -236,9 +236,10 @@ func knownNet(network string) bool {
 }
 
 // Run runs the whole conformance suite against the registered model
-// (t.Run per net × mode × check, "tcp/echo/pipelined"). Checks about
-// framing and transforms run in both modes; lifecycle and resource checks
-// run in echo mode only.
+// (t.Run per net × mode × check, "tcp/echo/pipelined"). Every check that
+// reads replies runs in both modes; the resource and binding checks (leaks,
+// fd-exhaustion, cost, addr-in-use, socket-file), where the mode changes
+// nothing, run in echo mode only.
 func Run(t *testing.T, model string, opts ...Option) {
 	t.Helper()
 	o := newOptions(opts)

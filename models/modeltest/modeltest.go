@@ -88,6 +88,7 @@ type options struct {
 	skips  map[string]string
 	scale  float64
 	cycles int
+	modes  []protocol.Mode // the suite's own tests narrow this
 }
 
 // Extra sets Config.Extra[key] = value on every server the suite starts
@@ -137,6 +138,7 @@ func newOptions(opts []Option) *options {
 		skips:  map[string]string{},
 		scale:  1,
 		cycles: DefaultLeakCycles,
+		modes:  protocol.Modes,
 	}
 	if v, err := strconv.ParseFloat(os.Getenv("SOCKBENCH_TEST_SCALE"), 64); err == nil && v > 0 {
 		o.scale = v
@@ -263,7 +265,7 @@ func Run(t *testing.T, model string, opts ...Option) {
 	start := time.Now()
 	for _, nw := range o.nets {
 		t.Run(nw, func(t *testing.T) {
-			for _, mode := range protocol.Modes {
+			for _, mode := range o.modes {
 				t.Run(mode.String(), func(t *testing.T) {
 					for i := range checks {
 						c := &checks[i]

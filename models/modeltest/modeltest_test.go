@@ -199,10 +199,11 @@ func TestBenchmarkClientAllocatesNothing(t *testing.T) {
 	}
 	defer uc.Close()
 	req := []byte("hello\n")
+	buf := make([]byte, protocol.MaxDatagram+1)
 	var resent atomic.Int64
 	perCall := 200
 	a := testing.AllocsPerRun(10, func() {
-		if err := benchDgram(uc, req, req, perCall, time.Second, &resent); err != nil {
+		if err := benchDgram(uc, req, req, buf, perCall, time.Second, &resent); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -214,7 +215,7 @@ func TestBenchmarkClientAllocatesNothing(t *testing.T) {
 	s := e.start(nil)
 	c := e.mustDial(s.addr)
 	a = testing.AllocsPerRun(10, func() {
-		if err := benchStream(c, req, req, perCall, time.Minute); err != nil {
+		if err := benchStream(c, req, req, buf, perCall, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -148,12 +148,8 @@ func (e *env) startProc(cfg models.Config, nofile uint64) *proc {
 		close(p.done)
 	}()
 	e.t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			killGroup(cmd)
-			<-p.done
-		}
+		killGroup(cmd) // the process, and any worker it left behind
+		<-p.done
 	})
 	select {
 	case line := <-ready:
@@ -193,10 +189,18 @@ func (p *proc) terminate(timeout time.Duration) (time.Duration, error) {
 	}
 	select {
 	case <-p.done:
-		return p.exitAt.Sub(start), p.waitErr
 	case <-time.After(timeout):
 		return time.Since(start), fmt.Errorf("still running %v after SIGTERM", timeout)
 	}
+	took := p.exitAt.Sub(start)
+	// Processes it started (prefork workers) must be gone with it.
+	for deadline := time.Now().Add(p.e.d(graceSlack)); groupAlive(p.cmd); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			killGroup(p.cmd)
+			return took, fmt.Errorf("exited (%v), but processes it started were still running %v later", p.waitErr, p.e.d(graceSlack))
+		}
+	}
+	return took, p.waitErr
 }
 
 // finalStats returns the Stats the child printed on exit.

@@ -274,13 +274,13 @@ func checkShutdown(e *env) {
 	if err != nil {
 		e.t.Errorf("Shutdown under load: %v (after %v, grace %v)", err, took, grace)
 	}
+	e.expectGone(s.addr)
 	l.finish("in-process shutdown")
 	st := s.srv.Stats()
 	e.compareTally("in-process shutdown", st, l)
 	if err := s.srv.Start(); !errors.Is(err, models.ErrServerClosed) {
 		e.t.Errorf("Start after Shutdown: %v, want models.ErrServerClosed", err)
 	}
-	e.expectGone(s.addr)
 
 	// In a subprocess, stopped with SIGTERM.
 	cfg := e.config()
@@ -295,6 +295,7 @@ func checkShutdown(e *env) {
 	} else if took > grace+slack {
 		e.t.Errorf("subprocess server took %v to exit after SIGTERM, grace %v", took, grace)
 	}
+	e.expectGone(p.addr)
 	l.finish("SIGTERM shutdown")
 	if st, err := p.finalStats(); err != nil {
 		e.t.Errorf("%v; stderr:\n%s", err, p.stderr)
@@ -306,7 +307,6 @@ func checkShutdown(e *env) {
 			e.t.Errorf("socket file %s still there after the server exited (lstat: %v)", cfg.Addr, err)
 		}
 	}
-	e.expectGone(p.addr)
 }
 
 // shutdownBlock is the handler cost of the servers checkShutdown stops.
@@ -327,7 +327,9 @@ func (e *env) compareTally(what string, st models.Stats, l *load) {
 	}
 }
 
-// expectGone checks nothing answers at addr any more.
+// expectGone checks nothing answers at addr any more. It runs right after
+// the server stopped: a port freed for long could be handed to another
+// check's new server.
 func (e *env) expectGone(addr string) {
 	e.t.Helper()
 	if !e.stream() {

@@ -2,6 +2,7 @@ package models
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,9 +16,18 @@ func ReadyLine(network, addr string) string {
 	return fmt.Sprintf("ready %s %s pid=%d", network, addr, os.Getpid())
 }
 
+// Failer is implemented by servers that can fail on their own while running
+// (prefork ends itself when its workers crash in a loop). Done is closed
+// when the server has stopped by itself; Err says why.
+type Failer interface {
+	Done() <-chan struct{}
+	Err() error
+}
+
 // Run starts srv, prints the ready line to ready, and serves until SIGTERM
 // or SIGINT arrives or ctx ends. It then shuts the server down within
-// cfg.Grace and logs the final stats. It is the body of `sockbench serve`
+// cfg.Grace and logs the final stats. A server that implements Failer and
+// stops by itself ends Run with its error. It is the body of `sockbench serve`
 // and of every server the conformance suite runs in a subprocess.
 func Run(ctx context.Context, srv Server, cfg Config, ready io.Writer) error {
 	sigs := make(chan os.Signal, 1)
@@ -33,7 +43,22 @@ func Run(ctx context.Context, srv Server, cfg Config, ready io.Writer) error {
 	if f, ok := ready.(*os.File); ok {
 		f.Sync()
 	}
+	var failed <-chan struct{}
+	f, canFail := srv.(Failer)
+	if canFail {
+		failed = f.Done()
+	}
 	select {
+	case <-failed:
+		err := f.Err()
+		if err == nil {
+			err = errors.New("models: server stopped by itself")
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.Grace)
+		defer cancel()
+		srv.Shutdown(sctx) // release what is left; the failure is the error that counts
+		cfg.Logger.Error("server failed", "err", err, "stats", srv.Stats().String())
+		return err
 	case s := <-sigs:
 		cfg.Logger.Info("shutting down", "signal", s.String(), "grace", cfg.Grace)
 	case <-ctx.Done():

@@ -1,0 +1,68 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// failingServer stops by itself shortly after Start, as a prefork server
+// does when its workers crash in a loop.
+type failingServer struct {
+	done     chan struct{}
+	shutdown bool
+}
+
+var errCrashed = errors.New("workers crashed")
+
+func (f *failingServer) Start() error {
+	go func() { time.Sleep(10 * time.Millisecond); close(f.done) }()
+	return nil
+}
+func (f *failingServer) Addr() string                       { return "127.0.0.1:1" }
+func (f *failingServer) Shutdown(ctx context.Context) error { f.shutdown = true; return nil }
+func (f *failingServer) Stats() Stats                       { return Stats{} }
+func (f *failingServer) Done() <-chan struct{}              { return f.done }
+func (f *failingServer) Err() error                         { return errCrashed }
+
+func TestRunEndsWhenServerFails(t *testing.T) {
+	cfg := Config{Net: "tcp", Addr: "127.0.0.1:0"}
+	if err := cfg.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	srv := &failingServer{done: make(chan struct{})}
+	var ready strings.Builder
+	errc := make(chan error, 1)
+	go func() { errc <- Run(context.Background(), srv, cfg, &ready) }()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, errCrashed) {
+			t.Fatalf("Run = %v, want the server's own error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after the server failed")
+	}
+	if !srv.shutdown {
+		t.Error("Run did not release the failed server with Shutdown")
+	}
+	if !strings.HasPrefix(ready.String(), "ready tcp 127.0.0.1:1 pid=") {
+		t.Errorf("ready line = %q", ready.String())
+	}
+}
+
+func TestRunStopsOnContext(t *testing.T) {
+	cfg := Config{Net: "tcp", Addr: "127.0.0.1:0"}
+	if err := cfg.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	srv := &failingServer{done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s := struct{ Server }{srv} // hide Failer: a plain server
+	if err := Run(ctx, s, cfg, io.Discard); err != nil {
+		t.Fatalf("Run after cancel = %v", err)
+	}
+}

@@ -122,6 +122,7 @@ func TestChecksFailOnBrokenServers(t *testing.T) {
 		{"modeltest-broken-serial-cost", "unix", protocol.Echo, CheckCost, "concurrently", 1},
 		{"modeltest-broken-reuse-port", "tcp", protocol.Echo, CheckAddrInUse, "second server started", 1},
 		{"modeltest-broken-reuse-port", "udp", protocol.Echo, CheckAddrInUse, "second server started", 1},
+		{"modeltest-broken-orphan", "tcp", protocol.Echo, CheckShutdown, "processes it started were still running", 0.5},
 		{"modeltest-broken-no-linger", "tcp", protocol.Echo, CheckShutdown, "reset", 1},
 		{"modeltest-broken-slow-idle-shutdown", "tcp", protocol.Echo, CheckShutdown, "deadline exceeded", 0.3},
 		{"modeltest-broken-spin-on-emfile", "tcp", protocol.Echo, CheckFDExhaustion, "backing off", 1},

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -42,6 +43,7 @@ type bugs struct {
 	ignoreCost       bool // never pays Config.Cost
 	serialCost       bool // pays Config.Cost under one server-wide lock
 	reusePort        bool // binds IP sockets with SO_REUSEPORT
+	orphan           bool // starts a helper process and never stops it
 }
 
 var refVariants = map[string]bugs{
@@ -64,6 +66,7 @@ var refVariants = map[string]bugs{
 	"modeltest-broken-ignore-cost":         {ignoreCost: true},
 	"modeltest-broken-serial-cost":         {serialCost: true},
 	"modeltest-broken-reuse-port":          {reusePort: true},
+	"modeltest-broken-orphan":              {orphan: true},
 }
 
 func init() {
@@ -99,6 +102,15 @@ func (s *refServer) Stats() models.Stats { return s.cnt.Snapshot() }
 func (s *refServer) Start() error {
 	if s.closing.Load() {
 		return models.ErrServerClosed
+	}
+	if s.bugs.orphan && os.Getenv(models.ChildEnv) == ChildRole {
+		// A "worker" that outlives the server (sleep stands in for one);
+		// only in a subprocess server, whose process group the suite kills.
+		cmd := exec.Command("sleep", "30")
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		go cmd.Wait()
 	}
 	if s.bugs.stealSocket && s.cfg.IsUnix() {
 		removeAny(s.cfg.Addr)

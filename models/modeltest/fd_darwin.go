@@ -19,3 +19,6 @@ func openFDs() (int, error) {
 func procCPU(pid int) (time.Duration, error) {
 	return 0, errors.New("process CPU time is only measured on Linux")
 }
+
+// procGroupAlive is not known without /proc.
+func procGroupAlive(pgid int) (alive, ok bool) { return false, false }

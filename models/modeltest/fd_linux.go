@@ -82,3 +82,34 @@ func readStat(pid int) (cpu time.Duration, ppid int, err error) {
 	}
 	return time.Duration(ut+st) * clockTick, ppid, nil
 }
+
+// procGroupAlive reports whether a process other than a zombie is in
+// process group pgid. Zombies are left out: an exited worker whose parent
+// is gone waits for init to reap it, and init in a container may be slow.
+func procGroupAlive(pgid int) (alive, ok bool) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return false, false
+	}
+	for _, ent := range ents {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		// f[0] state, f[1] ppid, f[2] pgrp
+		if len(f) > 2 && f[0] != "Z" && f[2] == strconv.Itoa(pgid) {
+			return true, true
+		}
+	}
+	return false, true
+}

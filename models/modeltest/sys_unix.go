@@ -32,5 +32,11 @@ func killGroup(cmd *exec.Cmd) {
 // groupAlive reports whether any process is left in the process group of
 // the subprocess (a worker that outlived its parent).
 func groupAlive(cmd *exec.Cmd) bool {
-	return cmd.Process != nil && syscall.Kill(-cmd.Process.Pid, 0) == nil
+	if cmd.Process == nil {
+		return false
+	}
+	if alive, ok := procGroupAlive(cmd.Process.Pid); ok {
+		return alive
+	}
+	return syscall.Kill(-cmd.Process.Pid, 0) == nil
 }

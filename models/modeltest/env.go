@@ -219,7 +219,7 @@ func (s *server) shutdown() (time.Duration, error) {
 	return s.took, s.shutErr
 }
 
-// stats waits until cond holds on the server's Stats, or fails after
+// waitStats waits until cond holds on the server's Stats, or fails after
 // timeout; it returns the last Stats seen.
 func (s *server) waitStats(what string, cond func(models.Stats) bool) models.Stats {
 	s.e.t.Helper()
@@ -299,7 +299,7 @@ func (e *env) writeAll(c net.Conn, b []byte) error {
 	return err
 }
 
-// readFull reads exactly want's length and compares it with want.
+// readExpect reads exactly len(want) bytes and compares them with want.
 func (e *env) readExpect(c net.Conn, want []byte) error {
 	c.SetReadDeadline(time.Now().Add(e.d(opTimeout)))
 	got := make([]byte, len(want))
@@ -383,7 +383,7 @@ func isReset(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED)
 }
 
-// lineReader reads reply lines of bounded size.
+// newLineReader reads reply lines of bounded size.
 func newLineReader(c net.Conn, maxLine int) *bufio.Reader {
 	return bufio.NewReaderSize(c, maxLine+1)
 }

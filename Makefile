@@ -51,11 +51,11 @@ release: pi
 	cd dist && sha256sum sockbench-* > SHA256SUMS
 
 # The conformance suite and the load generator's tests on Pi CPUs under
-# qemu-user (slow: timeouts scale by SOCKBENCH_TIME_SCALE). Needs qemu-user.
+# qemu-user (slow: timeouts scale by SOCKBENCH_TEST_SCALE). Needs qemu-user.
 EMU_PKGS      := ./protocol/ ./models/... ./loadgen/
 test-emulated:
-	SOCKBENCH_TIME_SCALE=$${SOCKBENCH_TIME_SCALE:-8} GOARCH=arm64 $(GO) test -count=1 -timeout 20m -exec qemu-aarch64 $(EMU_PKGS)
-	SOCKBENCH_TIME_SCALE=$${SOCKBENCH_TIME_SCALE:-8} GOARCH=arm GOARM=6 $(GO) test -count=1 -timeout 20m -exec qemu-arm $(EMU_PKGS)
+	SOCKBENCH_TEST_SCALE=$${SOCKBENCH_TEST_SCALE:-8} GOARCH=arm64 $(GO) test -count=1 -timeout 20m -exec qemu-aarch64 $(EMU_PKGS)
+	SOCKBENCH_TEST_SCALE=$${SOCKBENCH_TEST_SCALE:-8} GOARCH=arm GOARM=6 $(GO) test -count=1 -timeout 20m -exec qemu-arm $(EMU_PKGS)
 
 clean:
 	rm -rf bin dist

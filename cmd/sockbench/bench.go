@@ -42,7 +42,7 @@ cleanly. Runs repeat --count times, interleaved across models.
 Writes results/<UTC time>-<host>.csv (one complete row per run), the same runs
 in Go benchmark format (.txt, for benchstat) and an HTML report (.html).
 Built-in profiles: ` + strings.Join(bench.ProfileNames(), ", ") + `.`,
-		Args: cobra.NoArgs,
+		Args: argsError(cobra.NoArgs, "no arguments (flags start with --)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := bench.LoadProfile(profile)
 			if err != nil {

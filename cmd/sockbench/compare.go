@@ -28,7 +28,7 @@ median and its 95% confidence interval on both sides, the change and the
 p-value. It exits 1 when a gated metric (--metrics, default rps) changed by
 more than --threshold AND the change is significant at --alpha; it says so,
 instead of guessing, when a cell has too few runs to judge (4 a side at 0.05).`,
-		Args: cobra.ExactArgs(2),
+		Args: argsError(cobra.ExactArgs(2), "BASE and NEW results (CSV or .txt files, or directories)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			thr, err := bench.ParseThreshold(threshold)
 			if err != nil {

@@ -89,6 +89,17 @@ func run(args []string) int {
 	return exitFailure
 }
 
+// argsError wraps a cobra.PositionalArgs check so a wrong argument count
+// reads as what the command needs, with where to look.
+func argsError(check cobra.PositionalArgs, want string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return usagef("%s needs %s, got %d argument(s) (see '%s --help')", cmd.Name(), want, len(args), cmd.CommandPath())
+		}
+		return nil
+	}
+}
+
 // isCobraUsage recognises cobra's own argument errors (unknown command,
 // wrong number of args), which it does not type.
 func isCobraUsage(err error) bool {

@@ -19,7 +19,7 @@ func init() {
 HTML page: throughput per model and transport, latency percentile curves,
 server CPU per request and memory per connection. Several files (two machines,
 two versions) are drawn side by side in the same charts. No scripts, no CDN.`,
-		Args: cobra.MinimumNArgs(1),
+		Args: argsError(cobra.MinimumNArgs(1), "one or more results CSV files"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rep := &bench.Report{Title: title}
 			for _, a := range args {

@@ -272,7 +272,7 @@ func TestBenchCommandErrors(t *testing.T) {
 		{[]string{"bench", "--no-pin", "--server-cpus", "0", "--client-cpus", "1"}, "contradicts"},
 		{[]string{"bench", "--server-cpus", "4000", "--client-cpus", "0"}, "not available"},
 		{[]string{"bench", "--count", "-1"}, "count"},
-		{[]string{"report"}, "requires at least 1 arg"},
+		{[]string{"report"}, "report needs one or more results CSV files"},
 	} {
 		out, err := exec.Command(bin, tc.args...).CombinedOutput()
 		var ee *exec.ExitError
@@ -285,7 +285,7 @@ func TestBenchCommandErrors(t *testing.T) {
 		t.Errorf("--binary /bin/false: %v\n%s", err, out)
 	}
 	out, err = exec.Command(bin, "bench", "--dry-run", "--profile", "quick").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "36 cells x 5 runs") {
+	if err != nil || !strings.Contains(string(out), "36 cells x 6 runs") {
 		t.Errorf("dry run: %v\n%s", err, out)
 	}
 }

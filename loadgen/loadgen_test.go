@@ -128,6 +128,15 @@ func TestAccuracy(t *testing.T) {
 	target := startStream(t, "tcp", &streamServer{mode: protocol.Echo, delay: delay})
 	// A busy machine (-race, other tests) can delay any single run; the
 	// generator is accurate if one of three runs is.
+	// Natively the bound: within 10%. Under qemu-user (make
+	// test-emulated) the test server is emulated too and adds about 0.2 ms
+	// of its own work to every round trip (measured on armv6: p50 2.21 to
+	// 2.25 ms), which is the emulator's cost, not the generator's error:
+	// there the bound is 20%.
+	slack := delay / 10
+	if os.Getenv("SOCKBENCH_EMULATED") != "" {
+		slack = delay / 5
+	}
 	var p50 time.Duration
 	for attempt := 1; attempt <= 3; attempt++ {
 		rep := mustRun(t, Config{Target: target, Conns: 2, Duration: 600 * time.Millisecond, Warmup: 100 * time.Millisecond})
@@ -137,11 +146,11 @@ func TestAccuracy(t *testing.T) {
 		if rep.Requests < 150 {
 			t.Fatalf("only %d requests in 0.6 s with 2 conns and 2 ms replies", rep.Requests)
 		}
-		if p50 >= delay && p50 <= delay+delay/10 {
+		if p50 >= delay && p50 <= delay+slack {
 			return
 		}
 	}
-	t.Fatalf("p50 = %v, want within 10%% of %v", p50, delay)
+	t.Fatalf("p50 = %v, want within %v of %v", p50, slack, delay)
 }
 
 // TestCoordinatedOmission: open loop against a server process paused for

@@ -2,9 +2,7 @@ package prefork
 
 import (
 	"errors"
-	"log/slog"
 	"net"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -36,7 +34,7 @@ func (s *Server) acceptLoop() {
 			}
 			s.parent.AcceptErrors.Add(1)
 			backoff = nextBackoff(backoff)
-			s.warnLog.warn(s.log, "accept failed; retrying", "err", err, "backoff", backoff)
+			s.warnLog.Warn(s.log, "accept failed; retrying", "err", err, "backoff", backoff)
 			if !s.sleep(backoff) {
 				return
 			}
@@ -82,12 +80,12 @@ func (s *Server) handOffRetrying(c net.Conn) bool {
 			return false
 		case !outOfResources(err):
 			s.parent.AcceptErrors.Add(1)
-			s.warnLog.warn(s.log, "could not start a process for a connection; dropped it", "err", err)
+			s.warnLog.Warn(s.log, "could not start a process for a connection; dropped it", "err", err)
 			return true
 		}
 		s.parent.AcceptErrors.Add(1)
 		backoff = nextBackoff(backoff)
-		s.warnLog.warn(s.log, "out of resources to start a process for a connection; retrying", "err", err, "backoff", backoff)
+		s.warnLog.Warn(s.log, "out of resources to start a process for a connection; retrying", "err", err, "backoff", backoff)
 		if !s.sleep(backoff) {
 			return false
 		}
@@ -161,29 +159,4 @@ func nextBackoff(d time.Duration) time.Duration {
 		return minAcceptBackoff
 	}
 	return min(2*d, maxAcceptBackoff)
-}
-
-// rateLog logs a recurring problem at most once a second, reporting how
-// many occurrences it left out.
-type rateLog struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-func (r *rateLog) warn(log *slog.Logger, msg string, args ...any) {
-	r.mu.Lock()
-	now := time.Now()
-	if now.Sub(r.last) < time.Second {
-		r.suppressed++
-		r.mu.Unlock()
-		return
-	}
-	n := r.suppressed
-	r.last, r.suppressed = now, 0
-	r.mu.Unlock()
-	if n > 0 {
-		args = append(args, "suppressed", n)
-	}
-	log.Warn(msg, args...)
 }

@@ -89,7 +89,7 @@ type Server struct {
 	addr    string
 	sp      *spawner
 	parent  models.Counters // per-conn: what the parent counts (accepts, rejects)
-	warnLog rateLog
+	warnLog models.RateLog
 
 	mu       sync.Mutex
 	state    int

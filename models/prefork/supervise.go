@@ -230,7 +230,7 @@ func (s *Server) watch(p *proc, msgR *os.File) {
 		s.parent.Active.Add(-1)
 	}
 	if p.slot < 0 && err != nil && !s.isClosing() {
-		s.warnLog.warn(s.log, "connection process failed", "pid", p.pid, "err", err)
+		s.warnLog.Warn(s.log, "connection process failed", "pid", p.pid, "err", err)
 	}
 	s.mu.Lock()
 	delete(s.procs, p)

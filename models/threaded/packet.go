@@ -108,7 +108,7 @@ func (s *Server) readLoop(jobs chan<- *dgram) {
 			}
 			// Never spin on a persistent error.
 			s.ctr.ReadErrors.Add(1)
-			s.readLog.warn(s.log, "datagram read failed", "err", err)
+			s.readLog.Warn(s.log, "datagram read failed", "err", err)
 			if backoff == 0 {
 				backoff = minAcceptBackoff
 			} else if backoff *= 2; backoff > maxAcceptBackoff {
@@ -127,13 +127,13 @@ func (s *Server) readLoop(jobs chan<- *dgram) {
 		s.ctr.BytesIn.Add(uint64(n))
 		if n > protocol.MaxDatagram {
 			s.ctr.BadDgrams.Add(1)
-			s.readLog.warn(s.log, "datagram larger than the largest request; dropped", "max", protocol.MaxDatagram)
+			s.readLog.Warn(s.log, "datagram larger than the largest request; dropped", "max", protocol.MaxDatagram)
 			continue
 		}
 		if udp == nil && !replyable(addr) {
 			// An unbound unixgram client has no address to answer.
 			s.ctr.BadDgrams.Add(1)
-			s.readLog.warn(s.log, "datagram from an unbound unix socket; cannot reply, dropped")
+			s.readLog.Warn(s.log, "datagram from an unbound unix socket; cannot reply, dropped")
 			continue
 		}
 		if jobs == nil {
@@ -180,7 +180,7 @@ func (s *Server) reply(udp *net.UDPConn, b []byte, ap netip.AddrPort, addr net.A
 	if err != nil {
 		if !errors.Is(err, net.ErrClosed) {
 			s.ctr.WriteErrors.Add(1)
-			s.readLog.warn(s.log, "datagram reply failed", "err", err)
+			s.readLog.Warn(s.log, "datagram reply failed", "err", err)
 		}
 		return
 	}

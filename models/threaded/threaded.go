@@ -69,8 +69,8 @@ type Server struct {
 
 	wg          sync.WaitGroup // every goroutine the server started
 	cleanupOnce sync.Once
-	acceptLog   rateLog
-	readLog     rateLog
+	acceptLog   models.RateLog
+	readLog     models.RateLog
 }
 
 // New builds a threaded server for cfg; Start binds it. It is the Factory
@@ -118,6 +118,7 @@ func newServer(cfg models.Config) *Server {
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	s.acceptLog.Every, s.readLog.Every = rateLogEvery, rateLogEvery
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 	return s
 }
@@ -279,7 +280,7 @@ func (s *Server) acceptLoop() {
 			} else if backoff *= 2; backoff > maxAcceptBackoff {
 				backoff = maxAcceptBackoff
 			}
-			s.acceptLog.warn(s.log, "accept failed; retrying", "err", err, "backoff", backoff)
+			s.acceptLog.Warn(s.log, "accept failed; retrying", "err", err, "backoff", backoff)
 			t := time.NewTimer(backoff)
 			select {
 			case <-t.C:
@@ -338,31 +339,6 @@ func ServeConn(ctx context.Context, cfg *models.Config, c net.Conn, ctr *models.
 	stop := context.AfterFunc(ctx, cn.stop)
 	defer stop()
 	cn.serve(ctx)
-}
-
-// rateLog logs a recurring problem at most once every rateLogEvery,
-// reporting how many occurrences it left out.
-type rateLog struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-func (r *rateLog) warn(log *slog.Logger, msg string, args ...any) {
-	r.mu.Lock()
-	now := time.Now()
-	if now.Sub(r.last) < rateLogEvery {
-		r.suppressed++
-		r.mu.Unlock()
-		return
-	}
-	n := r.suppressed
-	r.last, r.suppressed = now, 0
-	r.mu.Unlock()
-	if n > 0 {
-		args = append(args, "suppressed", n)
-	}
-	log.Warn(msg, args...)
 }
 
 // String names the model, for logs.

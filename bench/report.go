@@ -227,11 +227,21 @@ svg text{font-family:system-ui,sans-serif}
 		}
 	}
 	if len(warnings) > 0 {
+		// A long list (every saturated cell of a 2-core run) would push
+		// the charts off the first screen: past a few, it folds.
+		const shown = 5
 		b.WriteString("<div class=warn><b>Read with care:</b><ul>")
-		for _, w := range warnings {
+		for i, w := range warnings {
+			if i == shown {
+				fmt.Fprintf(&b, "</ul><details><summary>%d more</summary><ul>", len(warnings)-shown)
+			}
 			fmt.Fprintf(&b, "<li>%s</li>", esc(w))
 		}
-		b.WriteString("</ul></div>\n")
+		if len(warnings) > shown {
+			b.WriteString("</ul></details></div>\n")
+		} else {
+			b.WriteString("</ul></div>\n")
+		}
 	}
 	if len(netList) == 0 {
 		b.WriteString("<p><b>No clean runs to draw.</b></p></body></html>\n")

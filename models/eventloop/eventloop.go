@@ -90,7 +90,7 @@ const (
 	DefaultPoolSize = 1024
 	// lingerTime bounds how long a closing connection reads and discards
 	// what the client still sends after the server's FIN.
-	lingerTime = 500 * time.Millisecond
+	lingerTime = 1500 * time.Millisecond
 	// lingerMax bounds the bytes discarded while lingering.
 	lingerMax = 1 << 20
 	// maxTick is the longest interval between two sweeps.

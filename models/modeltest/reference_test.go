@@ -361,7 +361,9 @@ func (s *refServer) closeConn(c net.Conn) {
 	if cw, ok := c.(closeWriter); ok {
 		cw.CloseWrite()
 	}
-	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	// 1.5 s, as the models: under -race on a loaded 2-core machine a
+	// client can take more than 0.5 s to read its last replies and close.
+	c.SetReadDeadline(time.Now().Add(1500 * time.Millisecond))
 	io.CopyN(io.Discard, c, 256<<10)
 	c.Close()
 }

@@ -22,7 +22,7 @@ const (
 	writeBatch = 32 << 10
 	// lingerTime bounds how long a closing connection reads and discards
 	// what the client still sends after the server's FIN (see linger).
-	lingerTime = 500 * time.Millisecond
+	lingerTime = 1500 * time.Millisecond
 	// lingerBuf is the size of the discard buffer when the reply buffer
 	// is too small to reuse.
 	lingerBuf = 4 << 10

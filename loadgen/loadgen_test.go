@@ -116,7 +116,7 @@ func TestEchoAgainstUpperServerIsCaught(t *testing.T) {
 	if rep.Mismatches != 50 || rep.ErrorsByKind["mismatch"] != 50 || rep.Requests != 0 {
 		t.Fatalf("mismatches %d, by kind %v, requests %d", rep.Mismatches, rep.ErrorsByKind, rep.Requests)
 	}
-	if len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "running --mode upper?") {
+	if w := behaviourWarnings(rep); len(w) != 1 || !strings.Contains(w[0], "running --mode upper?") {
 		t.Fatalf("warnings %q, want a hint at the server's mode", rep.Warnings)
 	}
 }
@@ -215,9 +215,23 @@ func TestValidationCatchesCorruption(t *testing.T) {
 	if len(rep.Examples) != 5 || !strings.Contains(rep.Examples[0], "first difference at byte") {
 		t.Fatalf("examples %q", rep.Examples)
 	}
-	if len(rep.Warnings) != 0 {
-		t.Fatalf("warnings %q", rep.Warnings)
+	if w := behaviourWarnings(rep); len(w) != 0 {
+		t.Fatalf("warnings %q", w)
 	}
+}
+
+// behaviourWarnings is rep.Warnings without the client-saturated one,
+// which depends on how busy the machine is (the test server shares the
+// client's CPUs, and under qemu-user it always saturates them), not on
+// what a test checks. TestSaturationVerdict covers that warning.
+func behaviourWarnings(rep *Report) []string {
+	var w []string
+	for _, s := range rep.Warnings {
+		if !strings.HasPrefix(s, "client saturated:") {
+			w = append(w, s)
+		}
+	}
+	return w
 }
 
 // TestUDPLoss: a server that drops every 10th datagram is reported as

@@ -250,6 +250,9 @@ func (s *server) stop() {
 // now is the coarse clock: nanoseconds since t0 as of the last tick.
 func (s *server) now() int64 { return s.clock.Load() }
 
+// preciseNow is the clock read now, on the coarse clock's scale.
+func (s *server) preciseNow() int64 { return int64(time.Since(s.t0)) }
+
 // ticked advances the coarse clock; called from gnet's ticker goroutine.
 func (s *server) ticked() int64 {
 	n := int64(time.Since(s.t0))

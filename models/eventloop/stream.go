@@ -63,7 +63,7 @@ type connState struct {
 
 	prev, next *connState
 	list       *connList
-	last       int64 // coarse time of the last read
+	last       int64 // time of the last read (see touch)
 	deadline   int64 // closing: when to give up and close
 	phase      int
 	discarded  int
@@ -202,7 +202,7 @@ func (h *streamHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	s.ctr.Accepted.Add(1)
-	st := &connState{side: ss, c: c, loop: ss.loopFor(c.EventLoop()), last: s.now()}
+	st := &connState{side: ss, c: c, loop: ss.loopFor(c.EventLoop()), last: s.preciseNow()}
 	if s.blocks {
 		st.jobDoneFn = gnet.RunnableFunc(st.jobDone)
 	} else {
@@ -299,12 +299,16 @@ func (h *streamHandler) OnTick() (time.Duration, gnet.Action) {
 // is done with it.
 func (st *connState) waiting() bool { return st.busy || st.stalled }
 
-// touch records activity on st for the idle timeout.
+// touch records activity on st for the idle timeout. It reads the clock
+// rather than the tick's coarse one: that lags by up to a tick (more on a
+// loaded machine), and a sweep would then close a connection idle for
+// less than the timeout. The sweep's own time is the coarse clock, which
+// only errs late.
 func (ss *streamSide) touch(st *connState) {
 	if ss.s.cfg.IdleTimeout <= 0 {
 		return
 	}
-	st.last = ss.s.now()
+	st.last = ss.s.preciseNow()
 	st.loop.active.moveToBack(st)
 }
 

@@ -72,7 +72,7 @@ var refVariants = map[string]bugs{
 func init() {
 	for name, b := range refVariants {
 		models.Register(name, func(cfg models.Config) (models.Server, error) {
-			return &refServer{cfg: cfg, bugs: b, conns: map[net.Conn]struct{}{}, stop: make(chan struct{})}, nil
+			return &refServer{cfg: cfg, bugs: b, conns: map[net.Conn]bool{}, stop: make(chan struct{})}, nil
 		})
 	}
 }
@@ -88,7 +88,7 @@ type refServer struct {
 	addr string
 
 	mu      sync.Mutex
-	conns   map[net.Conn]struct{}
+	conns   map[net.Conn]bool // true once the connection is lingering
 	closing atomic.Bool
 	costMu  sync.Mutex
 	stop    chan struct{} // closed by Shutdown
@@ -205,7 +205,7 @@ func (s *refServer) acceptLoop() {
 		}
 		s.cnt.Active.Add(1)
 		s.mu.Lock()
-		s.conns[c] = struct{}{}
+		s.conns[c] = false
 		s.mu.Unlock()
 		if s.bugs.leakPerConn {
 			s.leaks.Add(1)
@@ -358,6 +358,11 @@ func (s *refServer) closeConn(c net.Conn) {
 		return
 	}
 	type closeWriter interface{ CloseWrite() error }
+	// Marked under mu, so Shutdown's poke (a read deadline of now) cannot
+	// land after the linger deadline below and cut the drain short.
+	s.mu.Lock()
+	s.conns[c] = true
+	s.mu.Unlock()
 	if cw, ok := c.(closeWriter); ok {
 		cw.CloseWrite()
 	}
@@ -415,10 +420,10 @@ func (s *refServer) Shutdown(ctx context.Context) error {
 		s.pc.SetReadDeadline(time.Now())
 	}
 	s.mu.Lock()
-	for c := range s.conns {
+	for c, lingering := range s.conns {
 		if s.bugs.dropOnShutdown {
 			c.Close()
-		} else if !s.bugs.slowIdleShutdown {
+		} else if !s.bugs.slowIdleShutdown && !lingering {
 			c.SetReadDeadline(time.Now())
 		}
 	}

@@ -62,26 +62,40 @@ func (s *Server) acceptLoop() {
 	}
 }
 
+// otherSpawnTries bounds the attempts to start a child for one connection
+// when the failure is not a shortage: a transient error gets a second and
+// third chance, a lasting one (the executable removed) costs 15ms a
+// connection rather than stalling every client behind it.
+const otherSpawnTries = 3
+
 // handOffRetrying starts a child for c. When that fails for want of file
 // descriptors or processes it keeps c and retries with a backoff (5ms
 // doubling to 1s) instead of dropping the client: accepting pauses, new
 // clients wait in the listen backlog as they would with a failing Accept,
-// and service resumes once children exit and free what they held. It
+// and service resumes once children exit and free what they held. Any
+// other failure is retried otherSpawnTries times before c is dropped. It
 // reports false when the server is stopping.
 func (s *Server) handOffRetrying(c net.Conn) bool {
 	defer c.Close() // the child has its own copy
 	var backoff time.Duration
-	for {
+	for tries := 1; ; tries++ {
 		err := s.handOff(c)
 		switch {
 		case err == nil:
 			return true
 		case errors.Is(err, errClosing):
 			return false
+		case !outOfResources(err) && tries >= otherSpawnTries:
+			s.parent.AcceptErrors.Add(1)
+			s.warnLog.Warn(s.log, "could not start a process for a connection; dropped it", "err", err, "tries", tries)
+			return true
 		case !outOfResources(err):
 			s.parent.AcceptErrors.Add(1)
-			s.warnLog.Warn(s.log, "could not start a process for a connection; dropped it", "err", err)
-			return true
+			s.warnLog.Warn(s.log, "could not start a process for a connection; retrying", "err", err)
+			if !s.sleep(minAcceptBackoff << (tries - 1)) {
+				return false
+			}
+			continue
 		}
 		s.parent.AcceptErrors.Add(1)
 		backoff = nextBackoff(backoff)

@@ -58,7 +58,8 @@ func testParentMain() int {
 		}
 	}
 	cfg := sp.Config
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	// Warnings show: when a test here fails they say what the parent saw.
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if err := cfg.Normalize(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -137,13 +138,14 @@ func TestPerConnOutOfFDs(t *testing.T) {
 	}
 	// Close each client once served, which frees its child's descriptors
 	// for the next.
-	deadline := time.After(60 * time.Second)
+	wait := scaled(60 * time.Second)
+	deadline := time.After(wait)
 	for range n {
 		select {
 		case i := <-served:
 			conns[i].Close()
 		case <-deadline:
-			t.Fatal("clients not all served within 60s")
+			t.Fatalf("clients not all served within %v", wait)
 		}
 	}
 	if kids := children(cmd.Process.Pid); len(kids) > n {

@@ -24,6 +24,16 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// scaled stretches a test's wait by SOCKBENCH_TEST_SCALE, as the
+// conformance suite does, for runs under qemu-user where every process
+// start costs tens of milliseconds more on a loaded machine.
+func scaled(d time.Duration) time.Duration {
+	if v, err := strconv.ParseFloat(os.Getenv("SOCKBENCH_TEST_SCALE"), 64); err == nil && v > 1 {
+		return time.Duration(float64(d) * v)
+	}
+	return d
+}
+
 // addrFor returns a loopback address or a short temp socket path.
 func addrFor(t *testing.T, network string) string {
 	t.Helper()
@@ -158,7 +168,7 @@ func waitStats(t *testing.T, s *Server, what string, cond func(models.Stats) boo
 
 // roundTrip sends one line and checks its reply.
 func roundTrip(c net.Conn, br *bufio.Reader, mode protocol.Mode, line string) error {
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.SetDeadline(time.Now().Add(scaled(10 * time.Second)))
 	if _, err := io.WriteString(c, line); err != nil {
 		return err
 	}
@@ -383,6 +393,50 @@ func TestNoLeaks(t *testing.T) {
 
 // TestClosedOnArrival: per-conn starts no process for a connection the
 // client closed or reset before sending anything.
+// TestPerConnSpawnFailure: when a child cannot be started for a reason
+// that is not a shortage (here the executable is gone), the parent tries
+// otherSpawnTries times, drops that client, counts it, and keeps serving
+// the next ones the same way rather than failing or stalling.
+func TestPerConnSpawnFailure(t *testing.T) {
+	srv, err := models.New("prefork", models.Config{Net: "tcp", Addr: "127.0.0.1:0", Grace: time.Second,
+		Extra: map[string]string{"spawn": SpawnPerConn}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := srv.(*Server)
+	s.exe = filepath.Join(t.TempDir(), "gone")
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer checkNoChildren(t)
+	defer shutdown(t, s)
+	const clients = 2
+	for i := range clients {
+		c, err := net.Dial("tcp", s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := roundTrip(c, bufio.NewReader(c), protocol.Echo, "hi\n"); err == nil || isTimeout(err) {
+			t.Fatalf("client %d: %v, want the connection dropped", i, err)
+		}
+		c.Close()
+	}
+	st := waitStats(t, s, "accept errors", func(st models.Stats) bool { return st.AcceptErrors >= clients*otherSpawnTries })
+	if st.AcceptErrors != clients*otherSpawnTries || st.Accepted != 0 || st.Active != 0 {
+		t.Errorf("stats %v, want %d accept errors and nothing accepted", st, clients*otherSpawnTries)
+	}
+	select {
+	case <-s.Done():
+		t.Fatalf("server ended: %v", s.Err())
+	default:
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 func TestClosedOnArrival(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -53,10 +53,13 @@ release: pi
 # The conformance suite and the load generator's tests on Pi CPUs under
 # qemu-user (slow: timeouts scale by SOCKBENCH_TEST_SCALE). Needs qemu-user.
 # The suite runs through each model; its own self-tests run natively only.
+# One package at a time (-p 1): an emulated process start costs tens of
+# milliseconds, and four emulated packages sharing two cores stretched the
+# per-connection tests past their waits.
 EMU_PKGS      := ./protocol/ ./models/ ./models/threaded/ ./models/eventloop/ ./models/prefork/ ./loadgen/
 test-emulated:
-	SOCKBENCH_EMULATED=1 SOCKBENCH_TEST_SCALE=$${SOCKBENCH_TEST_SCALE:-8} GOARCH=arm64 $(GO) test -count=1 -timeout 20m -exec qemu-aarch64 $(EMU_PKGS)
-	SOCKBENCH_EMULATED=1 SOCKBENCH_TEST_SCALE=$${SOCKBENCH_TEST_SCALE:-8} GOARCH=arm GOARM=6 $(GO) test -count=1 -timeout 20m -exec qemu-arm $(EMU_PKGS)
+	SOCKBENCH_EMULATED=1 SOCKBENCH_TEST_SCALE=$${SOCKBENCH_TEST_SCALE:-8} GOARCH=arm64 $(GO) test -p 1 -count=1 -timeout 20m -exec qemu-aarch64 $(EMU_PKGS)
+	SOCKBENCH_EMULATED=1 SOCKBENCH_TEST_SCALE=$${SOCKBENCH_TEST_SCALE:-8} GOARCH=arm GOARM=6 $(GO) test -p 1 -count=1 -timeout 20m -exec qemu-arm $(EMU_PKGS)
 
 clean:
 	rm -rf bin dist

@@ -544,3 +544,56 @@ func TestCrashLoopWhileRunning(t *testing.T) {
 		t.Error("still accepting connections after giving up")
 	}
 }
+
+// TestStuckStartIsKilled: a start that does not return within stuckStart
+// has its child (the one the spawner has not handed out) killed and
+// reaped and fails with errStartStuck; children already started are left
+// alone. The hang is simulated by a start function that waits after
+// starting a process, as syscall.StartProcess waits for a child that
+// never execs.
+func TestStuckStartIsKilled(t *testing.T) {
+	defer func(d time.Duration) { stuckStart = d }(stuckStart)
+	stuckStart = 200 * time.Millisecond
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep binary")
+	}
+	startSleep := func() (int, error) {
+		pid, _, err := syscall.StartProcess(sleep, []string{"sleep", "30"}, &syscall.ProcAttr{Files: []uintptr{0, 1, 2}})
+		return pid, err
+	}
+	sp := startSpawner()
+	defer sp.stop()
+
+	live, err := sp.run(startSleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		syscall.Kill(live, syscall.SIGKILL)
+		var ws syscall.WaitStatus
+		syscall.Wait4(live, &ws, 0, nil)
+	}()
+
+	var stuck int
+	_, err = sp.run(func() (int, error) {
+		pid, err := startSleep()
+		stuck = pid
+		for deadline := time.Now().Add(scaled(5 * time.Second)); err == nil && time.Now().Before(deadline); {
+			if state, _, ok := procStat(pid); !ok || state == "Z" {
+				break // killed
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return pid, err
+	})
+	if !errors.Is(err, errStartStuck) {
+		t.Fatalf("stuck start: %v, want errStartStuck", err)
+	}
+	if _, _, ok := procStat(stuck); ok {
+		t.Errorf("the stuck child %d is still there (not killed, or not reaped)", stuck)
+	}
+	if state, _, ok := procStat(live); !ok || state == "Z" {
+		t.Errorf("the child started earlier (%d) was killed too", live)
+	}
+}

@@ -1,6 +1,11 @@
 package prefork
 
-import "syscall"
+import (
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
 
 // noPdeathsig turns Pdeathsig off, so tests can show the control-pipe
 // watch alone (what macOS relies on) also takes workers down.
@@ -17,4 +22,27 @@ func sysProcAttr() *syscall.SysProcAttr {
 		return nil
 	}
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
+func gettid() int { return syscall.Gettid() }
+
+// killUnknownChildren SIGKILLs every child of thread tid that is not in
+// known, and reports how many it killed. Linux lists a thread's children
+// in /proc/self/task/TID/children.
+func killUnknownChildren(tid int, known map[int]bool) int {
+	b, err := os.ReadFile("/proc/self/task/" + strconv.Itoa(tid) + "/children")
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, f := range strings.Fields(string(b)) {
+		pid, err := strconv.Atoi(f)
+		if err != nil || known[pid] {
+			continue
+		}
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			n++
+		}
+	}
+	return n
 }

@@ -31,33 +31,107 @@ var errClosing = errors.New("prefork: server stopping")
 // its thread for the life of the server and never unlocked; when it
 // returns, the runtime terminates the thread, which is why stop is called
 // only after every child has exited.
+//
+// A start that hangs is cut short. syscall.StartProcess returns once the
+// forked child has exec'd; a child that hangs between fork and exec
+// (qemu-user 7.2 does this now and then to a multithreaded guest) would
+// block it, and with it the server's lock, Start and Shutdown, forever.
+// After stuckStart the spawner SIGKILLs whichever child of its thread it
+// has not handed out yet (the one still starting), reaps it, and reports
+// errStartStuck; callers treat that as a failed start and try again.
 type spawner struct {
 	reqs    chan spawnReq
 	stopped chan struct{}
+	tid     int // the locked thread (Linux), whose children the watchdog reads
+
+	mu    sync.Mutex
+	known map[int]bool // children started and not reaped yet
 }
 
 type spawnReq struct {
-	fn  func() error
-	res chan error
+	fn  func() (int, error) // starts one child and returns its pid
+	res chan spawnRes
 }
 
+type spawnRes struct {
+	pid int
+	err error
+}
+
+// stuckStart bounds one process start: fork and exec take milliseconds
+// natively and well under a second under emulation.
+var stuckStart = 10 * time.Second
+
+// errStartStuck: a child hung between fork and exec and was killed.
+var errStartStuck = errors.New("prefork: a child hung between fork and exec; killed it")
+
 func startSpawner() *spawner {
-	sp := &spawner{reqs: make(chan spawnReq), stopped: make(chan struct{})}
+	sp := &spawner{reqs: make(chan spawnReq), stopped: make(chan struct{}), known: map[int]bool{}}
+	started := make(chan struct{})
 	go func() {
 		runtime.LockOSThread() // never unlocked: see spawner
+		sp.tid = gettid()
+		close(started)
 		defer close(sp.stopped)
 		for r := range sp.reqs {
-			r.res <- r.fn()
+			r.res <- sp.guarded(r.fn)
 		}
 	}()
+	<-started
 	return sp
 }
 
+// guarded runs fn with the stuck-start watchdog.
+func (sp *spawner) guarded(fn func() (int, error)) spawnRes {
+	var (
+		wdMu   sync.Mutex
+		killed int
+	)
+	wd := time.AfterFunc(stuckStart, func() {
+		wdMu.Lock()
+		defer wdMu.Unlock()
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		killed = killUnknownChildren(sp.tid, sp.known)
+	})
+	pid, err := fn()
+	wd.Stop()
+	wdMu.Lock() // a watchdog already running finishes first
+	defer wdMu.Unlock()
+	if killed > 0 {
+		if err == nil {
+			// It read as started (the kill closed its status pipe), but
+			// it is dead: reap it here, as nobody else will know it.
+			var ws syscall.WaitStatus
+			for {
+				if _, werr := syscall.Wait4(pid, &ws, 0, nil); werr != syscall.EINTR {
+					break
+				}
+			}
+		}
+		return spawnRes{0, errStartStuck}
+	}
+	if err == nil {
+		sp.mu.Lock()
+		sp.known[pid] = true
+		sp.mu.Unlock()
+	}
+	return spawnRes{pid, err}
+}
+
 // run calls fn, which forks, on the spawner's thread.
-func (sp *spawner) run(fn func() error) error {
-	res := make(chan error, 1)
+func (sp *spawner) run(fn func() (int, error)) (int, error) {
+	res := make(chan spawnRes, 1)
 	sp.reqs <- spawnReq{fn, res}
-	return <-res
+	r := <-res
+	return r.pid, r.err
+}
+
+// reaped forgets a child once it has been waited for.
+func (sp *spawner) reaped(pid int) {
+	sp.mu.Lock()
+	delete(sp.known, pid)
+	sp.mu.Unlock()
 }
 
 func (sp *spawner) stop() {
@@ -82,7 +156,7 @@ func (sp *spawner) stop() {
 //
 // The child's stdout is the parent's stderr: the parent's stdout carries
 // the ready line.
-func startProcess(exe string, argv, env []string, stdin *os.File, sock syscall.RawConn, files []*os.File) (*os.Process, error) {
+func startProcess(exe string, argv, env []string, stdin *os.File, sock syscall.RawConn, files []*os.File) (int, error) {
 	fds := make([]uintptr, 0, 3+1+len(files))
 	for _, f := range []*os.File{stdin, os.Stderr, os.Stderr} {
 		fds = append(fds, rawFd(f))
@@ -100,12 +174,12 @@ func startProcess(exe string, argv, env []string, stdin *os.File, sock syscall.R
 		pid, _, serr = syscall.StartProcess(exe, argv, &syscall.ProcAttr{Env: env, Files: fds, Sys: sysProcAttr()})
 	})
 	if cerr != nil {
-		return nil, cerr
+		return 0, cerr
 	}
 	if serr != nil {
-		return nil, &os.PathError{Op: "fork/exec", Path: exe, Err: serr}
+		return 0, &os.PathError{Op: "fork/exec", Path: exe, Err: serr}
 	}
-	return os.FindProcess(pid)
+	return pid, nil
 }
 
 // rawFd returns f's descriptor without changing its mode (unlike Fd).
@@ -184,11 +258,12 @@ func (s *Server) spawnProc(role string, slot int, handoff syscall.RawConn) (*pro
 	}
 	// Under s.mu, so Shutdown either sees the child or stops the spawn.
 	var process *os.Process
-	err = s.sp.run(func() error {
-		var err error
-		process, err = startProcess(s.exe, argv, env, s.devnull, handoff, files)
-		return err
+	pid, err := s.sp.run(func() (int, error) {
+		return startProcess(s.exe, argv, env, s.devnull, handoff, files)
 	})
+	if err == nil {
+		process, err = os.FindProcess(pid) // cannot fail on Unix
+	}
 	ctrlR.Close()
 	msgW.Close()
 	if err != nil {
@@ -222,6 +297,7 @@ func (s *Server) watch(p *proc, msgR *os.File) {
 		err = errors.New(st.String())
 	}
 	p.process.Release()
+	s.sp.reaped(p.pid)
 	p.ctrl.Close()
 	if s.adm != nil && p.slot >= 0 {
 		s.adm.reset(p.slot)

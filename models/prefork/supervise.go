@@ -84,12 +84,16 @@ func startSpawner() *spawner {
 // guarded runs fn with the stuck-start watchdog.
 func (sp *spawner) guarded(fn func() (int, error)) spawnRes {
 	var (
-		wdMu   sync.Mutex
-		killed int
+		wdMu     sync.Mutex
+		returned bool // fn is back: a late watchdog does nothing
+		killed   int
 	)
 	wd := time.AfterFunc(stuckStart, func() {
 		wdMu.Lock()
 		defer wdMu.Unlock()
+		if returned {
+			return
+		}
 		sp.mu.Lock()
 		defer sp.mu.Unlock()
 		killed = killUnknownChildren(sp.tid, sp.known)
@@ -98,6 +102,7 @@ func (sp *spawner) guarded(fn func() (int, error)) spawnRes {
 	wd.Stop()
 	wdMu.Lock() // a watchdog already running finishes first
 	defer wdMu.Unlock()
+	returned = true
 	if killed > 0 {
 		if err == nil {
 			// It read as started (the kill closed its status pipe), but

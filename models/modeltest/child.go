@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -90,6 +91,10 @@ type proc struct {
 	stats *models.Stats
 }
 
+// startLimit bounds starting a subprocess (fork and exec), scaled like
+// every wait of the suite.
+const startLimit = 10 * time.Second
+
 // startProc runs the model with cfg in a subprocess (re-executing the test
 // binary as ChildRole) and waits for its ready line. nofile > 0 lowers its
 // RLIMIT_NOFILE. The process is killed, if still running, when the test ends.
@@ -105,18 +110,30 @@ func (e *env) startProc(cfg models.Config, nofile uint64) *proc {
 	}
 	// -test.run=^$: should the test binary not call models.MaybeRunChild,
 	// it runs no test instead of the whole suite again.
-	cmd := exec.Command(exe, "-test.run=^$", "-test.count=1")
-	cmd.Env = append(os.Environ(), models.ChildEnv+"="+ChildRole, SpecEnv+"="+string(spec))
-	p := &proc{e: e, cmd: cmd, stderr: &tailBuffer{max: 64 << 10}, done: make(chan struct{})}
-	cmd.Stderr = p.stderr
-	ownGroup(cmd)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		e.t.Fatalf("stdout pipe: %v", err)
+	p := &proc{e: e, stderr: &tailBuffer{max: 64 << 10}, done: make(chan struct{})}
+	var (
+		cmd *exec.Cmd
+		out io.ReadCloser
+	)
+	for try := 1; ; try++ {
+		cmd = exec.Command(exe, "-test.run=^$", "-test.count=1")
+		cmd.Env = append(os.Environ(), models.ChildEnv+"="+ChildRole, SpecEnv+"="+string(spec))
+		cmd.Stderr = p.stderr
+		ownGroup(cmd)
+		if out, err = cmd.StdoutPipe(); err != nil {
+			e.t.Fatalf("stdout pipe: %v", err)
+		}
+		stuck, err := startCmd(cmd, e.d(startLimit))
+		if stuck && try < 3 {
+			e.t.Logf("subprocess server hung between fork and exec (a qemu-user fault); killed it, trying again")
+			continue
+		}
+		if err != nil || stuck {
+			e.t.Fatalf("start subprocess server: %v (hung between fork and exec: %v)", err, stuck)
+		}
+		break
 	}
-	if err := cmd.Start(); err != nil {
-		e.t.Fatalf("start subprocess server: %v", err)
-	}
+	p.cmd = cmd
 	ready := make(chan string, 1)
 	var outWG sync.WaitGroup
 	outWG.Add(1)

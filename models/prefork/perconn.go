@@ -73,7 +73,7 @@ const otherSpawnTries = 3
 // doubling to 1s) instead of dropping the client: accepting pauses, new
 // clients wait in the listen backlog as they would with a failing Accept,
 // and service resumes once children exit and free what they held. Any
-// other failure is retried otherSpawnTries times before c is dropped. It
+// other failure gets otherSpawnTries tries in all before c is dropped. It
 // reports false when the server is stopping.
 func (s *Server) handOffRetrying(c net.Conn) bool {
 	defer c.Close() // the child has its own copy

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"math/rand"
 	"strings"
 	"testing"
@@ -126,12 +127,15 @@ func FuzzLineReader(f *testing.F) {
 	f.Add([]byte("a\nbb\n\nccc"), 4, 3)
 	f.Add([]byte(strings.Repeat("z", 70)+"\n"), 64, 7)
 	f.Add([]byte("\n\n\n"), 1, 1)
+	f.Add([]byte("x\ny\n"), 2, math.MinInt)
 	f.Fuzz(func(t *testing.T, in []byte, maxLine, chunk int) {
 		if maxLine <= 0 || maxLine > 1<<12 {
 			maxLine = 1 + (maxLine&0xfff+0x1000)%0x1000
 		}
-		if chunk <= 0 {
-			chunk = 1 + (-chunk)%17
+		// Reads of 1 to 17 bytes, or up to 4 KiB: lines are cut anywhere.
+		// (Not -chunk: it overflows for the most negative int.)
+		if chunk <= 0 || chunk > 1<<12 {
+			chunk = 1 + int(uint(chunk)%17)
 		}
 		r := &chunkReader{b: in, n: chunk}
 		lr := NewLineReader(r, maxLine)
@@ -168,6 +172,14 @@ func FuzzLineReader(f *testing.F) {
 			}
 			if len(l) == 0 || len(l) > maxLine || bytes.IndexByte(l, '\n') != len(l)-1 {
 				t.Fatalf("bad line %q (max %d)", l, maxLine)
+			}
+			// The reply of each mode is one line too: as long as the
+			// request, its only '\n' last, and echo is the request itself.
+			for _, m := range Modes {
+				r := m.AppendReply(nil, l)
+				if len(r) != len(l) || bytes.IndexByte(r, '\n') != len(r)-1 || (m == Echo && !bytes.Equal(r, l)) {
+					t.Fatalf("%v reply %q to line %q", m, r, l)
+				}
 			}
 			out = append(out, l...)
 		}

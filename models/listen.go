@@ -41,24 +41,25 @@ func PrepareUnixPath(path, network string) error {
 	if st.Mode()&os.ModeSocket == 0 {
 		return fmt.Errorf("models: %s exists and is not a socket; not removing it", path)
 	}
+	// Probe with a socket of the server's own type. Whatever the file's
+	// type, a connect to a socket nobody is bound to fails with
+	// ECONNREFUSED: that, and only that, makes it stale. A connect that
+	// succeeds finds a live server; EPROTOTYPE finds a live server of the
+	// other type (a stream listener probed with a datagram socket, or the
+	// reverse), which is just as much in use.
+	probe := "unix"
 	if network == "unixgram" {
-		// A datagram socket cannot be probed by connecting; connect a
-		// datagram socket of our own, which fails with ECONNREFUSED when
-		// nobody is bound.
-		c, err := net.DialTimeout("unixgram", path, time.Second)
-		if err == nil {
-			c.Close()
-			return fmt.Errorf("%w: %s", ErrSocketInUse, path)
-		}
-	} else {
-		c, err := net.DialTimeout("unix", path, time.Second)
-		if err == nil {
-			c.Close()
-			return fmt.Errorf("%w: %s", ErrSocketInUse, path)
-		}
-		if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.EPROTOTYPE) {
-			return fmt.Errorf("models: probing existing socket %s: %w", path, err)
-		}
+		probe = "unixgram"
+	}
+	c, err := net.DialTimeout(probe, path, time.Second)
+	switch {
+	case err == nil:
+		c.Close()
+		return fmt.Errorf("%w: %s", ErrSocketInUse, path)
+	case errors.Is(err, syscall.EPROTOTYPE):
+		return fmt.Errorf("%w: %s (by a socket of another type)", ErrSocketInUse, path)
+	case !errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("models: probing existing socket %s: %w", path, err)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("models: removing stale socket %s: %w", path, err)
@@ -116,7 +117,7 @@ func ListenStream(cfg *Config) (net.Listener, *SocketFile, error) {
 		}
 		ln, err := net.Listen("unix", cfg.Addr)
 		if err != nil {
-			return nil, nil, fmt.Errorf("models: listen unix %s: %w", cfg.Addr, err)
+			return nil, nil, fmt.Errorf("models: %w", err)
 		}
 		ln.(*net.UnixListener).SetUnlinkOnClose(false)
 		sf, err := ClaimSocketFile(cfg.Addr, cfg.SocketMode)
@@ -129,7 +130,7 @@ func ListenStream(cfg *Config) (net.Listener, *SocketFile, error) {
 	}
 	ln, err := net.Listen(cfg.Net, cfg.Addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("models: listen %s %s: %w", cfg.Net, cfg.Addr, err)
+		return nil, nil, fmt.Errorf("models: %w", err)
 	}
 	return ln, nil, nil
 }
@@ -143,7 +144,7 @@ func ListenPacket(cfg *Config) (net.PacketConn, *SocketFile, error) {
 		}
 		pc, err := net.ListenPacket("unixgram", cfg.Addr)
 		if err != nil {
-			return nil, nil, fmt.Errorf("models: listen unixgram %s: %w", cfg.Addr, err)
+			return nil, nil, fmt.Errorf("models: %w", err)
 		}
 		sf, err := ClaimSocketFile(cfg.Addr, cfg.SocketMode)
 		if err != nil {
@@ -155,7 +156,7 @@ func ListenPacket(cfg *Config) (net.PacketConn, *SocketFile, error) {
 	}
 	pc, err := net.ListenPacket(cfg.Net, cfg.Addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("models: listen %s %s: %w", cfg.Net, cfg.Addr, err)
+		return nil, nil, fmt.Errorf("models: %w", err)
 	}
 	return pc, nil, nil
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -218,8 +219,17 @@ func (c *Config) Normalize() error {
 	if c.Seed == 0 {
 		c.Seed = DefaultSeed
 	}
-	if c.Duration < 0 || c.Requests < 0 || c.Warmup < 0 || c.Timeout < 0 || c.Rate < 0 {
-		return bad("durations, counts and rates may not be negative")
+	switch {
+	case c.Duration < 0:
+		return bad("-d %v: want a positive duration", c.Duration)
+	case c.Requests < 0:
+		return bad("-n %d: want a positive number of requests", c.Requests)
+	case c.Warmup < 0:
+		return bad("--warmup %v: want a duration of 0 or more", c.Warmup)
+	case c.Timeout < 0:
+		return bad("--timeout %v: want a positive duration", c.Timeout)
+	case c.Rate < 0 || math.IsNaN(c.Rate):
+		return bad("--rate %g: want a number of requests per second (0 for the closed loop)", c.Rate)
 	}
 	if c.Duration > 0 && c.Requests > 0 {
 		return bad("give -d (duration) or -n (requests), not both")

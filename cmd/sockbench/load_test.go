@@ -96,6 +96,8 @@ func TestLoadBadFlags(t *testing.T) {
 		{"load", target, "-d", "-1s"},
 		{"load", target, "-n", "0"},
 		{"load", target, "--rate", "-5"},
+		{"load", target, "--rate", "NaN"},
+		{"load", target, "--warmup", "-1s"},
 		{"load", target, "--timeout", "0s"},
 		{"load", target, "--mode", "shout"},
 		{"load", target, "--format", "xml"},

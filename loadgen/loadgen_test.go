@@ -21,7 +21,7 @@ func checkLeaks(t *testing.T) {
 	t.Helper()
 	g0, fd0 := runtime.NumGoroutine(), openFDs()
 	t.Cleanup(func() {
-		deadline := time.Now().Add(3 * time.Second)
+		deadline := time.Now().Add(scaled(3 * time.Second))
 		for {
 			g, fd := runtime.NumGoroutine(), openFDs()
 			if g <= g0 && fd <= fd0 {
@@ -318,7 +318,7 @@ func TestUnreachable(t *testing.T) {
 		if !errors.Is(err, ErrUnreachable) {
 			t.Fatalf("%s: err = %v, want ErrUnreachable", target, err)
 		}
-		if took := time.Since(start); took > 2*time.Second {
+		if took := time.Since(start); took > scaled(2*time.Second) {
 			t.Fatalf("%s: took %v, want within --timeout", target, took)
 		}
 		if rep == nil || rep.ErrorsByKind["connect"] != 1 || rep.ConnsOK != 0 {
@@ -335,15 +335,15 @@ func TestServerDiesMidRun(t *testing.T) {
 	target := startStream(t, "tcp", srv)
 	time.AfterFunc(400*time.Millisecond, srv.dropAll)
 	start := time.Now()
-	rep, err := Run(context.Background(), Config{Target: target, Conns: 4, Pipeline: 4, Duration: 10 * time.Second, Warmup: 100 * time.Millisecond})
+	rep, err := Run(context.Background(), Config{Target: target, Conns: 4, Pipeline: 4, Duration: scaled(10 * time.Second), Warmup: 100 * time.Millisecond})
 	took := time.Since(start)
 	if !errors.Is(err, ErrFailed) {
 		t.Fatalf("err = %v, want ErrFailed", err)
 	}
-	if took > 3*time.Second {
+	if took > scaled(3*time.Second) {
 		t.Fatalf("took %v after the server died", took)
 	}
-	if rep.Requests == 0 || rep.DurationS > 1 || rep.Failure == "" {
+	if rep.Requests == 0 || rep.DurationS > scaled(time.Second).Seconds() || rep.Failure == "" {
 		t.Fatalf("partial report: requests %d duration %v failure %q", rep.Requests, rep.DurationS, rep.Failure)
 	}
 	if rep.ErrorsByKind["closed"]+rep.ErrorsByKind["reset"] == 0 {
@@ -360,9 +360,9 @@ func TestUDPServerDiesMidRun(t *testing.T) {
 	target := startUDP(t, srv)
 	time.AfterFunc(400*time.Millisecond, func() { srv.pc.Close() })
 	start := time.Now()
-	rep, err := Run(context.Background(), Config{Target: target, Conns: 2, Pipeline: 2, SizeMin: 32, Duration: 10 * time.Second,
+	rep, err := Run(context.Background(), Config{Target: target, Conns: 2, Pipeline: 2, SizeMin: 32, Duration: scaled(10 * time.Second),
 		Warmup: 100 * time.Millisecond, Timeout: 500 * time.Millisecond})
-	if !errors.Is(err, ErrFailed) || time.Since(start) > 3*time.Second {
+	if !errors.Is(err, ErrFailed) || time.Since(start) > scaled(3*time.Second) {
 		t.Fatalf("err = %v after %v, want ErrFailed at once", err, time.Since(start))
 	}
 	if rep.Requests == 0 || rep.ErrorsByKind["refused"] == 0 {
@@ -376,12 +376,12 @@ func TestServerStopsAnswering(t *testing.T) {
 	addr, proc := startSubprocess(t)
 	time.AfterFunc(300*time.Millisecond, func() { proc.Signal(syscall.SIGSTOP) })
 	start := time.Now()
-	rep, err := Run(context.Background(), Config{Target: "tcp://" + addr, Conns: 2, Duration: 10 * time.Second,
+	rep, err := Run(context.Background(), Config{Target: "tcp://" + addr, Conns: 2, Duration: scaled(10 * time.Second),
 		Warmup: 100 * time.Millisecond, Timeout: 300 * time.Millisecond})
 	if !errors.Is(err, ErrFailed) || rep.Timeouts != 2 || rep.ErrorsByKind["timeout"] != 2 {
 		t.Fatalf("err %v, timeouts %d, by kind %v", err, rep.Timeouts, rep.ErrorsByKind)
 	}
-	if took := time.Since(start); took > 2*time.Second {
+	if took := time.Since(start); took > scaled(2*time.Second) {
 		t.Fatalf("took %v", took)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +23,16 @@ import (
 // so its tests bring their own small servers that speak the wire protocol,
 // each with one deliberate property: a delay, corruption, loss, or a
 // process that can be paused.
+
+// scaled stretches a wall-clock bound of a test by SOCKBENCH_TEST_SCALE
+// (a number, e.g. 8 under qemu-user in make test-emulated); unset, bounds
+// are as written.
+func scaled(d time.Duration) time.Duration {
+	if v, err := strconv.ParseFloat(os.Getenv("SOCKBENCH_TEST_SCALE"), 64); err == nil && v > 1 {
+		return time.Duration(float64(d) * v)
+	}
+	return d
+}
 
 // subprocessEnv makes the test binary run subprocessServer instead of the tests.
 const subprocessEnv = "LOADGEN_TEST_SERVER"

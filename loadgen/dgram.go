@@ -243,8 +243,8 @@ func (w *worker) receiveDatagrams(slots chan<- struct{}, newPend <-chan pending)
 		}
 		switch {
 		case !p.counted:
-			if r.live != nil { // warmup: only the progress line sees it
-				r.live.record(now - p.intended)
+			if r.warm != nil { // warmup: only the progress line sees it
+				r.warm.record(now - p.intended)
 			}
 		case r.gen.checkDatagram(reply, w.id, got):
 			w.record(now, p.intended, p.sent, n)

@@ -155,7 +155,7 @@ func MergeLogs(names []string, logs []io.Reader) (*Report, error) {
 			if secs > 0 {
 				m.RPS = float64(lat.TotalCount()) / secs
 			}
-			out.Warnings = append(out.Warnings, names[i]+": no sockbench report in the log; only its latency histogram is merged")
+			out.Warnings = append(out.Warnings, names[i]+": no sockbench report in the log; only its latency histogram is merged, its values taken as nanoseconds")
 		}
 		out.LatencyHist.Merge(lat)
 		if svc != nil {

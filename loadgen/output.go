@@ -90,27 +90,29 @@ func WriteText(w io.Writer, rep *Report) error {
 		line("Merged", "%d runs", rep.Sources)
 	}
 	line("Target", "%s (%s)", rep.Target, rep.Mode)
-	loop := fmt.Sprintf("closed loop, %d conns x %d in flight", rep.Conns, rep.Pipeline)
+	cnt := func(v int64) string { return fmtCount(float64(v)) }
+	conns := cnt(int64(rep.Conns))
+	loop := fmt.Sprintf("closed loop, %s conns x %d in flight", conns, rep.Pipeline)
 	switch rep.Loop {
 	case "open":
-		loop = fmt.Sprintf("open loop at %s req/s over %d conns (at most %d in flight each)", fmtCount(rep.Rate), rep.Conns, rep.Pipeline)
+		loop = fmt.Sprintf("open loop at %s req/s over %s conns (at most %d in flight each)", fmtCount(rep.Rate), conns, rep.Pipeline)
 	case "mixed":
-		loop = fmt.Sprintf("closed and open loops, %d conns", rep.Conns)
+		loop = fmt.Sprintf("closed and open loops, %s conns", conns)
 	}
 	if rep.ConnsOK != rep.Conns {
-		loop += fmt.Sprintf(" (%d connected)", rep.ConnsOK)
+		loop += fmt.Sprintf(" (%s connected)", cnt(int64(rep.ConnsOK)))
 	}
 	line("Load", "%s, %s requests, %.2fs measured after %gs warmup", loop, sizes, rep.DurationS, rep.WarmupS)
-	line("Requests", "%s ok = %s req/s, %.2f MB/s", fmtCount(float64(rep.Requests)), fmtCount(rep.RPS), rep.MBps)
+	line("Requests", "%s ok: %s req/s, %.2f MB/s each way", cnt(rep.Requests), fmtCount(rep.RPS), rep.MBps)
 	if rep.Errors == 0 {
 		line("Errors", "none (every reply checked byte for byte)")
 	} else {
 		kinds := make([]string, 0, len(rep.ErrorsByKind))
 		for k, n := range rep.ErrorsByKind {
-			kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+			kinds = append(kinds, k+" "+fmtCount(float64(n)))
 		}
 		sort.Strings(kinds)
-		line("Errors", "%d (%s)", rep.Errors, strings.Join(kinds, ", "))
+		line("Errors", "%s (%s)", cnt(rep.Errors), strings.Join(kinds, ", "))
 	}
 	for _, e := range rep.Examples {
 		line("", "  %s", e)
@@ -120,7 +122,8 @@ func WriteText(w io.Writer, rep *Report) error {
 		if rep.Sent > 0 {
 			lostPct = 100 * float64(rep.Lost) / float64(rep.Sent)
 		}
-		line("Datagrams", "%d sent, %d lost (%.2f%%), %d duplicated, %d reordered, %d late", rep.Sent, rep.Lost, lostPct, rep.Duplicated, rep.Reordered, rep.Late)
+		line("Datagrams", "%s sent, %s lost (%.2f%%), %s duplicated, %s reordered, %s late",
+			cnt(rep.Sent), cnt(rep.Lost), lostPct, cnt(rep.Duplicated), cnt(rep.Reordered), cnt(rep.Late))
 	}
 	b.WriteString("\n")
 	fmt.Fprintf(&b, "%-10s %9s %9s %9s %9s %9s %9s %9s %9s\n", "", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean", "stddev")
@@ -137,9 +140,11 @@ func WriteText(w io.Writer, rep *Report) error {
 		row("Service", *rep.Service)
 		if rep.SendLag != nil {
 			row("Send lag", *rep.SendLag)
+			b.WriteString("           (open loop: latency counts from when each request was due, service time from when it\n")
+			b.WriteString("            was sent; send lag, how late it went out, is the generator's or a full pipeline's share)\n")
+		} else {
+			b.WriteString("           (open loop: latency counts from when each request was due, service time from when it was sent)\n")
 		}
-		b.WriteString("           (open loop: latency counts from when each request was due, service time from when it\n")
-		b.WriteString("            was sent; send lag, how late it went out, is the generator's or a full pipeline's share)\n")
 	}
 	row("Connect", rep.Connect)
 	b.WriteString("\n")

@@ -6,13 +6,14 @@ import (
 	"math/bits"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // liveHist is a coarse, lock-free latency histogram for the progress line
 // only: log-linear buckets with 8 steps per power of two (12.5% resolution).
-// Connections add to it with one atomic increment; the progress line swaps
-// the buckets to zero each second, so it shows the last second's p99. The
-// exact figures of the report come from the per-connection HdrHistograms.
+// Connections add to it with one atomic increment; the progress line reads
+// it without resetting, so it shows the p99 so far. The exact figures of the
+// report come from the per-connection HdrHistograms.
 type liveHist struct {
 	b [512]atomic.Uint64
 }
@@ -38,19 +39,19 @@ func liveUpper(i int) int64 {
 
 func (h *liveHist) record(v int64) { h.b[liveIndex(v)].Add(1) }
 
-// drainQuantile empties the histogram and returns its q-quantile (0..1)
-// and count.
-func (h *liveHist) drainQuantile(q float64) (int64, uint64) {
+// quantile returns the q-quantile (0..1) of everything recorded so far,
+// and the count.
+func (h *liveHist) quantile(q float64) (int64, uint64) {
 	var counts [512]uint64
 	var total uint64
 	for i := range h.b {
-		counts[i] = h.b[i].Swap(0)
+		counts[i] = h.b[i].Load()
 		total += counts[i]
 	}
 	if total == 0 {
 		return 0, 0
 	}
-	rank := uint64(q*float64(total) + 0.5)
+	rank := max(uint64(q*float64(total)+0.5), 1)
 	var acc uint64
 	for i, c := range counts {
 		acc += c
@@ -76,14 +77,15 @@ func (p *progress) print(w io.Writer) {
 	for _, wk := range r.workers {
 		done += wk.done.Load()
 	}
-	p99ns, n := r.live.drainQuantile(0.99)
-	p99 := "-"
-	if n > 0 {
-		p99 = fmtDur(float64(p99ns) / 1e3)
+	p99 := func(h *liveHist) string {
+		if ns, n := h.quantile(0.99); n > 0 {
+			return fmtDur(float64(ns) / 1e3)
+		}
+		return "-"
 	}
 	var line string
 	if now < r.measureStart {
-		line = fmt.Sprintf("warming up (%v left)  p99 %s", time.Duration(r.measureStart-now).Round(time.Second), p99)
+		line = fmt.Sprintf("warming up (%v left)  p99 so far %s", time.Duration(r.measureStart-now).Round(time.Second), p99(r.warm))
 	} else {
 		// The rate over the last tick, or over the part of it after the
 		// warmup; "-" while that part is too short to mean anything.
@@ -97,11 +99,12 @@ func (p *progress) print(w io.Writer) {
 		if r.cfg.Duration > 0 {
 			total = "/" + r.cfg.Duration.String()
 		}
-		line = fmt.Sprintf("%v%s  %s req/s  p99 %s  %s replies", elapsed, total, rate, p99, fmtCount(float64(done)))
+		line = fmt.Sprintf("%v%s  %s req/s  p99 so far %s  %s replies", elapsed, total, rate, p99(r.live), fmtCount(float64(done)))
 	}
 	p.lastDone, p.lastAt = done, now
-	pad := max(p.width-len(line), 0)
-	p.width = len(line)
+	n := utf8.RuneCountInString(line) // columns: "µs" is one rune, two bytes
+	pad := max(p.width-n, 0)
+	p.width = n
 	fmt.Fprintf(w, "\r%s%*s", line, pad, "")
 }
 

@@ -48,7 +48,8 @@ type run struct {
 
 	stop     chan struct{} // closed on cancellation
 	stopping atomic.Bool
-	live     *liveHist // nil unless a progress line is shown
+	live     *liveHist // measured latencies for the progress line; nil unless it is shown
+	warm     *liveHist // the same for the warmup
 
 	tmpDir          string // unixgram: where the client sockets live
 	workers         []*worker
@@ -216,7 +217,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		stop: make(chan struct{}),
 	}
 	if cfg.Progress != nil {
-		r.live = &liveHist{}
+		r.live, r.warm = &liveHist{}, &liveHist{}
 	}
 	if cfg.network == "unixgram" {
 		dir, err := os.MkdirTemp("", "sbload")
@@ -592,8 +593,9 @@ func (r *run) fill(rep *Report, window, cpu time.Duration, startWall time.Time) 
 		if due > 0 && (float64(unsent) > 0.01*float64(due) || float64(lateSends) > 0.05*float64(due)) {
 			rep.RateHeld = false
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf(
-				"rate not held: of %d requests due at %s req/s, %d went out more than %v late (worst %v) and %d never went out; at most %d can be in flight (-c x -p)",
-				due, fmtCount(r.cfg.Rate), lateSends, lateSend, time.Duration(maxLag).Round(time.Microsecond), unsent, len(r.workers)*r.cfg.Pipeline))
+				"rate not held: of %s requests due at %s req/s, %s went out more than %v late (worst %v) and %s never went out; at most %s can be in flight (-c x -p)",
+				fmtCount(float64(due)), fmtCount(r.cfg.Rate), fmtCount(float64(lateSends)), lateSend, time.Duration(maxLag).Round(time.Microsecond),
+				fmtCount(float64(unsent)), fmtCount(float64(len(r.workers)*r.cfg.Pipeline))))
 		}
 	}
 	if otherMode > 0 && otherMode == rep.Mismatches {

@@ -158,8 +158,8 @@ func (w *worker) receiveStream(slots chan<- struct{}, inflight <-chan stamp) {
 			w.record(now, st.intended, st.sent, size)
 		case st.counted:
 			w.mismatch(st.seq, r.gen.expectedLine(nil, w.id, st.seq), line, false)
-		case r.live != nil: // warmup: only the progress line sees it
-			r.live.record(now - st.intended)
+		case r.warm != nil: // warmup: only the progress line sees it
+			r.warm.record(now - st.intended)
 		}
 		slots <- struct{}{}
 	}

@@ -150,7 +150,7 @@ func WriteText(w io.Writer, rep *Report) error {
 	b.WriteString("\n")
 	usage := ""
 	if rep.DurationS >= 0.1 && rep.ClientCPUs > 0 {
-		usage = fmt.Sprintf(" (%.0f%% of %d CPUs)", 100*rep.ClientCPUS/rep.DurationS/float64(rep.ClientCPUs), rep.ClientCPUs)
+		usage = fmt.Sprintf(" (%.0f%% of %s)", 100*rep.ClientCPUS/rep.DurationS/float64(rep.ClientCPUs), cpusNoun(rep.ClientCPUs))
 	}
 	line("Client", "%.2f CPU-seconds%s", rep.ClientCPUS, usage)
 	for _, wn := range rep.Warnings {
@@ -197,4 +197,12 @@ func fmtCount(v float64) string {
 		return "-" + string(out)
 	}
 	return string(out)
+}
+
+// cpusNoun returns "1 CPU" or "N CPUs".
+func cpusNoun(n int) string {
+	if n == 1 {
+		return "1 CPU"
+	}
+	return strconv.Itoa(n) + " CPUs"
 }

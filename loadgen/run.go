@@ -576,7 +576,7 @@ func (r *run) fill(rep *Report, window, cpu time.Duration, startWall time.Time) 
 		rep.ClientSaturated = used >= 0.9
 		if rep.ClientSaturated {
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf(
-				"client saturated: the load generator used %.0f%% of its %d CPUs, so it, not the server, may be the bottleneck", used*100, rep.ClientCPUs))
+				"client saturated: the load generator used %.0f%% of its %s, so it, not the server, may be the bottleneck", used*100, cpusNoun(rep.ClientCPUs)))
 		}
 	}
 

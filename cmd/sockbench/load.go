@@ -152,14 +152,22 @@ func runLoad(cmd *cobra.Command, f *loadFlags) error {
 	defer stop()
 	rep, runErr := loadgen.Run(ctx, c)
 	if rep == nil {
+		// Nothing was sent (the file limit, say): leave no empty files.
+		for _, f := range []*os.File{outFile, hdrFile} {
+			if f != nil {
+				f.Close()
+				os.Remove(f.Name())
+			}
+		}
 		if errors.Is(runErr, loadgen.ErrConfig) {
 			return usagef("%s", trimSentinel(runErr))
 		}
 		return errors.New(trimSentinel(runErr))
 	}
-	// Nothing connected: the one-line error says it all, except to a
-	// program reading JSON or CSV, which gets the report with its failure.
-	if rep.ConnsOK > 0 || f.format != "text" {
+	// Nothing connected: on a terminal the one-line error says it all; a
+	// program reading JSON or CSV, or a report file asked for with -o,
+	// gets the report with its failure.
+	if rep.ConnsOK > 0 || f.format != "text" || outFile != nil {
 		if err := loadgen.WriteReport(out, rep, f.format); err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -128,6 +129,33 @@ func TestLoadUnreachable(t *testing.T) {
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("took %v", took)
+	}
+	// A report file asked for gets the failure too, not an empty file.
+	out := filepath.Join(shortTempDir(t), "r.txt")
+	code, _, stderr = runBin(t, 10*time.Second, "load", "--target", "tcp://"+addr, "-o", out)
+	if b, err := os.ReadFile(out); code != 1 || err != nil || !strings.Contains(string(b), "FAILED") {
+		t.Fatalf("-o: exit %d, stderr %q, file %q (%v)", code, stderr, b, err)
+	}
+}
+
+// TestLoadFileLimit: too many connections for RLIMIT_NOFILE is said before
+// anything starts, in one line, and leaves no empty output files.
+func TestLoadFileLimit(t *testing.T) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Max > 1<<24 {
+		t.Skip("no finite hard RLIMIT_NOFILE")
+	}
+	dir := shortTempDir(t)
+	out, hlog := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.hlog")
+	code, stdout, stderr := runBin(t, 10*time.Second, "load", "--target", upperServer(t), "-c", fmt.Sprint(lim.Max),
+		"-o", out, "--hdr-out", hlog)
+	if code != 1 || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "open files") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	for _, f := range []string{out, hlog} {
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("%s left behind", f)
+		}
 	}
 }
 

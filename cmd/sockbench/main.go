@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -68,7 +69,7 @@ func main() {
 func run(args []string) int {
 	rootCmd.SetArgs(args)
 	rootCmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
+		return usageError{fmt.Errorf("%s (see '%s --help')", flagErrText(err), c.CommandPath())}
 	})
 	err := rootCmd.Execute()
 	if err == nil {
@@ -87,6 +88,36 @@ func run(args []string) int {
 		return exitUsage
 	}
 	return exitFailure
+}
+
+// flagErrText rewords the parser's error for a flag value that is not a
+// number or a duration ('invalid argument "abc" for "--workers" flag:
+// strconv.ParseInt: parsing "abc": invalid syntax') as what the flag
+// wants, keeping the part that names the flag and the value.
+func flagErrText(err error) string {
+	msg := err.Error()
+	cause := errors.Unwrap(err)
+	if cause == nil || !strings.HasPrefix(msg, "invalid argument ") {
+		return msg
+	}
+	head := strings.TrimSuffix(msg, ": "+cause.Error())
+	if head == msg {
+		return msg
+	}
+	var ne *strconv.NumError
+	switch {
+	case errors.As(cause, &ne) && errors.Is(ne.Err, strconv.ErrRange):
+		return head + ": out of range"
+	case errors.As(cause, &ne) && ne.Func == "ParseFloat":
+		return head + ": want a number"
+	case errors.As(cause, &ne) && ne.Func == "ParseBool":
+		return head + ": want true or false"
+	case errors.As(cause, &ne):
+		return head + ": want a whole number"
+	case strings.HasPrefix(cause.Error(), "time: "):
+		return head + ": want a duration with a unit, such as 500us, 10ms or 2s"
+	}
+	return msg
 }
 
 // argsError wraps a cobra.PositionalArgs check so a wrong argument count

@@ -234,6 +234,15 @@ func checkHostPort(addr, network string, log *slog.Logger) error {
 			ips = append(ips, net.ParseIP(n))
 		}
 	}
+	local := localIPs()
+	for _, ip := range ips {
+		if ip == nil || ip.IsLoopback() || ip.IsUnspecified() || local == nil {
+			continue
+		}
+		if !local[ip.String()] {
+			return usagef("--addr %q: no interface on this machine has the address %s (try 127.0.0.1:%s)", addr, ip, port)
+		}
+	}
 	for _, ip := range ips {
 		if ip != nil && !ip.IsLoopback() {
 			log.Warn("binding to a non-loopback address: the server is reachable from other machines", "addr", addr)
@@ -241,6 +250,22 @@ func checkHostPort(addr, network string, log *slog.Logger) error {
 		}
 	}
 	return nil
+}
+
+// localIPs returns the addresses of this machine's interfaces, or nil when
+// they cannot be listed (then the bind itself decides).
+func localIPs() map[string]bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	ips := map[string]bool{}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			ips[n.IP.String()] = true
+		}
+	}
+	return ips
 }
 
 // addrErrText strips the address net.SplitHostPort repeats in its error.

@@ -124,6 +124,28 @@ func TestServeBadInput(t *testing.T) {
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"--nosuchflag"}, "unknown flag"},
 		{[]string{"extra", "args"}, "serve takes no arguments"},
+		// Values the flag parser itself refuses, for every kind of flag.
+		{[]string{"--workers", "abc"}, `"--workers" flag: want a whole number`},
+		{[]string{"--max-conns", "1.5"}, `"--max-conns" flag: want a whole number`},
+		{[]string{"--max-line", "lots"}, `"--max-line" flag: want a whole number`},
+		{[]string{"--max-line", "99999999999999999999"}, `"--max-line" flag: out of range`},
+		{[]string{"--idle-timeout", "5"}, `"--idle-timeout" flag: want a duration`},
+		{[]string{"--block", "soon"}, `"--block" flag: want a duration`},
+		{[]string{"--grace", "banana"}, `"--grace" flag: want a duration`},
+		{[]string{"--grace", "0"}, "--grace must be more than 0"},
+		{[]string{"--mode", ""}, `unknown mode ""`},
+		{[]string{"--net", ""}, "--net must not be empty"},
+		{[]string{"--model", ""}, `unknown model ""`},
+		{[]string{"--socket-mode", "0"}, "--socket-mode"},
+		{[]string{"--spawn", "weird", "--model", "prefork"}, "want pool or per-conn"},
+		{[]string{"--model"}, "flag needs an argument"},
+	}
+	if ip := "203.0.113.77"; !localIPs()[ip] {
+		// Not on this machine: one line, not a warning and then a bind error.
+		cases = append(cases, struct {
+			args []string
+			want string
+		}{[]string{"--addr", ip + ":7000"}, "no interface on this machine has the address"})
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -310,6 +332,23 @@ func TestServeAddrInUse(t *testing.T) {
 		t.Fatal("second server on the same socket exited 0")
 	}
 	checkOneLine(t, stdout, stderr, "another server is listening")
+	// A datagram server must not take the live stream socket for stale.
+	code, stdout, stderr = runServeFail(t, "--net", "unixgram", "--addr", path)
+	if code == 0 {
+		t.Fatal("a unixgram server on a live unix socket exited 0")
+	}
+	checkOneLine(t, stdout, stderr, "another server is listening")
+	if _, err := os.Lstat(path); err != nil {
+		t.Errorf("the live server's socket file is gone: %v", err)
+	}
+
+	dsrv := startServe(t, "--net", "udp", "--addr", "127.0.0.1:0")
+	code, stdout, stderr = runServeFail(t, "--net", "udp", "--addr", dsrv.addr)
+	if code == 0 {
+		t.Fatal("second server on the same udp port exited 0")
+	}
+	checkOneLine(t, stdout, stderr, "address already in use")
+	dsrv.stop(t)
 	usrv.stop(t)
 	srv.stop(t)
 }

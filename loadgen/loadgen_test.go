@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -167,17 +168,32 @@ func TestAccuracy(t *testing.T) {
 // records every request that should have gone out during the pause.
 func TestCoordinatedOmission(t *testing.T) {
 	addr, proc := startSubprocess(t)
+	// The pause is timed from the run's own clock, not the test's: the
+	// progress line's first tick comes 1 s after every connection is up,
+	// 0.5 s into the measurement, and the pause starts 0.2 s later. (Timed
+	// from the test's start, a slow connect under -race once moved most of
+	// the pause into the warmup, where nothing is counted.)
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		time.Sleep(1200 * time.Millisecond) // 0.5 s warmup, then 0.7 s into the measurement
-		proc.Signal(syscall.SIGSTOP)
-		time.Sleep(300 * time.Millisecond)
-		proc.Signal(syscall.SIGCONT)
-	}()
+	var paused time.Duration
+	tick := &onFirstWrite{f: func() {
+		go func() {
+			defer close(done)
+			time.Sleep(200 * time.Millisecond)
+			proc.Signal(syscall.SIGSTOP)
+			start := time.Now()
+			time.Sleep(300 * time.Millisecond)
+			proc.Signal(syscall.SIGCONT)
+			paused = time.Since(start)
+		}()
+	}}
 	rep := mustRun(t, Config{Target: "tcp://" + addr, Conns: 4, Pipeline: 8, Rate: 2000,
-		Duration: 2 * time.Second, Warmup: 500 * time.Millisecond, Timeout: 5 * time.Second})
-	<-done
+		Duration: 2 * time.Second, Warmup: 500 * time.Millisecond, Timeout: 5 * time.Second, Progress: tick})
+	select {
+	case <-done:
+	default:
+		t.Fatal("the run ended before the server was paused and resumed")
+	}
+	t.Logf("server paused for %v", paused)
 	p999 := time.Duration(rep.Latency.P999 * 1e3)
 	svc := time.Duration(rep.Service.P50 * 1e3)
 	t.Logf("p50 %v p99 %v p99.9 %v max %v; service p50 %v; requests %d; warnings %q",
@@ -208,6 +224,17 @@ func TestCoordinatedOmission(t *testing.T) {
 	if rep.Requests < 3000 || rep.Errors != 0 {
 		t.Fatalf("requests %d errors %d (%v): the schedule should have caught up", rep.Requests, rep.Errors, rep.ErrorsByKind)
 	}
+}
+
+// onFirstWrite is an io.Writer that calls f on its first Write.
+type onFirstWrite struct {
+	once sync.Once
+	f    func()
+}
+
+func (o *onFirstWrite) Write(p []byte) (int, error) {
+	o.once.Do(o.f)
+	return len(p), nil
 }
 
 // TestValidationCatchesCorruption: a server that alters one reply in seven.

@@ -166,10 +166,11 @@ func checkDgramBinary(e *env) {
 	e.logRetries(&retries)
 }
 
-// checkDgramConcurrent: 64 client sockets (64 source ports) at once.
+// checkDgramConcurrent: 200 client sockets (200 source ports) at once,
+// each in a closed loop of random datagrams.
 func checkDgramConcurrent(e *env) {
 	s := e.start(nil)
-	const clients, rounds = 64, 25
+	const clients, rounds = 200, 8
 	var retries atomic.Int64
 	dcs := make([]*dgramClient, clients)
 	for i := range dcs {

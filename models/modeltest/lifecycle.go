@@ -304,9 +304,9 @@ func (e *env) ping(addr string) error {
 
 // checkSocketFile: the socket file gets Config.SocketMode; a stale socket
 // is replaced; a live server's socket is not stolen (ErrSocketInUse, and
-// the live server keeps its file and keeps serving); a file that is not a
-// socket is left alone; and the file is gone after shutdown (checked by the
-// server harness).
+// the live server keeps its file and keeps serving), nor is a live socket
+// of the other type; a file that is not a socket is left alone; and the
+// file is gone after shutdown (checked by the server harness).
 func checkSocketFile(e *env) {
 	path := e.unixPath()
 	// A stale socket: bound, then its owner went away without unlinking.
@@ -352,6 +352,40 @@ func checkSocketFile(e *env) {
 	}
 	if err := e.ping(s.addr); err != nil {
 		e.t.Errorf("the first server after a second tried its path: %v", err)
+	}
+
+	// A live socket of the other type (a datagram socket where a stream
+	// server wants to bind, or the reverse) is in use too: probing it
+	// fails with EPROTOTYPE, not ECONNREFUSED, and it must not be taken
+	// for stale.
+	other := e.unixPath()
+	otherNet := "unixgram"
+	if !e.stream() {
+		otherNet = "unix"
+	}
+	if otherNet == "unix" {
+		ln, err := net.Listen("unix", other)
+		if err != nil {
+			e.t.Fatalf("bind a live %s socket: %v", otherNet, err)
+		}
+		defer ln.Close()
+	} else {
+		pc, err := net.ListenPacket("unixgram", other)
+		if err != nil {
+			e.t.Fatalf("bind a live %s socket: %v", otherNet, err)
+		}
+		defer pc.Close()
+	}
+	ost, _ := os.Lstat(other)
+	cfg = e.config()
+	cfg.Addr = other
+	if s4, err := e.tryStart(cfg); err == nil {
+		e.t.Errorf("a %s server started on the live %s socket %s (its Addr %s): it took a live socket for a stale one", e.net, otherNet, other, s4.addr)
+	} else if !errors.Is(err, models.ErrSocketInUse) {
+		e.t.Errorf("%s server on a live %s socket: error %v, want models.ErrSocketInUse", e.net, otherNet, err)
+	}
+	if st2, err := os.Lstat(other); err != nil || ost == nil || !os.SameFile(ost, st2) {
+		e.t.Errorf("the live %s socket's file was replaced or removed (%v)", otherNet, err)
 	}
 
 	// A file that is not a socket is never removed.

@@ -40,7 +40,8 @@ const (
 	// CheckOverLimit sends a line over max-line: only that connection is
 	// closed, others keep being served, Stats.LineTooLong counts it.
 	CheckOverLimit = "over-limit"
-	// CheckConcurrent runs 200 clients with validated random traffic.
+	// CheckConcurrent runs 200 clients at once (200 connections, or 200
+	// datagram sockets) with validated random traffic.
 	CheckConcurrent = "concurrent"
 	// CheckHalfClose: a client that shuts its write side gets every reply,
 	// then EOF.
@@ -73,9 +74,9 @@ const (
 	// one fails to start, and the first keeps serving.
 	CheckAddrInUse = "addr-in-use"
 	// CheckSocketFile (unix transports only): the socket file is created with
-	// Config.SocketMode, a stale one is replaced, a live one is not stolen
-	// (models.ErrSocketInUse), a non-socket file is left alone, and the file
-	// is gone after shutdown.
+	// Config.SocketMode, a stale one is replaced, a live one of either type
+	// is not stolen (models.ErrSocketInUse), a non-socket file is left
+	// alone, and the file is gone after shutdown.
 	CheckSocketFile = "socket-file"
 )
 

@@ -128,6 +128,15 @@ func TestChecksFailOnBrokenServers(t *testing.T) {
 		{"modeltest-broken-spin-on-emfile", "tcp", protocol.Echo, CheckFDExhaustion, "backing off", 1},
 		{"modeltest-broken-keep-socket-file", "unix", protocol.Echo, CheckSocketFile, "still there", 1},
 		{"modeltest-broken-steal-socket", "unix", protocol.Echo, CheckSocketFile, "live socket", 1},
+		{"modeltest-broken-unicode-upper", "tcp", protocol.Upper, CheckBinary, "reply differs", 1},
+		{"modeltest-broken-unicode-upper", "udp", protocol.Upper, CheckBinary, "reply differs", 0.2},
+		{"modeltest-broken-read-is-line", "unix", protocol.Echo, CheckBytewise, "reply differs", 0.2},
+		{"modeltest-broken-read-is-line", "tcp", protocol.Upper, CheckBytewise, "reply differs", 0.2},
+		{"modeltest-broken-serial", "tcp", protocol.Echo, CheckConcurrent, "until all have a first reply", 0.1},
+		{"modeltest-broken-close-all-on-long", "tcp", protocol.Echo, CheckOverLimit, "good connection after others", 0.2},
+		{"modeltest-broken-reply-first-peer", "udp", protocol.Echo, CheckDatagramSizes, "no reply", 0.2},
+		{"modeltest-broken-reply-first-peer", "udp", protocol.Upper, CheckConcurrent, "no reply", 0.2},
+		{"modeltest-broken-stop-on-accept-err", "tcp", protocol.Echo, CheckFDExhaustion, "no new connection was served", 0.5},
 	}
 	for _, tc := range cases {
 		t.Run(tc.model+"/"+tc.net+"/"+tc.check, func(t *testing.T) {
@@ -149,16 +158,23 @@ func TestChecksFailOnBrokenServers(t *testing.T) {
 }
 
 // TestLeaksFailOnLeakyServer is apart from the table: the leak check
-// counts the whole process and must run alone.
+// counts the whole process and must run alone (its cases in turn).
 func TestLeaksFailOnLeakyServer(t *testing.T) {
-	f := runFake(t, "modeltest-broken-leak-per-conn", "tcp", protocol.Echo, CheckLeaks, LeakCycles(300), Scale(0.3))
-	if !f.Failed() {
-		t.Fatalf("the leak check passed against a server that leaks a goroutine per connection")
-	}
-	if all := strings.Join(f.msgs, "\n"); !strings.Contains(all, "leak per connection") {
-		t.Errorf("failures do not name the leak:\n%s", all)
-	} else {
-		t.Logf("failed as it should:\n%s", all)
+	for _, tc := range []struct{ model, net, leak string }{
+		{"modeltest-broken-leak-per-conn", "tcp", "a goroutine"},
+		{"modeltest-broken-leak-fd-per-conn", "unix", "an fd"},
+	} {
+		t.Run(tc.model+"/"+tc.net, func(t *testing.T) {
+			f := runFake(t, tc.model, tc.net, protocol.Echo, CheckLeaks, LeakCycles(300), Scale(0.3))
+			if !f.Failed() {
+				t.Fatalf("the leak check passed against a server that leaks %s per connection", tc.leak)
+			}
+			if all := strings.Join(f.msgs, "\n"); !strings.Contains(all, "leak per connection") {
+				t.Errorf("failures do not name the leak:\n%s", all)
+			} else {
+				t.Logf("failed as it should:\n%s", all)
+			}
+		})
 	}
 }
 

@@ -1,6 +1,7 @@
 package modeltest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -44,6 +45,13 @@ type bugs struct {
 	serialCost       bool // pays Config.Cost under one server-wide lock
 	reusePort        bool // binds IP sockets with SO_REUSEPORT
 	orphan           bool // starts a helper process and never stops it
+	unicodeUpper     bool // upper mode uses bytes.ToUpper (Unicode, not ASCII only)
+	readIsLine       bool // takes each read for whole lines: a fragment is answered as a line
+	serial           bool // serves one connection at a time
+	closeAllOnLong   bool // a line over max-line closes every connection
+	replyFirstPeer   bool // sends every datagram reply to the first sender it saw
+	stopOnAcceptErr  bool // a failed accept ends the accept loop for good
+	leakFDPerConn    bool // keeps a duplicate fd of every connection until Shutdown
 }
 
 var refVariants = map[string]bugs{
@@ -67,6 +75,13 @@ var refVariants = map[string]bugs{
 	"modeltest-broken-serial-cost":         {serialCost: true},
 	"modeltest-broken-reuse-port":          {reusePort: true},
 	"modeltest-broken-orphan":              {orphan: true},
+	"modeltest-broken-unicode-upper":       {unicodeUpper: true},
+	"modeltest-broken-read-is-line":        {readIsLine: true},
+	"modeltest-broken-serial":              {serial: true},
+	"modeltest-broken-close-all-on-long":   {closeAllOnLong: true},
+	"modeltest-broken-reply-first-peer":    {replyFirstPeer: true},
+	"modeltest-broken-stop-on-accept-err":  {stopOnAcceptErr: true},
+	"modeltest-broken-leak-fd-per-conn":    {leakFDPerConn: true},
 }
 
 func init() {
@@ -94,6 +109,8 @@ type refServer struct {
 	stop    chan struct{} // closed by Shutdown
 	wg      sync.WaitGroup
 	leaks   sync.WaitGroup
+	leaked  []*os.File // leakFDPerConn
+	peer    net.Addr   // replyFirstPeer, under mu
 }
 
 func (s *refServer) Addr() string        { return s.addr }
@@ -188,6 +205,9 @@ func (s *refServer) acceptLoop() {
 			if s.bugs.spinOnAcceptErr {
 				continue
 			}
+			if s.bugs.stopOnAcceptErr {
+				return
+			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), 200*time.Millisecond)
 			select {
 			case <-time.After(backoff):
@@ -211,17 +231,35 @@ func (s *refServer) acceptLoop() {
 			s.leaks.Add(1)
 			go func() { defer s.leaks.Done(); <-s.stop }()
 		}
+		if s.bugs.leakFDPerConn {
+			if fc, ok := c.(interface{ File() (*os.File, error) }); ok {
+				if f, err := fc.File(); err == nil {
+					s.mu.Lock()
+					s.leaked = append(s.leaked, f)
+					s.mu.Unlock()
+				}
+			}
+		}
 		s.wg.Add(1)
+		if s.bugs.serial {
+			s.serveConn(c)
+			continue
+		}
 		go s.serveConn(c)
 	}
 }
 
+// countReader counts the bytes read and arms the read deadline before
+// every read: LineReader.Next may read several times for one line, and a
+// client that sends a line in pieces is not idle between them.
 type countReader struct {
+	s *refServer
 	c net.Conn
 	n *atomic.Uint64
 }
 
 func (r countReader) Read(p []byte) (int, error) {
+	r.s.armRead(r.c)
 	n, err := r.c.Read(p)
 	r.n.Add(uint64(n))
 	return n, err
@@ -253,6 +291,10 @@ func (s *refServer) serveConn(c net.Conn) {
 			s.cnt.Active.Add(-1)
 		}
 	}()
+	if s.bugs.readIsLine {
+		s.serveReads(c)
+		return
+	}
 	maxLine := s.cfg.MaxLine
 	if s.bugs.noMaxLine {
 		maxLine = 1 << 30
@@ -260,7 +302,7 @@ func (s *refServer) serveConn(c net.Conn) {
 	if s.bugs.maxLineOffByOne {
 		maxLine--
 	}
-	lr := protocol.NewLineReader(countReader{c, &s.cnt.BytesIn}, maxLine)
+	lr := protocol.NewLineReader(countReader{s, c, &s.cnt.BytesIn}, maxLine)
 	var out []byte
 	var pending uint64
 	flush := func() bool {
@@ -289,13 +331,19 @@ func (s *refServer) serveConn(c net.Conn) {
 				c.Close()
 				return
 			}
-			s.armRead(c)
 		}
 		line, err := lr.Next()
 		if err != nil {
 			switch {
 			case errors.Is(err, protocol.ErrLineTooLong):
 				s.cnt.LineTooLong.Add(1)
+				if s.bugs.closeAllOnLong {
+					s.mu.Lock()
+					for o := range s.conns {
+						o.Close()
+					}
+					s.mu.Unlock()
+				}
 				s.closeConn(c)
 			case isTimeout(err) && !s.closing.Load():
 				s.cnt.IdleTimeouts.Add(1)
@@ -318,19 +366,56 @@ func (s *refServer) serveConn(c net.Conn) {
 			return
 		}
 		s.pay()
-		n := len(out)
-		out = append(out, line...)
-		if s.bugs.upperInEcho {
-			protocol.UpperInPlace(out[n:])
-		} else {
-			s.cfg.Mode.Apply(out[n:])
-		}
+		out = s.appendReply(out, line)
 		pending++
 		if s.bugs.dropOnShutdown {
 			s.cnt.Requests.Add(1)
 		}
 		if len(out) >= 64<<10 && !flush() {
 			c.Close()
+			return
+		}
+	}
+}
+
+// appendReply appends the reply to req, as the variant's bugs make it.
+func (s *refServer) appendReply(out, req []byte) []byte {
+	switch {
+	case s.bugs.upperInEcho:
+		return protocol.Upper.AppendReply(out, req)
+	case s.bugs.unicodeUpper && s.cfg.Mode == protocol.Upper:
+		return append(out, bytes.ToUpper(req)...)
+	}
+	return s.cfg.Mode.AppendReply(out, req)
+}
+
+// serveReads is the readIsLine bug: a server that takes every read for
+// whole requests, as if the client's writes arrived one by one, and
+// answers a piece of a line as a line of its own.
+func (s *refServer) serveReads(c net.Conn) {
+	buf := make([]byte, 64<<10)
+	var out []byte
+	for {
+		s.armRead(c)
+		n, err := c.Read(buf)
+		s.cnt.BytesIn.Add(uint64(n))
+		out = out[:0]
+		for _, part := range bytes.SplitAfter(buf[:n], []byte("\n")) {
+			if len(part) == 0 {
+				continue
+			}
+			if part[len(part)-1] != '\n' {
+				part = append(part, '\n')
+			}
+			out = s.appendReply(out, part)
+			s.cnt.Requests.Add(1)
+		}
+		if len(out) > 0 {
+			w, _ := c.Write(out)
+			s.cnt.BytesOut.Add(uint64(w))
+		}
+		if err != nil {
+			s.closeConn(c)
 			return
 		}
 	}
@@ -376,6 +461,7 @@ func (s *refServer) closeConn(c net.Conn) {
 func (s *refServer) packetLoop() {
 	defer s.wg.Done()
 	buf := make([]byte, protocol.MaxDatagram+1)
+	out := make([]byte, 0, protocol.MaxDatagram)
 	if s.bugs.smallDgramBuf {
 		buf = buf[:8<<10]
 	}
@@ -394,17 +480,21 @@ func (s *refServer) packetLoop() {
 			continue
 		}
 		s.pay()
-		if s.bugs.upperInEcho {
-			protocol.UpperInPlace(buf[:n])
-		} else {
-			s.cfg.Mode.Apply(buf[:n])
+		reply := s.appendReply(out[:0], buf[:n])
+		if s.bugs.replyFirstPeer {
+			s.mu.Lock()
+			if s.peer == nil {
+				s.peer = from
+			}
+			from = s.peer
+			s.mu.Unlock()
 		}
-		if _, err := s.pc.WriteTo(buf[:n], from); err != nil {
+		if _, err := s.pc.WriteTo(reply, from); err != nil {
 			s.cnt.WriteErrors.Add(1)
 			continue
 		}
 		s.cnt.Requests.Add(1)
-		s.cnt.BytesOut.Add(uint64(n))
+		s.cnt.BytesOut.Add(uint64(len(reply)))
 	}
 }
 
@@ -448,6 +538,12 @@ func (s *refServer) Shutdown(ctx context.Context) error {
 	if !s.bugs.keepSocketFile {
 		s.sf.Remove()
 	}
+	s.mu.Lock()
+	for _, f := range s.leaked {
+		f.Close()
+	}
+	s.leaked = nil
+	s.mu.Unlock()
 	return err
 }
 

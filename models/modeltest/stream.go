@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/sockbench/sockbench/models"
@@ -213,7 +214,10 @@ func checkOverLimit(e *env) {
 }
 
 // checkConcurrent: 200 clients at once, each sending random batches of
-// random sizes and checking every reply.
+// random sizes and checking every reply. Every client has its first reply
+// before any client sends its second batch or closes, so all 200 are
+// served at the same time: a server that serves one connection at a time
+// cannot pass by working through them in turn.
 func checkConcurrent(e *env) {
 	if !e.stream() {
 		checkDgramConcurrent(e)
@@ -227,9 +231,15 @@ func checkConcurrent(e *env) {
 	}
 	var total uint64
 	counts := make([]uint64, clients)
+	var firstRound sync.WaitGroup
+	firstRound.Add(clients)
 	errs := goAll(clients, func(i int) error {
 		c := conns[i]
 		for r := range rounds {
+			if r == 1 {
+				firstRound.Done()
+				firstRound.Wait()
+			}
 			reqs := make([][]byte, 1+e.intn(6))
 			for j := range reqs {
 				n := e.intn(600)
@@ -239,7 +249,10 @@ func checkConcurrent(e *env) {
 				reqs[j] = e.line(n)
 			}
 			if err := e.exchange(c, reqs...); err != nil {
-				return fmt.Errorf("client %d round %d (%d requests): %w", i, r, len(reqs), err)
+				if r == 0 {
+					firstRound.Done()
+				}
+				return fmt.Errorf("client %d round %d (%d requests; every client holds its connection open until all have a first reply): %w", i, r, len(reqs), err)
 			}
 			counts[i] += uint64(len(reqs))
 		}

@@ -280,9 +280,19 @@ func TestBenchCommandErrors(t *testing.T) {
 			t.Errorf("%v: %v\n%s", tc.args, err, out)
 		}
 	}
-	out, err := exec.Command(bin, "bench", "--binary", "/bin/false").CombinedOutput()
+	outDir := filepath.Join(t.TempDir(), "out")
+	out, err := exec.Command(bin, "bench", "--binary", "/bin/false", "-o", outDir).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "no working 'serve' command") {
 		t.Errorf("--binary /bin/false: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(outDir); !os.IsNotExist(err) {
+		t.Errorf("a refused run left %s behind (%v)", outDir, err)
+	}
+	// A dry run only lists the plan: it needs no runnable binary (an arm
+	// binary under qemu-user without binfmt cannot exec itself).
+	out, err = exec.Command(bin, "bench", "--dry-run", "--profile", "pi", "--binary", "/bin/false").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "cells x 5 runs") {
+		t.Errorf("dry run with an unrunnable --binary: %v\n%s", err, out)
 	}
 	out, err = exec.Command(bin, "bench", "--dry-run", "--profile", "quick").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "36 cells x 6 runs") {

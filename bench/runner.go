@@ -194,15 +194,6 @@ func NewRunner(opts Options) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A wrong --binary would otherwise cost a ready timeout per cell.
-	for _, sub := range []string{"serve", "load"} {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		out, err := exec.CommandContext(ctx, opts.Binary, sub, "--help").CombinedOutput()
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("bench: %s has no working '%s' command (%v): %s", opts.Binary, sub, err, strings.TrimSpace(string(out)))
-		}
-	}
 	r := &Runner{opts: opts, cells: interleave(cells), count: opts.Profile.Count, now: opts.Now}
 	if opts.Count > 0 {
 		r.count = opts.Count
@@ -228,6 +219,23 @@ func NewRunner(opts Options) (*Runner, error) {
 	}
 	fillEnv(&r.opts.Env)
 	return r, nil
+}
+
+// checkBinary runs the binary's serve and load --help: a wrong --binary
+// would otherwise cost a ready timeout per cell. Run calls it before it
+// creates any file; a dry run (Cells, Estimate) does not need it, so a
+// plan can be listed even where the binary cannot be executed by its
+// path (an arm binary under qemu-user without binfmt).
+func (r *Runner) checkBinary(ctx context.Context) error {
+	for _, sub := range []string{"serve", "load"} {
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		out, err := exec.CommandContext(cctx, r.opts.Binary, sub, "--help").CombinedOutput()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("bench: %s has no working '%s' command (%v): %s", r.opts.Binary, sub, err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
 }
 
 // Cells returns the cells in run order.
@@ -261,6 +269,9 @@ func Stem(t time.Time, host string) string {
 // drops its unfinished measurement and still writes the .txt and the
 // report of the rows finished so far.
 func (r *Runner) Run(ctx context.Context) (*Outcome, error) {
+	if err := r.checkBinary(ctx); err != nil {
+		return nil, err
+	}
 	start := r.now()
 	if err := os.MkdirAll(r.opts.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)

@@ -304,8 +304,10 @@ func listenError(err error, cfg *models.Config) error {
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE):
 		return fmt.Errorf("cannot listen on %s: address already in use (another server is running there; pick another --addr, or port 0 for any free port)", where)
+	case errors.Is(err, syscall.EACCES) && cfg.IsUnix():
+		return fmt.Errorf("cannot listen on %s: permission denied (the directory %s is not writable by this user)", where, filepath.Dir(cfg.Addr))
 	case errors.Is(err, syscall.EACCES):
-		return fmt.Errorf("cannot listen on %s: permission denied (ports below 1024 need privileges; for unix, check the directory)", where)
+		return fmt.Errorf("cannot listen on %s: permission denied (ports below 1024 need privileges; pick a higher port, or port 0 for any free one)", where)
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
 		return fmt.Errorf("cannot listen on %s: no interface on this machine has that address", where)
 	case errors.Is(err, models.ErrSocketInUse):

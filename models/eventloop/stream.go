@@ -108,7 +108,7 @@ func (s *server) startStream() error {
 		loops:      map[gnet.EventLoop]*loopState{},
 	}
 	cli, err := gnet.NewClient(&streamHandler{ss: ss}, append(s.gnetOptions(),
-		gnet.WithReadBufferCap(64<<10))...)
+		gnet.WithReadBufferCap(64<<10), gnet.WithLoadBalancing(gnet.LeastConnections))...)
 	if err == nil {
 		err = cli.Start()
 	}

@@ -190,7 +190,10 @@ func TestShutdownAnswersThenEOFAndRemovesSocket(t *testing.T) {
 	}
 	c := dial(t, "unix", path)
 	c.Write([]byte(strings.Repeat("req\n", 10)))
-	time.Sleep(50 * time.Millisecond) // the server has read them; it is paying --block
+	// Once the server has read them (it is then paying --block), they are
+	// requests it must answer; a fixed sleep would not be sure of that on
+	// a loaded machine.
+	waitStat(t, srv, func(s models.Stats) bool { return s.BytesIn == 40 })
 	if err := srv.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}

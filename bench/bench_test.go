@@ -355,6 +355,78 @@ func TestCompareStatistics(t *testing.T) {
 	}
 }
 
+// quickKeys are the quick profile's 36 cells.
+func quickKeys() []Key {
+	var ks []Key
+	for _, m := range []string{"threaded", "eventloop", "prefork"} {
+		for _, n := range []string{"tcp", "udp", "unix"} {
+			for _, mode := range []string{"echo", "upper"} {
+				for _, c := range []int{1, 32} {
+					k := key(m, n, c)
+					k.Mode = mode
+					ks = append(ks, k)
+				}
+			}
+		}
+	}
+	return ks
+}
+
+// TestCompareManyCellsNoFalseAlarms: two sets drawn from the same
+// distribution over the quick profile's 36 cells, 6 runs a side with
+// ±25% run-to-run noise (what 0.3 s runs on a shared 2-core machine
+// show). Judged cell by cell at alpha 0.05, most such comparisons flag
+// some cell; adjusted together they flag about alpha of them. A real
+// slowdown of every cell by 20% is still found with the same runs.
+func TestCompareManyCellsNoFalseAlarms(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	cells := quickKeys()
+	draw := func(f float64) []Row {
+		var rows []Row
+		for _, k := range cells {
+			rows = append(rows, synthRows(k, 6, 20000*f, 0.25, rng)...)
+		}
+		return rows
+	}
+	const trials = 200
+	corrected, uncorrected := 0, 0
+	for i := 0; i < trials; i++ {
+		a, b := draw(1), draw(1)
+		c, err := Compare(a, b, CompareOptions{Threshold: 0.05})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Failed()) > 0 {
+			corrected++
+		}
+		if c.Tests != len(cells) || c.LoneRuns != 7 {
+			t.Fatalf("tests %d, lone runs %d", c.Tests, c.LoneRuns)
+		}
+		u, _ := Compare(a, b, CompareOptions{Threshold: 0.05, NoCorrection: true})
+		if len(u.Failed()) > 0 {
+			uncorrected++
+		}
+	}
+	t.Logf("same distribution, %d trials: %d failed corrected, %d uncorrected", trials, corrected, uncorrected)
+	// Expected: about 5% (10 of 200) corrected; binomial 99.9% bound ~22.
+	if corrected > 22 {
+		t.Errorf("corrected: %d of %d same-distribution comparisons failed", corrected, trials)
+	}
+	if uncorrected < trials/2 {
+		t.Errorf("uncorrected: only %d of %d failed; the test no longer shows why correction is on", uncorrected, trials)
+	}
+	found := 0
+	for i := 0; i < 20; i++ {
+		c, _ := Compare(draw(1), draw(0.8), CompareOptions{Threshold: 0.05})
+		if len(c.Failed()) > 0 {
+			found++
+		}
+	}
+	if found < 18 {
+		t.Errorf("a 20%% slowdown of every cell was found in only %d of 20 comparisons", found)
+	}
+}
+
 func TestParseThreshold(t *testing.T) {
 	for in, want := range map[string]float64{"5%": 0.05, "5": 0.05, "0.05": 0.05, "12.5%": 0.125, "0%": 0} {
 		got, err := ParseThreshold(in)

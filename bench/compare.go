@@ -59,6 +59,12 @@ type CompareOptions struct {
 	Show []string
 	// RegressionsOnly ignores significant improvements when gating.
 	RegressionsOnly bool
+	// NoCorrection judges every cell's p-value against Alpha on its own.
+	// By default the p-values of all gated comparisons are adjusted
+	// together (Benjamini-Hochberg): the quick profile tests 36 cells,
+	// and at alpha 0.05 uncorrected tests flag at least one of them in
+	// most comparisons of a build with itself.
+	NoCorrection bool
 }
 
 // Verdicts of one cell and metric.
@@ -84,9 +90,12 @@ type Change struct {
 	// median, relative (0.04 = the runs lie within ±4% of the median).
 	BaseSpread, NewSpread float64
 	Delta                 float64 // relative change of the median, new/base - 1
-	P                     float64
-	Verdict               string
-	Note                  string
+	// P is the U test's two-sided p-value; Q is P adjusted for the number
+	// of comparisons in its family (the gated ones, or the shown ones),
+	// and what the verdict is judged by (Q == P with NoCorrection).
+	P, Q    float64
+	Verdict string
+	Note    string
 }
 
 // Failing reports whether this change fails the comparison.
@@ -108,6 +117,11 @@ type Comparison struct {
 	Notes []string
 	// MinRuns is how many runs a side the U test needs at Alpha.
 	MinRuns int
+	// Tests is how many gated comparisons were judged together; a change
+	// in a single cell among them is significant only at p <= Alpha/Tests,
+	// which takes LoneRuns runs a side (changes across many cells need
+	// fewer).
+	Tests, LoneRuns int
 }
 
 // Failed lists the changes that fail the comparison.
@@ -151,9 +165,11 @@ func MinRunsForAlpha(alpha float64) int {
 
 // Compare groups the clean runs of base and new by cell and compares every
 // metric in opts.Gate and opts.Show with a Mann-Whitney U test (benchmath's
-// AssumeNothing). A change fails when it is both significant at Alpha and
-// larger than Threshold. Cells with fewer runs than the test needs are
-// reported as such, never judged.
+// AssumeNothing). A change fails when it is both significant at Alpha,
+// after adjusting the p-values of all gated comparisons together
+// (Benjamini-Hochberg, unless NoCorrection), and larger than Threshold.
+// Cells with fewer runs than the test needs are reported as such, never
+// judged.
 func Compare(base, new []Row, opts CompareOptions) (*Comparison, error) {
 	if opts.Alpha == 0 {
 		opts.Alpha = 0.05
@@ -205,7 +221,7 @@ func Compare(base, new []Row, opts CompareOptions) (*Comparison, error) {
 	thr := &benchmath.Thresholds{CompareAlpha: opts.Alpha}
 	for _, k := range sorted {
 		for _, m := range metrics {
-			ch := Change{Key: k, Metric: m, Gated: gated[m.Name], Delta: math.NaN(), P: math.NaN()}
+			ch := Change{Key: k, Metric: m, Gated: gated[m.Name], Delta: math.NaN(), P: math.NaN(), Q: math.NaN()}
 			bv, nv := values(bg[k], m), values(ng[k], m)
 			ch.NBase, ch.NNew = len(bv), len(nv)
 			switch {
@@ -237,18 +253,63 @@ func Compare(base, new []Row, opts CompareOptions) (*Comparison, error) {
 			}
 			c := benchmath.AssumeNothing.Compare(benchmath.NewSample(bv, thr), benchmath.NewSample(nv, thr))
 			ch.P = c.P
-			ch.Verdict = VerdictSame
-			if c.P <= opts.Alpha && !math.IsNaN(ch.Delta) && math.Abs(ch.Delta) > opts.Threshold {
-				if (ch.Delta > 0) == m.Higher {
-					ch.Verdict = VerdictBetter
-				} else {
-					ch.Verdict = VerdictWorse
-				}
-			}
 			cmp.Changes = append(cmp.Changes, ch)
 		}
 	}
+	// Judge every tested change by its p-value adjusted within its family.
+	for _, fam := range []bool{true, false} {
+		var idx []int
+		for i := range cmp.Changes {
+			if cmp.Changes[i].Gated == fam && !math.IsNaN(cmp.Changes[i].P) {
+				idx = append(idx, i)
+			}
+		}
+		if fam {
+			cmp.Tests = len(idx)
+		}
+		adjust(cmp.Changes, idx, opts.NoCorrection)
+	}
+	cmp.LoneRuns = cmp.MinRuns
+	if !opts.NoCorrection && cmp.Tests > 1 {
+		cmp.LoneRuns = MinRunsForAlpha(opts.Alpha / float64(cmp.Tests))
+	}
+	for i := range cmp.Changes {
+		ch := &cmp.Changes[i]
+		if math.IsNaN(ch.Q) {
+			continue
+		}
+		ch.Verdict = VerdictSame
+		if ch.Q <= opts.Alpha && !math.IsNaN(ch.Delta) && math.Abs(ch.Delta) > opts.Threshold {
+			if (ch.Delta > 0) == ch.Metric.Higher {
+				ch.Verdict = VerdictBetter
+			} else {
+				ch.Verdict = VerdictWorse
+			}
+		}
+	}
 	return cmp, nil
+}
+
+// adjust sets Q of the changes at idx: their P adjusted by the
+// Benjamini-Hochberg step-up procedure (q of the i-th smallest of m
+// p-values is min over j >= i of p_j*m/j), or P itself with none. When
+// no change is real, BH keeps the chance of flagging any at alpha; when
+// many cells moved, it still finds them with few runs, where Bonferroni
+// would need p <= alpha/m of each.
+func adjust(chs []Change, idx []int, none bool) {
+	if none {
+		for _, i := range idx {
+			chs[i].Q = chs[i].P
+		}
+		return
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return chs[idx[a]].P < chs[idx[b]].P })
+	m := float64(len(idx))
+	q := 1.0
+	for r := len(idx) - 1; r >= 0; r-- {
+		q = math.Min(q, chs[idx[r]].P*m/float64(r+1))
+		chs[idx[r]].Q = q
+	}
 }
 
 // spread is the largest relative distance of a value from the median.
@@ -332,7 +393,7 @@ func (c *Comparison) WriteText(w io.Writer) error {
 		fmt.Fprintln(&buf, "note:", n)
 	}
 	tw := tabwriter.NewWriter(&buf, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "cell\tmetric\tbase median ±spread\tnew median ±spread\tchange\tp\tverdict\t")
+	fmt.Fprintln(tw, "cell\tmetric\tbase median ±spread\tnew median ±spread\tchange\tp\tq\tverdict\t")
 	for _, ch := range c.Changes {
 		label := ch.Metric.Label
 		if ch.Gated {
@@ -345,12 +406,15 @@ func (c *Comparison) WriteText(w io.Writer) error {
 		if ch.NNew > 0 {
 			ns = fmt.Sprintf("%s ±%s (n=%d)", human(ch.New.Center), fmtSpread(ch.NewSpread), ch.NNew)
 		}
-		delta, p := "", ""
+		delta, p, q := "", "", ""
 		if !math.IsNaN(ch.Delta) {
 			delta = fmt.Sprintf("%+.1f%%", ch.Delta*100)
 		}
 		if !math.IsNaN(ch.P) {
 			p = fmt.Sprintf("%.3f", ch.P)
+		}
+		if !math.IsNaN(ch.Q) {
+			q = fmt.Sprintf("%.3f", ch.Q)
 		}
 		verdict := ch.Verdict
 		if ch.Verdict == VerdictBetter || ch.Verdict == VerdictWorse {
@@ -359,17 +423,25 @@ func (c *Comparison) WriteText(w io.Writer) error {
 		if ch.Note != "" {
 			verdict += ": " + ch.Note
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", ch.Key, label, bs, ns, delta, p, verdict)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", ch.Key, label, bs, ns, delta, p, q, verdict)
 	}
 	tw.Flush()
-	fmt.Fprintf(&buf, "±spread: the farthest run from the median. * gates the result: a change fails when p <= %v\n"+
-		"(Mann-Whitney U, two-sided) and the median moved more than %s.\n", c.Opts.Alpha, pct(c.Opts.Threshold))
+	fmt.Fprintf(&buf, "±spread: the farthest run from the median. p: Mann-Whitney U, two-sided. * gates the result:\n"+
+		"a change fails when q <= %v and the median moved more than %s.\n", c.Opts.Alpha, pct(c.Opts.Threshold))
+	if c.Opts.NoCorrection {
+		fmt.Fprintf(&buf, "q = p, uncorrected: with %d gated tests, expect about %.1f false alarms from noise alone.\n",
+			c.Tests, c.Opts.Alpha*float64(c.Tests))
+	} else if c.Tests > 1 {
+		fmt.Fprintf(&buf, "q: p adjusted for the %d gated tests together (Benjamini-Hochberg), so noise alone fails a\n"+
+			"comparison about %v of the time, not in most. A change in one cell alone needs p <= %.2g (>= %d runs a side).\n",
+			c.Tests, pct(c.Opts.Alpha), c.Opts.Alpha/float64(c.Tests), c.LoneRuns)
+	}
 	failed := c.Failed()
 	switch {
 	case len(failed) > 0:
 		fmt.Fprintf(&buf, "FAIL: %d significant change(s) past %s:\n", len(failed), pct(c.Opts.Threshold))
 		for _, ch := range failed {
-			fmt.Fprintf(&buf, "  %s %s %+.1f%% (%s, p=%.3f)\n", ch.Key, ch.Metric.Name, ch.Delta*100, ch.Verdict, ch.P)
+			fmt.Fprintf(&buf, "  %s %s %+.1f%% (%s, p=%.3f q=%.3f)\n", ch.Key, ch.Metric.Name, ch.Delta*100, ch.Verdict, ch.P, ch.Q)
 		}
 	case c.TooFew() > 0 && c.TooFew() == countGated(c.Changes):
 		fmt.Fprintf(&buf, "CANNOT JUDGE: too few runs in every cell (need >= %d a side); run with a higher --count.\n", c.MinRuns)

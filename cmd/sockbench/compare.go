@@ -17,17 +17,21 @@ func init() {
 		gate            []string
 		show            []string
 		regressionsOnly bool
+		noCorrection    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "compare BASE NEW",
 		Short: "Compare two result sets cell by cell; exit 1 on a significant change past the threshold",
-		Long: `compare reads two results files (CSV, or the Go benchmark format .txt) and
-compares each cell's runs with a Mann-Whitney U test (golang.org/x/perf
-benchmath, no assumption about the distribution). For every cell it shows the
-median and its 95% confidence interval on both sides, the change and the
-p-value. It exits 1 when a gated metric (--metrics, default rps) changed by
-more than --threshold AND the change is significant at --alpha; it says so,
-instead of guessing, when a cell has too few runs to judge (4 a side at 0.05).`,
+		Long: `compare reads two results files (CSV, or the Go benchmark format .txt, or
+directories of CSVs, merged) and compares each cell's runs with a Mann-Whitney
+U test (golang.org/x/perf benchmath, no assumption about the distribution).
+For every cell it shows the median and the farthest run on both sides, the
+change, the p-value and q, the p-value adjusted for all gated cells together
+(Benjamini-Hochberg: a profile of 36 cells would otherwise flag one of them by
+chance in most comparisons of a build with itself). It exits 1 when a gated
+metric (--metrics, default rps) changed by more than --threshold AND q <=
+--alpha; it says so, instead of guessing, when a cell has too few runs to
+judge (4 a side at 0.05).`,
 		Args: argsError(cobra.ExactArgs(2), "BASE and NEW results (CSV or .txt files, or directories)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			thr, err := bench.ParseThreshold(threshold)
@@ -46,7 +50,8 @@ instead of guessing, when a cell has too few runs to judge (4 a side at 0.05).`,
 				return usageError{err}
 			}
 			c, err := bench.Compare(base, nw, bench.CompareOptions{Threshold: thr, Alpha: alpha,
-				Gate: splitList(gate), Show: splitList(show), RegressionsOnly: regressionsOnly})
+				Gate: splitList(gate), Show: splitList(show), RegressionsOnly: regressionsOnly,
+				NoCorrection: noCorrection})
 			if err != nil {
 				return usageError{err}
 			}
@@ -66,6 +71,7 @@ instead of guessing, when a cell has too few runs to judge (4 a side at 0.05).`,
 	f.StringSliceVar(&gate, "metrics", []string{"rps"}, "metrics whose changes fail the comparison: rps, mbps, p50_us, p99_us, p999_us, cpu_us_per_req, server_rss_kb")
 	f.StringSliceVar(&show, "show", []string{"p99_us", "cpu_us_per_req"}, "further metrics shown for context, not gated")
 	f.BoolVar(&regressionsOnly, "regressions-only", false, "fail only on changes for the worse")
+	f.BoolVar(&noCorrection, "no-correction", false, "judge each cell's p-value alone (expect alpha x cells false alarms)")
 	rootCmd.AddCommand(cmd)
 }
 

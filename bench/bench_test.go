@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"golang.org/x/perf/benchfmt"
+	"golang.org/x/perf/benchproc"
 )
 
 func TestBuiltinProfiles(t *testing.T) {
@@ -270,6 +271,54 @@ func TestBenchfmtReadable(t *testing.T) {
 	back, err := ReadBenchfmt(bytes.NewReader(buf.Bytes()), "x.txt")
 	if err != nil || len(back) != 10 || back[0].Key != rows[0].Key || math.Abs(back[0].P99-rows[0].P99) > 1e-6*rows[0].P99 {
 		t.Fatalf("read back: %v %+v", err, back)
+	}
+}
+
+// TestBenchfmtTwoBuildsShareTables: benchstat splits results into tables
+// by every file config key (its default -table .config) and compares
+// files only within a table. Two builds (other commit, suite version, Go,
+// server flags) on one machine must land in the same table, or
+// `benchstat old.txt new.txt` prints them apart and compares nothing.
+func TestBenchfmtTwoBuildsShareTables(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	k := key("threaded", "tcp", 1)
+	a := synthRows(k, 3, 20000, 0.02, rng)
+	b := synthRows(k, 3, 15000, 0.02, rng)
+	for i := range b {
+		b[i].Commit, b[i].SuiteVersion, b[i].GoVersion, b[i].ServerArgs = "def-dirty", "v2", "go1.27", "--work=300us"
+	}
+	filter, err := benchproc.NewFilter("*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parser benchproc.ProjectionParser
+	tableBy, err := parser.Parse(".config", filter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables := map[benchproc.Key]int{}
+	for i, rows := range [][]Row{a, b} {
+		var buf bytes.Buffer
+		if err := WriteBenchfmt(&buf, rows, map[string]string{"profile": "quick"}); err != nil {
+			t.Fatal(err)
+		}
+		br := benchfmt.NewReader(bytes.NewReader(buf.Bytes()), "f.txt")
+		for br.Scan() {
+			if res, ok := br.Result().(*benchfmt.Result); ok {
+				tables[tableBy.Project(res)]++
+			}
+		}
+		back, err := ReadBenchfmt(bytes.NewReader(buf.Bytes()), "f.txt")
+		if err != nil || len(back) != 3 {
+			t.Fatalf("read back: %v %d", err, len(back))
+		}
+		if got := back[0]; got.Commit != rows[0].Commit || got.GoVersion != rows[0].GoVersion ||
+			got.SuiteVersion != rows[0].SuiteVersion || got.ServerArgs != rows[0].ServerArgs || got.Host != "testhost" {
+			t.Errorf("file %d: build identity read back as %q %q %q %q", i, got.Commit, got.GoVersion, got.SuiteVersion, got.ServerArgs)
+		}
+	}
+	if len(tables) != 1 {
+		t.Errorf("two builds fall into %d benchstat tables, want 1: %v", len(tables), tables)
 	}
 }
 

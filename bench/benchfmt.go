@@ -32,10 +32,16 @@ var benchUnits = []struct {
 
 // WriteBenchfmt writes the measured rows in Go benchmark format
 // (golang.org/x/perf/benchfmt), so `benchstat old.txt new.txt` compares
-// two result sets. Config lines (goos, goarch, cpu, host, ...) are written
-// before the first row and again whenever they change; extra holds
-// further config (profile, pinning) written once at the top. Rows that
-// were skipped or failed have no measurement and are left out.
+// two result sets. Config lines that describe the machine and the setup
+// (goos, goarch, cpu, host, cores, pinning) are written before the first
+// row and again whenever they change; extra holds further config
+// (profile) written once at the top. What identifies the build (commit,
+// suite_version, go_version) and extra server flags (server_args) are
+// what two compared files differ in, so they are written as comment lines
+// ("# commit: ..."): benchstat splits its tables by every config key that
+// differs, and would print two versions side by side in separate tables
+// instead of comparing them. ReadBenchfmt reads them back. Rows that were
+// skipped or failed have no measurement and are left out.
 func WriteBenchfmt(w io.Writer, rows []Row, extra map[string]string) error {
 	bw := bufio.NewWriter(w)
 	keys := make([]string, 0, len(extra))
@@ -58,8 +64,9 @@ func WriteBenchfmt(w io.Writer, rows []Row, extra map[string]string) error {
 		}
 		cfg := []string{
 			"goos", r.OS, "goarch", r.Arch, "cpu", r.CPUModel, "host", r.Host, "cores", strconv.Itoa(r.Cores),
-			"go_version", r.GoVersion, "suite_version", r.SuiteVersion, "commit", r.Commit,
-			"server_cpus", r.ServerCPUs, "client_cpus", r.ClientCPUs, "server_args", r.ServerArgs,
+			"server_cpus", r.ServerCPUs, "client_cpus", r.ClientCPUs,
+			buildKeyPrefix + "go_version", r.GoVersion, buildKeyPrefix + "suite_version", r.SuiteVersion,
+			buildKeyPrefix + "commit", r.Commit, buildKeyPrefix + "server_args", r.ServerArgs,
 		}
 		for j := 0; j < len(cfg); j += 2 {
 			if last == nil || last[j+1] != cfg[j+1] {
@@ -77,12 +84,19 @@ func WriteBenchfmt(w io.Writer, rows []Row, extra map[string]string) error {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				continue
 			}
-			fmt.Fprintf(bw, " %s %s", strconv.FormatFloat(v, 'f', -1, 64), u.unit)
+			// 10 significant digits: more than any measurement carries,
+			// and no 32238.999999999996 from unit scaling.
+			fmt.Fprintf(bw, " %s %s", strconv.FormatFloat(v, 'g', 10, 64), u.unit)
 		}
 		fmt.Fprintln(bw)
 	}
 	return bw.Flush()
 }
+
+// buildKeyPrefix starts the comment lines that carry a build's identity:
+// benchfmt ignores them (a config key must start with a lower-case
+// letter), ReadBenchfmt strips the prefix and reads them as config.
+const buildKeyPrefix = "# "
 
 // configKey makes a config key benchfmt accepts: no spaces, no upper case
 // first letter.

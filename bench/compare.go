@@ -550,7 +550,23 @@ func ReadResults(path string) ([]Row, error) {
 // ReadBenchfmt reads runs written by WriteBenchfmt back into rows (only
 // the fields the format carries).
 func ReadBenchfmt(r io.Reader, name string) ([]Row, error) {
-	br := benchfmt.NewReader(r, name)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	// The build's identity is in "# key: value" comment lines (see
+	// WriteBenchfmt); as config lines they apply to the results below them.
+	lines := bytes.Split(data, []byte("\n"))
+	for i, l := range lines {
+		if rest, ok := bytes.CutPrefix(l, []byte(buildKeyPrefix)); ok {
+			for _, k := range []string{"go_version:", "suite_version:", "commit:", "server_args:"} {
+				if bytes.HasPrefix(rest, []byte(k)) {
+					lines[i] = rest
+				}
+			}
+		}
+	}
+	br := benchfmt.NewReader(bytes.NewReader(bytes.Join(lines, []byte("\n"))), name)
 	var rows []Row
 	for br.Scan() {
 		res, ok := br.Result().(*benchfmt.Result)
@@ -567,6 +583,9 @@ func ReadBenchfmt(r io.Reader, name string) ([]Row, error) {
 		row := Row{Key: k, Status: StatusOK, Requests: int64(res.Iters)}
 		row.Host, row.OS, row.Arch = res.GetConfig("host"), res.GetConfig("goos"), res.GetConfig("goarch")
 		row.CPUModel, row.Commit = res.GetConfig("cpu"), res.GetConfig("commit")
+		row.GoVersion, row.SuiteVersion = res.GetConfig("go_version"), res.GetConfig("suite_version")
+		row.Cores, _ = strconv.Atoi(res.GetConfig("cores"))
+		row.ServerArgs, row.ServerCPUs, row.ClientCPUs = res.GetConfig("server_args"), res.GetConfig("server_cpus"), res.GetConfig("client_cpus")
 		get := func(unit string, scale float64) float64 {
 			for _, v := range res.Values {
 				if v.OrigUnit == unit || (v.OrigUnit == "" && v.Unit == unit) {

@@ -1,6 +1,9 @@
 package loadgen
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // slot is one open-loop request the dispatcher hands to a connection.
 type slot struct {
@@ -24,25 +27,37 @@ type slot struct {
 // Linux: tens of microseconds) and wakes the connections through a channel.
 //
 // It returns, closing tokens, when the schedule is over or quit closes.
+// With -d the schedule is over only at the end of the window, even when its
+// last request fell due long before (a low rate): the window measured is
+// the one asked for, not cut short at the last reply.
 func (r *run) dispatch(tokens chan<- slot, quit <-chan struct{}) {
 	defer close(tokens)
 	sleep := preciseSleeper()
-	for {
-		due, counted, ok := r.pacer.Claim(r.now())
-		if !ok {
-			return
-		}
+	// wait sleeps until t on the run's clock; false when quit closed first.
+	wait := func(t int64) bool {
 		for {
-			d := due - r.now()
+			d := t - r.now()
 			if d <= 0 {
-				break
+				return true
 			}
 			select {
 			case <-quit:
-				return
+				return false
 			default:
 			}
 			sleep(time.Duration(min(d, int64(20*time.Millisecond))))
+		}
+	}
+	for {
+		due, counted, ok := r.pacer.Claim(r.now())
+		if !ok {
+			if r.cfg.Requests == 0 && r.end != math.MaxInt64 {
+				wait(r.end)
+			}
+			return
+		}
+		if !wait(due) {
+			return
 		}
 		select {
 		case tokens <- slot{due, counted}:

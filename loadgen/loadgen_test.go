@@ -437,6 +437,22 @@ func TestRequestsMode(t *testing.T) {
 	}
 }
 
+// TestOpenLoopWindow: with -d, the window is the one asked for even when
+// the schedule's last request falls due well before its end (a low rate),
+// so req/s is the rate, not inflated by a window cut at the last reply.
+func TestOpenLoopWindow(t *testing.T) {
+	target := startStream(t, "tcp", &streamServer{mode: protocol.Echo})
+	// No warmup: the first request is due when the window opens, the
+	// fifth 0.4 s in, the window closes at 0.5 s.
+	rep := mustRun(t, Config{Target: target, Conns: 2, Rate: 10, Duration: 500 * time.Millisecond})
+	if rep.Requests != 5 || rep.DurationS < 0.5 || rep.DurationS > scaled(600*time.Millisecond).Seconds() || rep.RPS > 10 {
+		t.Fatalf("requests %d in %vs = %v req/s; want 5 in 0.5 s, 10 req/s", rep.Requests, rep.DurationS, rep.RPS)
+	}
+	if !rep.RateHeld || len(behaviourWarnings(rep)) != 0 {
+		t.Fatalf("rate held %v, warnings %q", rep.RateHeld, rep.Warnings)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	for _, c := range []Config{
 		{Target: "127.0.0.1:7000"},

@@ -95,7 +95,7 @@ func WriteText(w io.Writer, rep *Report) error {
 	loop := fmt.Sprintf("closed loop, %s conns x %d in flight", conns, rep.Pipeline)
 	switch rep.Loop {
 	case "open":
-		loop = fmt.Sprintf("open loop at %s req/s over %s conns (at most %d in flight each)", fmtCount(rep.Rate), conns, rep.Pipeline)
+		loop = fmt.Sprintf("open loop at %s req/s over %s conns (at most %d in flight each)", fmtRate(rep.Rate), conns, rep.Pipeline)
 	case "mixed":
 		loop = fmt.Sprintf("closed and open loops, %s conns", conns)
 	}
@@ -103,7 +103,7 @@ func WriteText(w io.Writer, rep *Report) error {
 		loop += fmt.Sprintf(" (%s connected)", cnt(int64(rep.ConnsOK)))
 	}
 	line("Load", "%s, %s requests, %.2fs measured after %gs warmup", loop, sizes, rep.DurationS, rep.WarmupS)
-	line("Requests", "%s ok: %s req/s, %.2f MB/s each way", cnt(rep.Requests), fmtCount(rep.RPS), rep.MBps)
+	line("Requests", "%s ok: %s req/s, %.2f MB/s each way", cnt(rep.Requests), fmtRate(rep.RPS), rep.MBps)
 	if rep.Errors == 0 {
 		line("Errors", "none (every reply checked byte for byte)")
 	} else {
@@ -149,7 +149,7 @@ func WriteText(w io.Writer, rep *Report) error {
 	row("Connect", rep.Connect)
 	b.WriteString("\n")
 	usage := ""
-	if rep.DurationS >= 0.1 && rep.ClientCPUs > 0 {
+	if rep.DurationS >= minCPUWindow.Seconds() && rep.ClientCPUs > 0 {
 		usage = fmt.Sprintf(" (%.0f%% of %s)", 100*rep.ClientCPUS/rep.DurationS/float64(rep.ClientCPUs), cpusNoun(rep.ClientCPUs))
 	}
 	line("Client", "%.2f CPU-seconds%s", rep.ClientCPUS, usage)
@@ -176,6 +176,15 @@ func fmtDur(us float64) string {
 		return fmt.Sprintf("%.3gms", us/1e3)
 	}
 	return fmt.Sprintf("%.3gs", us/1e6)
+}
+
+// fmtRate formats a rate in req/s: a count with separators, unless it has a
+// fraction that rounding would hide (--rate 0.5).
+func fmtRate(v float64) string {
+	if v != math.Round(v) && v < 1000 {
+		return strconv.FormatFloat(v, 'g', 4, 64)
+	}
+	return fmtCount(v)
 }
 
 // fmtCount formats a count with thousands separators.

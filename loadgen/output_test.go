@@ -300,6 +300,18 @@ func TestSaturationVerdict(t *testing.T) {
 			t.Errorf("busy %.0f%%: saturated %v, warnings %q", 100*c.busy, rep.ClientSaturated, rep.Warnings)
 		}
 	}
+	// A window shorter than the kernel's CPU accounting is not judged: one
+	// 10 ms tick in a 1 ms window would read as 1000%.
+	r := &run{cfg: &Config{Target: "tcp://127.0.0.1:1", MaxExamples: 5}}
+	if err := r.cfg.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	rep := r.newReport()
+	rep.ConnectHist = newHist()
+	r.fill(rep, time.Millisecond, 10*time.Millisecond, time.Now())
+	if rep.ClientSaturated {
+		t.Errorf("1 ms window with a 10 ms CPU tick judged saturated: %q", rep.Warnings)
+	}
 }
 
 func TestProgressLine(t *testing.T) {

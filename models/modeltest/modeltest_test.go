@@ -132,6 +132,8 @@ func TestChecksFailOnBrokenServers(t *testing.T) {
 		{"modeltest-broken-unicode-upper", "udp", protocol.Upper, CheckBinary, "reply differs", 0.2},
 		{"modeltest-broken-read-is-line", "unix", protocol.Echo, CheckBytewise, "reply differs", 0.2},
 		{"modeltest-broken-read-is-line", "tcp", protocol.Upper, CheckBytewise, "reply differs", 0.2},
+		{"modeltest-broken-read-is-line", "tcp", protocol.Echo, CheckPipelined, "reply differs", 0.2},
+		{"modeltest-broken-idle-from-accept", "unix", protocol.Echo, CheckIdleTimeout, "was cut off", 1},
 		{"modeltest-broken-serial", "tcp", protocol.Echo, CheckConcurrent, "until all have a first reply", 0.1},
 		{"modeltest-broken-close-all-on-long", "tcp", protocol.Echo, CheckOverLimit, "good connection after others", 0.2},
 		{"modeltest-broken-reply-first-peer", "udp", protocol.Echo, CheckDatagramSizes, "no reply", 0.2},

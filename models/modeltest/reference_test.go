@@ -52,6 +52,7 @@ type bugs struct {
 	replyFirstPeer   bool // sends every datagram reply to the first sender it saw
 	stopOnAcceptErr  bool // a failed accept ends the accept loop for good
 	leakFDPerConn    bool // keeps a duplicate fd of every connection until Shutdown
+	idleFromAccept   bool // arms the idle timeout once, at accept: busy clients are cut off too
 }
 
 var refVariants = map[string]bugs{
@@ -82,6 +83,7 @@ var refVariants = map[string]bugs{
 	"modeltest-broken-reply-first-peer":    {replyFirstPeer: true},
 	"modeltest-broken-stop-on-accept-err":  {stopOnAcceptErr: true},
 	"modeltest-broken-leak-fd-per-conn":    {leakFDPerConn: true},
+	"modeltest-broken-idle-from-accept":    {idleFromAccept: true},
 }
 
 func init() {
@@ -253,13 +255,17 @@ func (s *refServer) acceptLoop() {
 // every read: LineReader.Next may read several times for one line, and a
 // client that sends a line in pieces is not idle between them.
 type countReader struct {
-	s *refServer
-	c net.Conn
-	n *atomic.Uint64
+	s     *refServer
+	c     net.Conn
+	n     *atomic.Uint64
+	armed bool
 }
 
-func (r countReader) Read(p []byte) (int, error) {
-	r.s.armRead(r.c)
+func (r *countReader) Read(p []byte) (int, error) {
+	if !r.s.bugs.idleFromAccept || !r.armed {
+		r.s.armRead(r.c)
+		r.armed = true
+	}
 	n, err := r.c.Read(p)
 	r.n.Add(uint64(n))
 	return n, err
@@ -302,7 +308,7 @@ func (s *refServer) serveConn(c net.Conn) {
 	if s.bugs.maxLineOffByOne {
 		maxLine--
 	}
-	lr := protocol.NewLineReader(countReader{s, c, &s.cnt.BytesIn}, maxLine)
+	lr := protocol.NewLineReader(&countReader{s: s, c: c, n: &s.cnt.BytesIn}, maxLine)
 	var out []byte
 	var pending uint64
 	flush := func() bool {

@@ -55,15 +55,20 @@ func checkPipelined(e *env) {
 }
 
 // checkBytewise: requests written one byte per write, then in random
-// small pieces that cut lines anywhere.
+// small pieces that cut lines anywhere. After each write it waits (briefly)
+// until the server has read what was sent, so the server really sees the
+// line in pieces: without the wait a socket may hand it all the bytes in
+// one read, and a server that takes each read for whole lines would pass.
 func checkBytewise(e *env) {
 	s := e.start(nil)
 	c := e.mustDial(s.addr)
+	waitRead := s.readSync()
 	req := e.line(50)
 	for i := range req {
 		if err := e.writeAll(c, req[i:i+1]); err != nil {
 			e.t.Fatalf("write byte %d: %v", i, err)
 		}
+		waitRead(1)
 	}
 	if err := e.readExpect(c, e.reply(req)); err != nil {
 		e.t.Fatalf("request written a byte at a time: %v", err)
@@ -82,6 +87,7 @@ func checkBytewise(e *env) {
 				errc <- err
 				return
 			}
+			waitRead(n)
 			i += n
 		}
 		errc <- nil
@@ -91,6 +97,35 @@ func checkBytewise(e *env) {
 	}
 	if err := <-errc; err != nil {
 		e.t.Fatalf("write: %v", err)
+	}
+}
+
+// readSync returns a func that, told how many more bytes a check has
+// written to the server's only connection, waits until Stats.BytesIn shows
+// the server has read them all. A model whose BytesIn lags its reads (one
+// that counts a line's bytes when the line is complete) makes it wait in
+// vain: the first such wait gives up after 100ms (scaled), and from then
+// on it pauses 1ms per write instead, which lets a server read each piece
+// on its own nearly always, though it cannot make sure of it.
+func (s *server) readSync() func(n int) {
+	var sent uint64
+	base := s.srv.Stats().BytesIn
+	off := false
+	return func(n int) {
+		sent += uint64(n)
+		if off {
+			time.Sleep(time.Millisecond)
+			return
+		}
+		deadline := time.Now().Add(s.e.d(100 * time.Millisecond))
+		for s.srv.Stats().BytesIn-base < sent {
+			if time.Now().After(deadline) {
+				off = true
+				s.e.t.Logf("Stats.BytesIn lags the bytes written (%d of %d): pausing 1ms per write instead of waiting for the server's reads", s.srv.Stats().BytesIn-base, sent)
+				return
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
 	}
 }
 

@@ -50,7 +50,7 @@ func (ss *streamSide) dispatch(c gnet.Conn, st *connState) bool {
 	if err != nil {
 		bufs.Put(st.job)
 		st.job = nil
-		ss.s.ctr.WriteErrors.Add(1)
+		st.countFailure(&ss.s.ctr.WriteErrors)
 		ss.s.log.Warn("no descriptor for a blocking handler's replies; closing", "err", err)
 		return false
 	}
@@ -99,7 +99,7 @@ func (j *blockJob) run() {
 	js.failed = !ok
 	js.mu.Unlock()
 	if !ok {
-		s.ctr.WriteErrors.Add(1)
+		st.countFailure(&s.ctr.WriteErrors)
 	}
 	switch {
 	case conn == nil:

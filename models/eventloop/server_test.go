@@ -481,3 +481,32 @@ func TestSlowReader(t *testing.T) {
 		})
 	}
 }
+
+// TestFarAheadCountsOnce: with a blocking handler, a client that sends
+// far more than the backlog without reading is closed, and its connection
+// counts as one write error: the job that finds it closed under it adds
+// no second one.
+func TestFarAheadCountsOnce(t *testing.T) {
+	srv := start(t, models.Config{Net: "tcp", Workers: 1, Cost: protocol.Cost{Block: 20 * time.Millisecond}})
+	c := dial(t, "tcp", srv)
+	chunk := bytes.Repeat([]byte("far ahead\n"), 10<<10)
+	c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+	var err error
+	for sent := 0; err == nil && sent < 64<<20; sent += len(chunk) {
+		_, err = c.Write(chunk)
+	}
+	if err == nil {
+		t.Fatal("64 MiB sent ahead of the replies and the server still holds the connection")
+	}
+	if !waitFor(10*time.Second, func() bool { return srv.Stats().Active == 0 }) {
+		t.Fatalf("stats: %v", srv.Stats())
+	}
+	// The job wakes from its handler and finds the connection gone.
+	p := srv.(*server).pool
+	if !waitFor(10*time.Second, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.pending == 0 }) {
+		t.Fatal("the job never finished")
+	}
+	if st := srv.Stats(); st.WriteErrors != 1 || st.Errors() != 1 {
+		t.Fatalf("stats: %v; want one write error", st)
+	}
+}

@@ -79,6 +79,7 @@ type connState struct {
 	budget    int
 
 	gone      atomic.Bool   // closed; read by the job
+	failed    atomic.Bool   // the failure that ends the connection is counted (countFailure)
 	js        jobSync       // blocking handlers only (job.go)
 	jobDoneFn gnet.Runnable // st.jobDone
 	handedOff bool          // gnet closed c and a detached job finishes it
@@ -228,7 +229,7 @@ func (h *streamHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	case st.waiting():
 		h.ss.touch(st)
 		if c.InboundBuffered() > s.backlog {
-			s.ctr.WriteErrors.Add(1)
+			st.countFailure(&s.ctr.WriteErrors)
 			s.log.Warn("client is too far ahead of its replies; closing", "remote", c.RemoteAddr().String(), "buffered", c.InboundBuffered())
 			return gnet.Close
 		}
@@ -274,9 +275,9 @@ func (h *streamHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 	if err != nil && st.phase == phaseOpen && !errors.Is(err, io.EOF) {
 		var se *os.SyscallError
 		if errors.As(err, &se) && (se.Syscall == "write" || se.Syscall == "writev") {
-			s.ctr.WriteErrors.Add(1)
+			st.countFailure(&s.ctr.WriteErrors)
 		} else {
-			s.ctr.ReadErrors.Add(1)
+			st.countFailure(&s.ctr.ReadErrors)
 		}
 	}
 	if s.ctr.Active.Add(-1) == 0 && s.draining.Load() {
@@ -293,6 +294,17 @@ func (h *streamHandler) OnTick() (time.Duration, gnet.Action) {
 		}
 	}
 	return h.ss.s.tick, gnet.None
+}
+
+// countFailure counts, in ctr, the failure that ends st's connection, once:
+// the loop and the connection's job or writer may both see it (the loop
+// closes a client too far ahead, and the job then cannot write; a reset
+// fails the loop's read and the job's write), and it is one failure, as
+// in the other models.
+func (st *connState) countFailure(ctr *atomic.Uint64) {
+	if st.failed.CompareAndSwap(false, true) {
+		ctr.Add(1)
+	}
 }
 
 // waiting reports whether st takes no lines until something in the pool
@@ -402,7 +414,7 @@ func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
 		return false
 	}
 	if c.OutboundBuffered() > s.backlog {
-		s.ctr.WriteErrors.Add(1)
+		st.countFailure(&s.ctr.WriteErrors)
 		s.log.Warn("client does not read its replies; closing", "remote", c.RemoteAddr().String(), "buffered", c.OutboundBuffered())
 		return true
 	}

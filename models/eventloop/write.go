@@ -56,7 +56,7 @@ func (ss *streamSide) send(c gnet.Conn, st *connState, b []byte) bool {
 			break
 		}
 		if err != nil {
-			ss.s.ctr.WriteErrors.Add(1)
+			st.countFailure(&ss.s.ctr.WriteErrors)
 			return true
 		}
 		b = b[n:]
@@ -66,7 +66,7 @@ func (ss *streamSide) send(c gnet.Conn, st *connState, b []byte) bool {
 	}
 	fd, err := c.Dup()
 	if err != nil {
-		ss.s.ctr.WriteErrors.Add(1)
+		st.countFailure(&ss.s.ctr.WriteErrors)
 		ss.s.log.Warn("socket full and no descriptor to wait on it; closing", "err", err)
 		return true
 	}
@@ -127,7 +127,7 @@ func (w *writer) run() {
 		ws.mu.Unlock()
 		if ok && !s.writeAll(conn, buf.B, w.abandoned) {
 			ok = false
-			s.ctr.WriteErrors.Add(1)
+			st.countFailure(&s.ctr.WriteErrors)
 		}
 		bufs.Put(buf)
 	}

@@ -510,3 +510,32 @@ func TestFarAheadCountsOnce(t *testing.T) {
 		t.Fatalf("stats: %v; want one write error", st)
 	}
 }
+
+// TestNoGoroutinePerConn: open connections with an idle timeout and a
+// connection limit cost no goroutine each: the loops and the ticker watch
+// them all.
+func TestNoGoroutinePerConn(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			srv := start(t, models.Config{Net: network, Workers: 2, MaxConns: 1000, IdleTimeout: time.Minute})
+			c0 := dial(t, network, srv)
+			if got, err := roundTrip(c0, bufio.NewReader(c0), "first\n"); err != nil || got != "first\n" {
+				t.Fatalf("first: %q %v", got, err)
+			}
+			g0 := runtime.NumGoroutine()
+			const n = 200
+			for i := 0; i < n; i++ {
+				c := dial(t, network, srv)
+				if got, err := roundTrip(c, bufio.NewReader(c), "conn\n"); err != nil || got != "conn\n" {
+					t.Fatalf("connection %d: %q %v", i, got, err)
+				}
+			}
+			if st := srv.Stats(); st.Active != n+1 {
+				t.Fatalf("stats: %v", st)
+			}
+			if g := runtime.NumGoroutine(); g > g0+n/10 {
+				t.Fatalf("%d goroutines with %d more open connections, %d before", g, n, g0)
+			}
+		})
+	}
+}

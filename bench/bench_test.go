@@ -396,6 +396,13 @@ func TestCompareStatistics(t *testing.T) {
 	if !strings.Contains(out.String(), VerdictOnlyBase) || !strings.Contains(out.String(), VerdictOnlyNew) {
 		t.Errorf("one-sided cells:\n%s", out.String())
 	}
+	// Nothing in common is not "no change".
+	c, _ = Compare(synthRows(key("threaded", "tcp", 1), 5, 1, 0, rng), synthRows(key("threaded", "udp", 1), 5, 1, 0, rng), CompareOptions{Threshold: 0.05})
+	out.Reset()
+	c.WriteText(&out)
+	if strings.Contains(out.String(), "ok:") || !strings.Contains(out.String(), "CANNOT JUDGE: no cell") {
+		t.Errorf("disjoint sets:\n%s", out.String())
+	}
 	if _, err := Compare(base, same, CompareOptions{Gate: []string{"speed"}}); err == nil {
 		t.Error("unknown metric accepted")
 	}

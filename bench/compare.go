@@ -443,6 +443,8 @@ func (c *Comparison) WriteText(w io.Writer) error {
 		for _, ch := range failed {
 			fmt.Fprintf(&buf, "  %s %s %+.1f%% (%s, p=%.3f q=%.3f)\n", ch.Key, ch.Metric.Name, ch.Delta*100, ch.Verdict, ch.P, ch.Q)
 		}
+	case countGated(c.Changes) == 0:
+		fmt.Fprintln(&buf, "CANNOT JUDGE: no cell has clean runs on both sides (different profiles, or every run of one side failed).")
 	case c.TooFew() > 0 && c.TooFew() == countGated(c.Changes):
 		fmt.Fprintf(&buf, "CANNOT JUDGE: too few runs in every cell (need >= %d a side); run with a higher --count.\n", c.MinRuns)
 	default:

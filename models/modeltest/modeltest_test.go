@@ -124,6 +124,7 @@ func TestChecksFailOnBrokenServers(t *testing.T) {
 		{"modeltest-broken-reuse-port", "udp", protocol.Echo, CheckAddrInUse, "second server started", 1},
 		{"modeltest-broken-orphan", "tcp", protocol.Echo, CheckShutdown, "processes it started were still running", 0.5},
 		{"modeltest-broken-no-linger", "tcp", protocol.Echo, CheckShutdown, "reset", 1},
+		{"modeltest-broken-forget-on-shutdown", "tcp", protocol.Echo, CheckShutdown, "never answered", 1},
 		{"modeltest-broken-slow-idle-shutdown", "tcp", protocol.Echo, CheckShutdown, "deadline exceeded", 0.3},
 		{"modeltest-broken-spin-on-emfile", "tcp", protocol.Echo, CheckFDExhaustion, "backing off", 1},
 		{"modeltest-broken-keep-socket-file", "unix", protocol.Echo, CheckSocketFile, "still there", 1},

@@ -53,6 +53,7 @@ type bugs struct {
 	stopOnAcceptErr  bool // a failed accept ends the accept loop for good
 	leakFDPerConn    bool // keeps a duplicate fd of every connection until Shutdown
 	idleFromAccept   bool // arms the idle timeout once, at accept: busy clients are cut off too
+	forgetOnShutdown bool // at shutdown, drops the requests it has read but not answered (uncounted)
 }
 
 var refVariants = map[string]bugs{
@@ -84,6 +85,7 @@ var refVariants = map[string]bugs{
 	"modeltest-broken-stop-on-accept-err":  {stopOnAcceptErr: true},
 	"modeltest-broken-leak-fd-per-conn":    {leakFDPerConn: true},
 	"modeltest-broken-idle-from-accept":    {idleFromAccept: true},
+	"modeltest-broken-forget-on-shutdown":  {forgetOnShutdown: true},
 }
 
 func init() {
@@ -332,6 +334,10 @@ func (s *refServer) serveConn(c net.Conn) {
 		return true
 	}
 	for {
+		if s.bugs.forgetOnShutdown && s.closing.Load() {
+			s.closeConn(c)
+			return
+		}
 		if !lr.HasLine() {
 			if !s.bugs.halfCloseDrops && !flush() {
 				c.Close()

@@ -29,6 +29,14 @@ const (
 	DefaultSocketMode = os.FileMode(0o600)
 )
 
+// Upper bounds of Config fields. A typo must not turn into a million
+// worker processes (prefork) or UDP readers with a 64 KiB buffer each, nor
+// into a line limit that lets one client make the server hold gigabytes.
+const (
+	MaxWorkers = 1024
+	MaxMaxLine = 64 << 20
+)
+
 // Sentinel errors shared by every model.
 var (
 	// ErrServerClosed is returned by Start after Shutdown, as net/http does.
@@ -106,6 +114,12 @@ func (c *Config) Normalize() error {
 	}
 	if c.MaxLine < 2 {
 		return errors.New("models: max-line must be at least 2 (one byte and its newline)")
+	}
+	if c.Workers > MaxWorkers {
+		return fmt.Errorf("models: workers %d is more than the %d allowed", c.Workers, MaxWorkers)
+	}
+	if c.MaxLine > MaxMaxLine {
+		return fmt.Errorf("models: max-line %d is more than the %d bytes (64 MiB) allowed", c.MaxLine, MaxMaxLine)
 	}
 	if c.Grace == 0 {
 		c.Grace = DefaultGrace

@@ -66,3 +66,34 @@ func TestRunStopsOnContext(t *testing.T) {
 		t.Fatalf("Run after cancel = %v", err)
 	}
 }
+
+// TestNormalizeBounds: a config a server could not run with, or that would
+// let a typo exhaust the machine, is refused with an error naming the field.
+func TestNormalizeBounds(t *testing.T) {
+	base := Config{Net: "tcp", Addr: "127.0.0.1:0"}
+	cases := []struct {
+		mod  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.Net = "" }, "no network"},
+		{func(c *Config) { c.Net = "sctp" }, "unsupported network"},
+		{func(c *Config) { c.Addr = "" }, "no address"},
+		{func(c *Config) { c.Workers = -1 }, "must not be negative"},
+		{func(c *Config) { c.Cost.Block = -time.Second }, "must not be negative"},
+		{func(c *Config) { c.MaxLine = 1 }, "at least 2"},
+		{func(c *Config) { c.Workers = MaxWorkers + 1 }, "workers"},
+		{func(c *Config) { c.MaxLine = MaxMaxLine + 1 }, "max-line"},
+	}
+	for _, tc := range cases {
+		cfg := base
+		tc.mod(&cfg)
+		if err := cfg.Normalize(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Normalize(%+v) = %v, want an error saying %q", cfg, err, tc.want)
+		}
+	}
+	cfg := base
+	cfg.Workers, cfg.MaxLine = MaxWorkers, MaxMaxLine
+	if err := cfg.Normalize(); err != nil {
+		t.Errorf("the largest allowed workers and max-line: %v", err)
+	}
+}

@@ -140,6 +140,12 @@ func serveConfig(f *serveFlags, log *slog.Logger) (models.Config, error) {
 	if f.maxLine < 2 {
 		return cfg, usagef("--max-line must be at least 2 bytes, one byte and its newline (got %d)", f.maxLine)
 	}
+	if f.maxLine > models.MaxMaxLine {
+		return cfg, usagef("--max-line must be at most %d bytes (64 MiB), the memory a server may hold per connection (got %d)", models.MaxMaxLine, f.maxLine)
+	}
+	if f.workers > models.MaxWorkers {
+		return cfg, usagef("--workers must be at most %d (got %d)", models.MaxWorkers, f.workers)
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration

@@ -255,8 +255,16 @@ func cpuModel() string {
 	if err != nil {
 		return ""
 	}
-	var hw, model string
-	for _, line := range strings.Split(string(b), "\n") {
+	return parseCPUInfo(string(b))
+}
+
+// parseCPUInfo names the CPU from /proc/cpuinfo. A Raspberry Pi's board
+// ("Model: Raspberry Pi 3 Model B Rev 1.2") says more than its cores'
+// "model name" (ARMv7 Processor rev 4 (v7l), on 32-bit kernels only), so
+// the board wins; arm64 kernels without either give the CPU part.
+func parseCPUInfo(info string) string {
+	var hw, name, board string
+	for _, line := range strings.Split(info, "\n") {
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
@@ -264,17 +272,22 @@ func cpuModel() string {
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 		switch k {
 		case "model name":
-			return v
-		case "Model": // Raspberry Pi
-			model = v
+			if name == "" {
+				name = v
+			}
+		case "Model": // Raspberry Pi; x86's "model" is a number, lower case
+			board = v
 		case "Hardware", "CPU part":
 			if hw == "" {
 				hw = v
 			}
 		}
 	}
-	if model != "" {
-		return model
+	switch {
+	case board != "":
+		return board
+	case name != "":
+		return name
 	}
 	return hw
 }

@@ -31,3 +31,18 @@ func TestSampleTreeSelf(t *testing.T) {
 		t.Error("a missing pid sampled")
 	}
 }
+
+func TestParseCPUInfo(t *testing.T) {
+	for _, tc := range []struct{ info, want string }{
+		{"processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel\t\t: 1\nmodel name\t: AMD EPYC 7B13\n", "AMD EPYC 7B13"},
+		// Raspberry Pi 3, 32-bit kernel: the board, not the core.
+		{"processor\t: 0\nmodel name\t: ARMv7 Processor rev 4 (v7l)\nCPU part\t: 0xd03\n\nHardware\t: BCM2835\nModel\t\t: Raspberry Pi 3 Model B Rev 1.2\n", "Raspberry Pi 3 Model B Rev 1.2"},
+		// arm64 without a board line: the CPU part.
+		{"processor\t: 0\nCPU implementer\t: 0x41\nCPU part\t: 0xd08\n", "0xd08"},
+		{"", ""},
+	} {
+		if got := parseCPUInfo(tc.info); got != tc.want {
+			t.Errorf("parseCPUInfo = %q, want %q", got, tc.want)
+		}
+	}
+}

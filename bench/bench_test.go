@@ -530,6 +530,18 @@ func TestReportRenders(t *testing.T) {
 	if n := strings.Count(s, "<svg"); n != 3+6+3+3+3 {
 		t.Errorf("%d charts, want %d", n, 3+6+3+3+3)
 	}
+	// A negative memory slope (noise) is no bar, not a bar of 0.
+	lo, hi := synthRows(key("threaded", "tcp", 1), 3, 20000, 0, rng), synthRows(key("threaded", "tcp", 32), 3, 20000, 0, rng)
+	for i := range hi {
+		hi[i].ServerRSSKB = lo[i].ServerRSSKB - 500
+	}
+	buf.Reset()
+	if err := (&Report{Sets: []ResultSet{{Name: "n", Rows: append(lo, hi...)}}}).WriteHTML(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), "c=1→32: 0 KiB/conn") || !strings.Contains(buf.String(), "Memory per connection — tcp") {
+		t.Errorf("negative memory slope drawn as a measured 0")
+	}
 	// No clean runs: a page that says so.
 	buf.Reset()
 	if err := (&Report{Sets: []ResultSet{{Name: "x", Rows: a[len(a)-1:]}}}).WriteHTML(&buf); err != nil || !strings.Contains(buf.String(), "No clean runs") {

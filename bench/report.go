@@ -311,7 +311,8 @@ svg text{font-family:system-ui,sans-serif}
 	// masquerade as per-connection cost.
 	fmt.Fprintf(&b, "<h2>Server memory per connection</h2><p class=note>%s</p><div class=grid>\n", esc(
 		"Extra peak RSS per extra connection, in KiB: (RSS at the higher count - RSS at the lower) / (difference in connections), "+
-			"between consecutive connection counts of the same workload. Drawn only where a workload ran at two or more counts."))
+			"between consecutive connection counts of the same workload. Drawn only where a workload ran at two or more counts; "+
+			"a slope below zero (RSS noise larger than the cost) is left out."))
 	drawn := 0
 	for _, n := range netList {
 		type step struct {
@@ -356,8 +357,11 @@ svg text{font-family:system-ui,sans-serif}
 				hi, ok1 := per[s.set][k]
 				lo, ok2 := per[s.set][kl]
 				vals[gi][si] = stat{math.NaN(), math.NaN(), math.NaN()}
-				if ok1 && ok2 {
-					vals[gi][si].med = math.Max(0, (hi.RSSKB-lo.RSSKB)/float64(st.hi-st.lo))
+				// A slope below zero means the runs' own spread hides
+				// the per-connection cost: no bar, rather than a 0 that
+				// reads as measured.
+				if d := (hi.RSSKB - lo.RSSKB) / float64(st.hi-st.lo); ok1 && ok2 && d >= 0 {
+					vals[gi][si].med = d
 				}
 			}
 		}

@@ -83,12 +83,14 @@ func waitFor(d time.Duration, cond func() bool) bool {
 
 // TestLoopNeverStalls: with --block 50ms and 50 connections keeping one
 // loop busy, a request on another connection costs its own 50 ms and no
-// more. A loop that slept in the handler would make it wait behind the
-// other connections' sleeps (at least one more 50 ms), and the 50 busy
-// clients together would get about one reply per 50 ms instead of 50.
+// more, and a request the loop answers itself (a line over max-line: it
+// closes the connection, no handler runs) is answered in well under 50 ms.
+// A loop that slept in the handler would make both wait behind the other
+// connections' sleeps (at least one more 50 ms), and the 50 busy clients
+// together would get about one reply per 50 ms instead of 50.
 func TestLoopNeverStalls(t *testing.T) {
 	const block = 50 * time.Millisecond
-	srv := start(t, models.Config{Net: "tcp", Workers: 1, Cost: protocol.Cost{Block: block}})
+	srv := start(t, models.Config{Net: "tcp", Workers: 1, MaxLine: 1024, Cost: protocol.Cost{Block: block}})
 
 	var replies atomic.Int64
 	stop := make(chan struct{})
@@ -131,6 +133,21 @@ func TestLoopNeverStalls(t *testing.T) {
 		}
 		best = min(best, time.Since(t0))
 	}
+	bestLoop := time.Hour
+	long := bytes.Repeat([]byte("x"), 2048)
+	for i := 0; i < 5; i++ {
+		c := dial(t, "tcp", srv)
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		t0 := time.Now()
+		if _, err := c.Write(long); err != nil {
+			t.Fatalf("long line: %v", err)
+		}
+		if n, err := io.Copy(io.Discard, c); n != 0 || err != nil { // until the server's FIN
+			t.Fatalf("long line: read %d bytes, %v; want EOF", n, err)
+		}
+		bestLoop = min(bestLoop, time.Since(t0))
+		c.Close()
+	}
 	before := replies.Load()
 	time.Sleep(500 * time.Millisecond)
 	during := replies.Load() - before
@@ -139,9 +156,13 @@ func TestLoopNeverStalls(t *testing.T) {
 		t.Fatal(err)
 	default:
 	}
-	t.Logf("probe: best %v for a %v handler; busy clients: %d replies in 500ms", best, block, during)
+	t.Logf("probe: best %v for a %v handler; line over max-line closed in %v at best; busy clients: %d replies in 500ms",
+		best, block, bestLoop, during)
 	if extra := best - block; extra > 25*time.Millisecond {
 		t.Errorf("probe waited %v beyond its own %v handler: the loop stalled", extra, block)
+	}
+	if bestLoop > 25*time.Millisecond {
+		t.Errorf("the loop took %v at best to close a connection for a line over max-line: it stalled", bestLoop)
 	}
 	// 50 clients × 500ms / 50ms = 500 if the handlers overlap; 10 if the loop ran them one by one.
 	if during < 100 {

@@ -200,6 +200,9 @@ func serveConfig(f *serveFlags, log *slog.Logger) (models.Config, error) {
 	default:
 		return cfg, usagef("unknown --net %q (want tcp, udp, unix or unixgram)", f.network)
 	}
+	if !cfg.IsStream() && (f.maxConns > 0 || f.idleTimeout > 0) {
+		log.Warn("--max-conns and --idle-timeout apply to stream transports (tcp, unix) only; ignored", "net", f.network)
+	}
 	return cfg, nil
 }
 

@@ -2,16 +2,21 @@ package prefork
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -252,18 +257,55 @@ func TestBadOptions(t *testing.T) {
 	}
 }
 
+// logRecords collects a server's log records as JSON lines, for tests
+// that check what it said.
+type logRecords struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logRecords) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// with returns the records whose msg is msg.
+func (l *logRecords) with(t *testing.T, msg string) []map[string]any {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var recs []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(l.buf.String()), "\n") {
+		var r map[string]any
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if r["msg"] == msg {
+			recs = append(recs, r)
+		}
+	}
+	return recs
+}
+
+// TestCrashLoopEndsServer: workers that die as soon as they start are
+// respawned with a growing delay (0, then 100ms doubling), and after
+// crashLimit deaths in a row the server gives up, once, with ErrCrashLoop.
 func TestCrashLoopEndsServer(t *testing.T) {
 	t.Setenv(envTestCrash, "1")
-	srv, err := models.New("prefork", models.Config{Net: "tcp", Addr: "127.0.0.1:0", Workers: 1, Grace: time.Second})
+	var logs logRecords
+	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	srv, err := models.New("prefork", models.Config{Net: "tcp", Addr: "127.0.0.1:0", Workers: 2, Grace: time.Second, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	begin := time.Now()
 	err = srv.Start()
+	took := time.Since(begin)
 	if !errors.Is(err, ErrCrashLoop) {
 		t.Fatalf("Start: %v, want ErrCrashLoop", err)
 	}
-	t.Logf("gave up after %v: %v", time.Since(begin), err)
+	t.Logf("gave up after %v: %v", took, err)
 	select {
 	case <-srv.(*Server).Done():
 	default:
@@ -273,6 +315,42 @@ func TestCrashLoopEndsServer(t *testing.T) {
 		t.Errorf("Shutdown after crash loop: %v, want ErrCrashLoop", err)
 	}
 	checkNoChildren(t)
+
+	// Each slot's respawn delays, in order, as the supervisor logged them.
+	var want []string
+	var least time.Duration
+	for crashes := 1; crashes < crashLimit; crashes++ {
+		d := time.Duration(0)
+		if crashes > 1 {
+			d = min(100*time.Millisecond<<(crashes-2), maxRespawnDelay)
+		}
+		want = append(want, d.String())
+		least += d
+	}
+	delays := map[float64][]string{}
+	for _, r := range logs.with(t, "worker died; respawning") {
+		slot, _ := r["slot"].(float64)
+		d, _ := r["delay"].(float64) // slog's JSON handler writes a Duration as nanoseconds
+		delays[slot] = append(delays[slot], time.Duration(d).String())
+	}
+	// The slot that gave up first logged every delay; the other may have
+	// been stopped before its last.
+	full := false
+	for slot, got := range delays {
+		if len(got) > len(want) || !slices.Equal(got, want[:len(got)]) {
+			t.Errorf("slot %v respawn delays %v, want %v", slot, got, want)
+		}
+		full = full || len(got) == len(want)
+	}
+	if !full {
+		t.Errorf("no slot logged all %d respawn delays %v: %v", len(want), want, delays)
+	}
+	if took < least {
+		t.Errorf("gave up after %v, before the backoff delays (%v in all) could have passed", took, least)
+	}
+	if n := len(logs.with(t, "giving up")); n != 1 {
+		t.Errorf("%d \"giving up\" records, want 1", n)
+	}
 }
 
 func TestMaxConnsAcrossWorkers(t *testing.T) {
@@ -391,8 +469,6 @@ func TestNoLeaks(t *testing.T) {
 	}
 }
 
-// TestClosedOnArrival: per-conn starts no process for a connection the
-// client closed or reset before sending anything.
 // TestPerConnSpawnFailure: when a child cannot be started for a reason
 // that is not a shortage (here the executable is gone), the parent tries
 // otherSpawnTries times, drops that client, counts it, and keeps serving
@@ -437,6 +513,8 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// TestClosedOnArrival: per-conn starts no process for a connection the
+// client closed or reset before sending anything.
 func TestClosedOnArrival(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

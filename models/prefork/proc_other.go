@@ -6,7 +6,7 @@ import "syscall"
 
 // sysProcAttr has nothing to add where there is no Pdeathsig (macOS, the
 // BSDs): children notice the parent's death by EOF on their control pipe
-// and exit (see watchParent).
+// and exit (see child.watch).
 func sysProcAttr() *syscall.SysProcAttr { return nil }
 
 func gettid() int { return 0 }

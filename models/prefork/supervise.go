@@ -498,10 +498,12 @@ func (s *Server) isClosing() bool {
 }
 
 // fail ends the server on its own: it logs err, records it for Err and
-// Shutdown, and stops every worker within the grace period.
+// Shutdown, and stops every worker within the grace period. Only the
+// first failure counts: when several slots give up at once, the error
+// logged and returned is the first one, once.
 func (s *Server) fail(err error) {
 	s.mu.Lock()
-	if s.state != stateRunning {
+	if s.state != stateRunning || s.fatal != nil {
 		s.mu.Unlock()
 		return
 	}

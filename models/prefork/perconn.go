@@ -21,10 +21,7 @@ const (
 // Accepted and Active; the children count requests, bytes and errors.
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
-	limit := int64(s.cfg.MaxConns)
-	if limit == 0 {
-		limit = DefaultPerConnLimit
-	}
+	limit := int64(s.perConnLimit())
 	var backoff time.Duration
 	for {
 		c, err := s.ln.Accept()
@@ -60,6 +57,14 @@ func (s *Server) acceptLoop() {
 			return
 		}
 	}
+}
+
+// perConnLimit is how many per-conn children may serve at once.
+func (s *Server) perConnLimit() int {
+	if s.cfg.MaxConns == 0 {
+		return DefaultPerConnLimit
+	}
+	return s.cfg.MaxConns
 }
 
 // otherSpawnTries bounds the attempts to start a child for one connection

@@ -11,7 +11,8 @@
 //
 // Config.Extra["spawn"] = "per-conn" is the inetd-style variant: the
 // parent accepts, and a new process serves each connection (tcp and unix
-// only), at most MaxConns at a time.
+// only), at most MaxConns at a time (DefaultPerConnLimit when MaxConns is
+// 0: a process per connection must be bounded somewhere).
 //
 // A binary that uses this model must call models.MaybeRunChild first thing
 // in main (and in TestMain), so that the re-executed copy becomes a worker.
@@ -189,7 +190,12 @@ func (s *Server) Start() error {
 	defer t.Stop()
 	select {
 	case <-allReady:
-		s.log.Info("serving", "net", s.cfg.Net, "addr", s.addr, "spawn", s.spawn, "workers", s.cfg.Workers)
+		if s.spawn == SpawnPerConn {
+			// Workers means nothing here; the bound on processes does.
+			s.log.Info("serving", "net", s.cfg.Net, "addr", s.addr, "spawn", s.spawn, "max_conns", s.perConnLimit())
+		} else {
+			s.log.Info("serving", "net", s.cfg.Net, "addr", s.addr, "spawn", s.spawn, "workers", s.cfg.Workers)
+		}
 		return nil
 	case <-s.closing:
 	case <-t.C:

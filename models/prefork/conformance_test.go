@@ -8,7 +8,9 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	modeltest.Run(t, "prefork")
+	// The pool serves unixgram too (a worker is the threaded model on the
+	// inherited socket), so the suite covers it beside the default three.
+	modeltest.Run(t, "prefork", modeltest.Nets("tcp", "udp", "unix", "unixgram"))
 }
 
 func TestConformancePerConn(t *testing.T) {

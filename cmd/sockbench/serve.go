@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sockbench/sockbench/models"
+	"github.com/sockbench/sockbench/models/prefork"
 	"github.com/sockbench/sockbench/protocol"
 )
 
@@ -78,7 +79,7 @@ and unixgram; echo returns them unchanged, upper maps ASCII a-z to A-Z.`,
 	fl.StringVar(&f.addr, "addr", "", "host:port for tcp/udp (default 127.0.0.1:"+defaultServePort+"), socket path for unix (default "+filepath.Join(os.TempDir(), defaultSockName)+")")
 	fl.Var(&f.mode, "mode", "what to do to each request: echo or upper")
 	fl.IntVar(&f.workers, "workers", 0, "event loops, worker processes or UDP readers (0: one per CPU)")
-	fl.IntVar(&f.maxConns, "max-conns", 0, "most stream connections at once; more are closed at once (0: no limit)")
+	fl.IntVar(&f.maxConns, "max-conns", 0, fmt.Sprintf("most stream connections at once; more are closed at once (0: no limit; for prefork --spawn per-conn, %d processes)", prefork.DefaultPerConnLimit))
 	fl.IntVar(&f.maxLine, "max-line", protocol.DefaultMaxLine, "longest request line in bytes, '\\n' included; a longer one closes its connection")
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", 0, "close a stream connection that sends nothing for this long (0: never)")
 	fl.DurationVar(&f.work, "work", 0, "CPU time to burn per request")

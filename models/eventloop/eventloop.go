@@ -36,9 +36,10 @@
 // is the honest cost of an event loop, and the reason the model loses when
 // handlers are heavy. Cost.Block (with Work, if set) must never run on a
 // loop: the lines go to a bounded goroutine pool (job.go), one job per
-// connection at a time, which writes each reply as its handler returns;
-// lines that arrive meanwhile wait in gnet's inbound buffer and are taken,
-// in order, when the job is done, so replies keep request order.
+// connection at a time and at most MaxLine bytes of lines a job, which
+// writes each reply as its handler returns; lines that arrive meanwhile
+// wait in gnet's inbound buffer and are taken, in order, when the job is
+// done, so replies keep request order.
 //
 // Datagrams (udp) run on gnet's own engine (gnet.Run) with one
 // SO_REUSEPORT socket per loop; there is no accept to fail. The reply is

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/panjf2000/gnet/v2"
+
 	"github.com/sockbench/sockbench/models"
 	"github.com/sockbench/sockbench/protocol"
 )
@@ -559,4 +561,61 @@ func TestNoGoroutinePerConn(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestJobBatchBound: with a blocking handler, a client far ahead has its
+// lines taken MaxLine bytes at a time (the rest waits in gnet's buffer),
+// and every reply still comes back, in order.
+func TestJobBatchBound(t *testing.T) {
+	const maxLine = 1024
+	srv := start(t, models.Config{Net: "tcp", Workers: 1, MaxLine: maxLine, Cost: protocol.Cost{Block: time.Millisecond}})
+	ss := srv.(*server).stream
+	var req bytes.Buffer
+	for i := 0; req.Len() < 32<<10; i++ {
+		fmt.Fprintf(&req, "line %d %s\n", i, bytes.Repeat([]byte("x"), 50))
+	}
+	// The largest job, seen from its loop every millisecond.
+	var most atomic.Int64
+	stop, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			for _, ls := range ss.loopSnapshot() {
+				done := make(chan struct{})
+				look := gnet.RunnableFunc(func(context.Context) error {
+					defer close(done)
+					for st := ls.active.head; st != nil; st = st.next {
+						if st.job != nil {
+							most.Store(max(most.Load(), int64(len(st.job.B))))
+						}
+					}
+					return nil
+				})
+				if ls.el.Execute(context.Background(), look) == nil {
+					<-done
+				}
+			}
+		}
+	}()
+	c := dial(t, "tcp", srv)
+	if _, err := c.Write(req.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got := make([]byte, req.Len())
+	_, err := io.ReadFull(c, got)
+	close(stop)
+	<-sampled
+	if err != nil || !bytes.Equal(got, req.Bytes()) {
+		t.Fatalf("replies differ from the requests (%v)", err)
+	}
+	if m := most.Load(); m == 0 || m > maxLine {
+		t.Fatalf("largest job: %d bytes of lines; want 1..%d", m, maxLine)
+	}
+	t.Logf("largest job: %d bytes of lines", most.Load())
 }

@@ -324,16 +324,20 @@ func (ss *streamSide) touch(st *connState) {
 	st.loop.active.moveToBack(st)
 }
 
-// serve takes everything gnet holds for c and answers or dispatches every
-// complete line in it. It returns true when c must be closed at once.
+// serve takes everything gnet holds for c and answers every complete line
+// in it, or hands them to a job. A job takes no more than MaxLine bytes of
+// lines (one line at least): the rest stays in gnet's buffer for the next
+// job, so the model's own copy of a connection's input stays within a
+// line's bound however far ahead the client is. It returns true when c
+// must be closed at once.
 func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
 	s := ss.s
 	data, _ := c.Peek(-1)
 	total := len(data)
 	if st.draining {
 		data = data[:min(len(data), st.budget)]
-		st.budget -= len(data)
 	}
+	avail := len(data)
 	// The replies of a read are built in the loop's own buffer and written
 	// before serve returns; the lines of a job need a buffer of their own.
 	batch := &st.loop.out
@@ -358,7 +362,7 @@ func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
 			tooLong = true
 		} else {
 			p.B = append(p.B, data...)
-			data = nil
+			data = data[len(data):]
 		}
 	}
 	for !tooLong && len(data) > 0 {
@@ -370,14 +374,26 @@ func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
 		if n == 0 {
 			st.partial = bufs.Get()
 			st.partial.B = append(st.partial.B[:0], data...)
+			data = data[len(data):]
 			break
+		}
+		if s.blocks && lines > 0 && len(batch.B)+n > s.maxLine {
+			break // the next job's
 		}
 		ss.appendLine(batch, data[:n])
 		lines++
 		bytesIn += n
 		data = data[n:]
 	}
-	c.Discard(total)
+	consumed := avail - len(data)
+	if st.draining {
+		st.budget -= consumed
+	}
+	if len(data) == 0 || tooLong {
+		c.Discard(total) // past a draining connection's budget: dropped
+	} else {
+		c.Discard(consumed) // never 0 here: a job took a line at least
+	}
 
 	switch {
 	case lines == 0:

@@ -2,6 +2,7 @@ package prefork
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -537,6 +539,12 @@ func testWorkerSIGKILL(t *testing.T, network string) {
 		t.Fatal(err)
 	}
 	defer syscall.Kill(survivor, syscall.SIGCONT)
+	// kill returns before every thread has stopped: a thread of the
+	// survivor still running could take the new connection and then stop
+	// holding it. Dial only once all of them show as stopped.
+	if err := waitStopped(survivor, scaled(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	c, err := net.Dial(network, s.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -551,6 +559,36 @@ func testWorkerSIGKILL(t *testing.T, network string) {
 		t.Errorf("new client with only the new worker running: %v", err)
 	}
 	syscall.Kill(survivor, syscall.SIGCONT)
+}
+
+// waitStopped waits until every thread of pid is in the stopped state
+// ('T' in /proc/PID/task/TID/stat).
+func waitStopped(pid int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		if err != nil || len(tasks) == 0 {
+			return fmt.Errorf("threads of %d: %v", pid, err)
+		}
+		running := ""
+		for _, f := range tasks {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue // the thread has ended
+			}
+			// The state follows the command name, which is in parentheses.
+			if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] != 'T' && b[i+2] != 't' {
+				running = f
+			}
+		}
+		if running == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process %d not stopped within %v (%s)", pid, timeout, running)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // dgramTrip sends one datagram on c and waits up to timeout for its reply

@@ -35,7 +35,8 @@ bench: build
 
 # Cross-builds. CGO is off so one static binary copies straight onto a Pi.
 VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS       := -s -w -X main.version=$(VERSION)
+COMMIT        ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+LDFLAGS       := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 CROSS          = CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 
 pi:

@@ -45,9 +45,14 @@ func (e exitError) Error() string {
 	return e.err.Error()
 }
 
-// version is set at build time (-ldflags "-X main.version=...") by make
-// release; it is recorded in results as suite_version.
-var version = "dev"
+// version and commit are set at build time (-ldflags "-X main.version=...
+// -X main.commit=...") by make pi and make release; they are recorded in
+// results as suite_version and commit. commit matters where the binary
+// runs outside its checkout (a Pi) and carries no VCS stamp.
+var (
+	version = "dev"
+	commit  = ""
+)
 
 var rootCmd = &cobra.Command{
 	Use:   "sockbench",

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -327,13 +328,19 @@ matrix:
 	}
 }
 
-// TestRemoteBenchConnectionDrop kills the ssh connection in the middle of
-// a run. The run must fail saying so, and afterwards no sockbench process
-// may be left on either host and no file in the server host's TMPDIR:
-// the remote agent and keeper clean up when their session's stdin closes.
-func TestRemoteBenchConnectionDrop(t *testing.T) {
+// TestRemoteBenchInterrupted kills the ssh connection in the middle of a
+// run, and in another run presses Ctrl-C (SIGINT to bench). The run must
+// end saying why, and afterwards no sockbench process may be left on
+// either host and no file in the server host's TMPDIR: the remote agent
+// and keeper clean up when their session's stdin closes.
+func TestRemoteBenchInterrupted(t *testing.T) {
 	bin := sockbenchBinary(t)
 	lab := newNetnsLab(t)
+	t.Run("connection-dropped", func(t *testing.T) { remoteInterrupt(t, lab, bin, true) })
+	t.Run("ctrl-c", func(t *testing.T) { remoteInterrupt(t, lab, bin, false) })
+}
+
+func remoteInterrupt(t *testing.T, lab *netnsLab, bin string, dropLink bool) {
 	dir := t.TempDir()
 	prof := filepath.Join(dir, "p.yaml")
 	os.WriteFile(prof, []byte(`
@@ -378,6 +385,22 @@ matrix:
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	if !dropLink {
+		cmd.Process.Signal(os.Interrupt)
+		select {
+		case err := <-done:
+			if code := cmd.ProcessState.ExitCode(); code != 130 {
+				t.Errorf("bench exited with %v (%d) after SIGINT, want 130; stderr:\n%s", err, code, stderr.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("bench did not end within 30s of SIGINT\n%s", stderr.String())
+		}
+		lab.waitClean(t, 20*time.Second)
+		if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+			t.Errorf("bench left %d entries in its TMPDIR", len(ents))
+		}
+		return
+	}
 	// Drop the connection: kill the ssh ControlMaster on the client host.
 	killed := 0
 	for _, pid := range nsPids(lab.cliNS) {
@@ -403,5 +426,95 @@ matrix:
 	lab.waitClean(t, 20*time.Second)
 	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
 		t.Errorf("bench left %d entries in its TMPDIR", len(ents))
+	}
+}
+
+// TestShardedLoadNetns: a server on the server host, two sharded `load`
+// processes on the client host measuring the same window (--start-at),
+// and `merge` of their logs: the merged request count is the shards' sum
+// and its p99 lies between theirs.
+func TestShardedLoadNetns(t *testing.T) {
+	bin := sockbenchBinary(t)
+	lab := newNetnsLab(t)
+	srv := exec.Command("ip", "netns", "exec", lab.srvNS, bin, "serve", "--model", "threaded", "--net", "tcp",
+		"--addr", labServerIP+":0", "--mode", "upper")
+	srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stdout, err := srv.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		syscall.Kill(srv.Process.Pid, syscall.SIGTERM)
+		srv.Wait()
+	}()
+	line := make([]byte, 256)
+	n, err := stdout.Read(line)
+	f := strings.Fields(string(line[:n]))
+	if err != nil || len(f) < 3 || f[0] != "ready" {
+		t.Fatalf("server: %q %v", line[:n], err)
+	}
+	target := "tcp://" + f[2]
+	dir := t.TempDir()
+	start := time.Now().Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+	var cmds []*exec.Cmd
+	var errs []*bytes.Buffer
+	var logs []string
+	for i := range 2 {
+		hlog := filepath.Join(dir, fmt.Sprintf("shard%d.hlog", i))
+		logs = append(logs, hlog)
+		cmd := lab.client(bin, "load", "--target", target, "--mode", "upper", "-c", "4", "-d", "500ms", "--warmup", "100ms",
+			"--shard", fmt.Sprintf("%d/2", i), "--start-at", start, "--hdr-out", hlog, "--format", "json",
+			"-o", filepath.Join(dir, fmt.Sprintf("shard%d.json", i)))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Process.Kill()
+		cmds, errs = append(cmds, cmd), append(errs, &stderr)
+	}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("shard %d: %v: %s", i, err, errs[i])
+		}
+	}
+	var shards [2]struct {
+		Requests int64
+		Conns    int
+		Shard    string
+		Latency  struct{ P99 float64 }
+	}
+	for i := range shards {
+		b, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("shard%d.json", i)))
+		if err := json.Unmarshal(b, &shards[i]); err != nil || shards[i].Requests == 0 || shards[i].Conns != 2 {
+			t.Fatalf("shard %d report: %+v %v", i, shards[i], err)
+		}
+	}
+	out, err := exec.Command(bin, append([]string{"merge", "--format", "json"}, logs...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("merge: %v: %s", err, out)
+	}
+	var merged struct {
+		Requests, Sources int64
+		Conns             int
+		Latency           struct{ P99 float64 }
+		Warnings          []string
+	}
+	if err := json.Unmarshal(out, &merged); err != nil {
+		t.Fatal(err)
+	}
+	if merged.Requests != shards[0].Requests+shards[1].Requests || merged.Conns != 4 || merged.Sources != 2 {
+		t.Errorf("merged %d requests over %d conns from %d sources; shards had %d + %d", merged.Requests, merged.Conns,
+			merged.Sources, shards[0].Requests, shards[1].Requests)
+	}
+	lo, hi := min(shards[0].Latency.P99, shards[1].Latency.P99), max(shards[0].Latency.P99, shards[1].Latency.P99)
+	if merged.Latency.P99 < lo || merged.Latency.P99 > hi {
+		t.Errorf("merged p99 %v µs not between the shards' %v and %v", merged.Latency.P99, lo, hi)
+	}
+	if len(merged.Warnings) > 0 {
+		t.Errorf("warnings merging two whole shards: %q", merged.Warnings)
 	}
 }

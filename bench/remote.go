@@ -218,20 +218,30 @@ func (h *remoteHost) ssh(master bool, remote string) *exec.Cmd {
 	return cmd
 }
 
-// startMaster connects and reads the keeper's first line.
-func (h *remoteHost) startMaster(ctx context.Context) error {
-	cmd := h.ssh(true, keeperScript)
+// session starts an ssh session running remote, with pipes to its stdin
+// and stdout and its stderr into stderr.
+func (h *remoteHost) session(master bool, remote string, stderr io.Writer) (*exec.Cmd, io.WriteCloser, io.ReadCloser, error) {
+	cmd := h.ssh(master, remote)
 	in, err := cmd.StdinPipe()
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	cmd.Stderr = h.masterErr
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("bench: starting ssh (set %s if it is not 'ssh'): %w", SSHCommandEnv, err)
+		return nil, nil, nil, fmt.Errorf("bench: starting ssh (set %s if it is not 'ssh'): %w", SSHCommandEnv, err)
+	}
+	return cmd, in, out, nil
+}
+
+// startMaster connects and reads the keeper's first line.
+func (h *remoteHost) startMaster(ctx context.Context) error {
+	cmd, in, out, err := h.session(true, keeperScript, h.masterErr)
+	if err != nil {
+		return err
 	}
 	h.master, h.masterIn, h.masterDone = cmd, in, make(chan struct{})
 	line := make(chan string, 1)
@@ -310,18 +320,9 @@ func (h *remoteHost) copyBinary(ctx context.Context, bin string) error {
 // startAgent starts `sockbench agent` in the remote run directory.
 func (h *remoteHost) startAgent() error {
 	bin := h.dir + "/sockbench"
-	cmd := h.ssh(false, "exec "+shellQuote(bin)+" agent --dir "+shellQuote(h.dir)+" --idle "+agentIdle.String())
-	in, err := cmd.StdinPipe()
+	cmd, in, out, err := h.session(false, "exec "+shellQuote(bin)+" agent --dir "+shellQuote(h.dir)+" --idle "+agentIdle.String(), h.agentErr)
 	if err != nil {
 		return err
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	cmd.Stderr = h.agentErr
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("bench: %w", err)
 	}
 	h.agent, h.agentIn, h.agentDone, h.replies = cmd, in, make(chan struct{}), make(chan agentReply)
 	go func() {

@@ -212,11 +212,17 @@ func sockbenchIn(ns string) []string {
 }
 
 // waitClean waits until neither namespace runs a sockbench process and the
-// server host's temporary directory is empty, and fails the test otherwise.
+// server host's temporary directory is empty, and fails the test otherwise;
+// then it checks that bench left nothing in its own TMPDIR, localTmp.
 // Cleaning up on the server host after a dropped connection takes a
 // moment (sshd notices, the agent stops its server), hence the wait.
-func (lab *netnsLab) waitClean(t *testing.T, within time.Duration) {
+func (lab *netnsLab) waitClean(t *testing.T, within time.Duration, localTmp string) {
 	t.Helper()
+	defer func() {
+		if ents, _ := os.ReadDir(localTmp); len(ents) != 0 {
+			t.Errorf("bench left %d entries in its TMPDIR (the ssh control directory?)", len(ents))
+		}
+	}()
 	deadline := time.Now().Add(within)
 	for {
 		left := append(sockbenchIn(lab.srvNS), sockbenchIn(lab.cliNS)...)
@@ -322,10 +328,7 @@ matrix:
 			t.Errorf("%s: prefork's workers were not sampled on the server host: %s", get("net"), get("note"))
 		}
 	}
-	lab.waitClean(t, 10*time.Second)
-	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
-		t.Errorf("bench left %d entries in its TMPDIR (the ssh control directory?)", len(ents))
-	}
+	lab.waitClean(t, 10*time.Second, tmp)
 }
 
 // TestRemoteBenchInterrupted kills the ssh connection in the middle of a
@@ -395,10 +398,7 @@ matrix:
 		case <-time.After(30 * time.Second):
 			t.Fatalf("bench did not end within 30s of SIGINT\n%s", stderr.String())
 		}
-		lab.waitClean(t, 20*time.Second)
-		if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
-			t.Errorf("bench left %d entries in its TMPDIR", len(ents))
-		}
+		lab.waitClean(t, 20*time.Second, tmp)
 		return
 	}
 	// Drop the connection: kill the ssh ControlMaster on the client host.
@@ -423,10 +423,7 @@ matrix:
 	if err == nil || !strings.Contains(stderr.String(), "ssh connection") {
 		t.Errorf("bench exited with %v after the connection dropped; stderr:\n%s", err, stderr.String())
 	}
-	lab.waitClean(t, 20*time.Second)
-	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
-		t.Errorf("bench left %d entries in its TMPDIR", len(ents))
-	}
+	lab.waitClean(t, 20*time.Second, tmp)
 }
 
 // TestShardedLoadNetns: a server on the server host, two sharded `load`

@@ -330,16 +330,15 @@ func (r *Runner) Run(ctx context.Context) (*Outcome, error) {
 
 	prog := newProgress(r.opts.Progress, r.opts.TTY, r.Total(), r.Estimate())
 	i := 0
+	var hostErr error
 loop:
 	for run := 1; run <= r.count; run++ {
 		for _, cell := range r.cells {
 			if ctx.Err() != nil {
 				break loop
 			}
-			if err := r.host.broken(); err != nil {
-				prog.finish()
-				cw.Close()
-				return out, err
+			if hostErr = r.host.broken(); hostErr != nil {
+				break loop // the server's host is gone: keep what was measured
 			}
 			i++
 			prog.start(i, cell, run, r.count)
@@ -361,7 +360,10 @@ loop:
 	if err := cw.Close(); err != nil {
 		return out, err
 	}
-	return out, r.writeOutputs(out, stem)
+	if err := r.writeOutputs(out, stem); err != nil {
+		return out, err
+	}
+	return out, hostErr
 }
 
 func (r *Runner) writeOutputs(out *Outcome, stem string) error {

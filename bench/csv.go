@@ -25,6 +25,12 @@ import (
 // server_cpus and client_cpus record the pinning ("" when unpinned);
 // workers is the server's --workers; server_args are extra flags given to
 // every server (--server-args), which do not change the cell's identity.
+// server_host and client_host name the machines the server and the load
+// generator ran on (the same on one machine; bench --server-host puts the
+// server on another, and then host, os, arch, cpu_model and cores describe
+// the server's machine); link_rtt_us is the median round trip between
+// them, measured once per run by a one-connection load of 16-byte echoes
+// (empty on one machine).
 var Columns = []string{
 	"time", "suite_version", "commit", "host", "os", "arch", "cpu_model", "cores", "go_version",
 	"model", "net", "mode", "conns", "pipeline", "size", "rate", "work_us", "block_us", "run",
@@ -33,6 +39,7 @@ var Columns = []string{
 	"client_cpu_s", "client_saturated",
 	// appended
 	"status", "note", "server_cpus", "client_cpus", "workers", "server_args",
+	"server_host", "client_host", "link_rtt_us",
 }
 
 // designColumns is how many of Columns come from DESIGN.md.
@@ -84,6 +91,9 @@ type Row struct {
 	ClientCPUs      string
 	Workers         int
 	ServerArgs      string
+	ServerHost      string
+	ClientHost      string
+	LinkRTTUS       float64 // NaN when not measured
 }
 
 // OK reports whether the row holds a clean measurement.
@@ -115,7 +125,8 @@ func (r *Row) Record() []string {
 			ftoa(r.ServerCPUS, 4), ftoa(r.CPUUSPerReq, 3), strconv.FormatInt(r.ServerRSSKB, 10),
 			ftoa(r.ClientCPUS, 4), strconv.FormatBool(r.ClientSaturated))
 	}
-	return append(rec, r.Status, r.Note, r.ServerCPUs, r.ClientCPUs, strconv.Itoa(r.Workers), r.ServerArgs)
+	return append(rec, r.Status, r.Note, r.ServerCPUs, r.ClientCPUs, strconv.Itoa(r.Workers), r.ServerArgs,
+		r.ServerHost, r.ClientHost, ftoa(r.LinkRTTUS, 1))
 }
 
 // CSVWriter writes result rows one complete row at a time: each Write
@@ -228,6 +239,7 @@ func ReadCSV(r io.Reader) ([]Row, error) {
 			Status: p.str("status"), Note: p.str("note"),
 			ServerCPUs: p.str("server_cpus"), ClientCPUs: p.str("client_cpus"),
 			Workers: int(p.int("workers")), ServerArgs: p.str("server_args"),
+			ServerHost: p.str("server_host"), ClientHost: p.str("client_host"), LinkRTTUS: p.float("link_rtt_us"),
 		}
 		if row.Status == StatusSkipped || row.Status == StatusFailed {
 			row.DurationS, row.RPS, row.MBps = math.NaN(), math.NaN(), math.NaN()

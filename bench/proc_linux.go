@@ -3,51 +3,23 @@
 package bench
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat.
-// It is 100 on every Linux architecture Go supports.
-const clockTicks = 100
-
-// procStat is what we read of one process.
-type procStat struct {
-	pid, ppid int
-	cpuTicks  uint64 // utime + stime
-}
-
-// readStat parses /proc/<pid>/stat. The command name is in parentheses and
-// may itself contain spaces and parentheses, so fields are counted from the
-// last ')'.
+// readStat reads and parses /proc/<pid>/stat.
 func readStat(pid int) (procStat, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return procStat{}, err
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return procStat{}, fmt.Errorf("bench: odd /proc/%d/stat", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state); ppid is field 4, utime 14, stime 15.
-	if len(f) < 13 {
-		return procStat{}, fmt.Errorf("bench: short /proc/%d/stat", pid)
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	ut, _ := strconv.ParseUint(f[11], 10, 64)
-	st, _ := strconv.ParseUint(f[12], 10, 64)
-	return procStat{pid: pid, ppid: ppid, cpuTicks: ut + st}, nil
+	return parseStat(b)
 }
 
 // processTree returns pid and all its descendants, found by walking
@@ -57,8 +29,7 @@ func processTree(pid int) []procStat {
 	if err != nil {
 		return nil
 	}
-	children := map[int][]procStat{}
-	var root *procStat
+	var all []procStat
 	for _, e := range ents {
 		p, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -68,19 +39,9 @@ func processTree(pid int) []procStat {
 		if err != nil {
 			continue // exited meanwhile
 		}
-		if p == pid {
-			root = &st
-		}
-		children[st.ppid] = append(children[st.ppid], st)
+		all = append(all, st)
 	}
-	if root == nil {
-		return nil
-	}
-	out := []procStat{*root}
-	for i := 0; i < len(out); i++ {
-		out = append(out, children[out[i].pid]...)
-	}
-	return out
+	return descendants(pid, all)
 }
 
 // sampleTree returns the CPU seconds (user+system) used so far by pid and
@@ -92,19 +53,15 @@ func processTree(pid int) []procStat {
 // /proc/<pid>/stat count whole clock ticks (10 ms), too coarse for a
 // window of a few hundred milliseconds. Threads that exited are not in
 // task/, so a process whose thread sum is below its stat total (a thread
-// died) uses the stat total instead.
+// died) uses the stat total instead (cpuSeconds).
 func sampleTree(pid int) (cpuS float64, rssKB int64, procs int, err error) {
 	tree := processTree(pid)
 	if len(tree) == 0 {
 		return 0, 0, 0, fmt.Errorf("bench: process %d is gone", pid)
 	}
 	for _, p := range tree {
-		ticksS := float64(p.cpuTicks) / clockTicks
-		if ns, ok := threadsCPU(p.pid); ok && float64(ns)/1e9 > ticksS-1.0/clockTicks {
-			cpuS += float64(ns) / 1e9
-		} else {
-			cpuS += ticksS
-		}
+		ns, ok := threadsCPU(p.pid)
+		cpuS += cpuSeconds(p, ns, ok)
 		rssKB += vmHWM(p.pid)
 	}
 	return cpuS, rssKB, len(tree), nil
@@ -136,15 +93,8 @@ func threadsCPU(pid int) (uint64, bool) {
 
 func threadCPU(dir string) (uint64, error) {
 	if b, err := os.ReadFile(dir + "/sched"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "se.sum_exec_runtime"); ok {
-				v = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				ms, err := strconv.ParseFloat(v, 64)
-				if err != nil {
-					return 0, err
-				}
-				return uint64(ms * 1e6), nil
-			}
+		if ns, found, err := parseSched(b); found {
+			return ns, err
 		}
 	} else if os.IsNotExist(err) {
 		if _, serr := os.Stat(dir); serr != nil {
@@ -155,28 +105,16 @@ func threadCPU(dir string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0, errors.New("bench: empty schedstat")
-	}
-	return strconv.ParseUint(f[0], 10, 64)
+	return parseSchedstat(b)
 }
 
 // vmHWM reads a process's peak resident set size in KiB.
 func vmHWM(pid int) int64 {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return n
-		}
-	}
-	return 0
+	return parseVmHWM(b)
 }
 
 // memAvailable returns MemAvailable from /proc/meminfo in bytes.
@@ -185,13 +123,7 @@ func memAvailable() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
-			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return n * 1024, err
-		}
-	}
-	return 0, errors.New("bench: no MemAvailable in /proc/meminfo")
+	return parseMemAvailable(b)
 }
 
 // allowedCPUs lists the CPUs this process may run on.
@@ -256,38 +188,4 @@ func cpuModel() string {
 		return ""
 	}
 	return parseCPUInfo(string(b))
-}
-
-// parseCPUInfo names the CPU from /proc/cpuinfo. A Raspberry Pi's board
-// ("Model: Raspberry Pi 3 Model B Rev 1.2") says more than its cores'
-// "model name" (ARMv7 Processor rev 4 (v7l), on 32-bit kernels only), so
-// the board wins; arm64 kernels without either give the CPU part.
-func parseCPUInfo(info string) string {
-	var hw, name, board string
-	for _, line := range strings.Split(info, "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		switch k {
-		case "model name":
-			if name == "" {
-				name = v
-			}
-		case "Model": // Raspberry Pi; x86's "model" is a number, lower case
-			board = v
-		case "Hardware", "CPU part":
-			if hw == "" {
-				hw = v
-			}
-		}
-	}
-	switch {
-	case board != "":
-		return board
-	case name != "":
-		return name
-	}
-	return hw
 }

@@ -58,6 +58,9 @@ type Profile struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// Grace is the server's shutdown grace (--grace).
 	Grace time.Duration `yaml:"grace"`
+	// ServerHost, when set, runs every server on another machine over
+	// ssh: ssh://[user@]host[:port] (bench --server-host overrides it).
+	ServerHost string `yaml:"server_host"`
 	// Matrix lists the cell groups.
 	Matrix []Group `yaml:"matrix"`
 }
@@ -262,6 +265,11 @@ func ParseProfile(name string, data []byte) (*Profile, error) {
 	}
 	if len(p.Matrix) == 0 {
 		return nil, fmt.Errorf("bench: profile %s: empty matrix", p.Name)
+	}
+	if p.ServerHost != "" {
+		if _, err := ParseServerHost(p.ServerHost); err != nil {
+			return nil, fmt.Errorf("bench: profile %s: server_host: %w", p.Name, err)
+		}
 	}
 	if _, err := p.Cells(); err != nil {
 		return nil, err

@@ -52,6 +52,10 @@ type Options struct {
 	Env Env
 	// ReadyTimeout bounds the wait for a server's ready line.
 	ReadyTimeout time.Duration
+	// ServerHost, when not "", is ssh://[user@]host[:port]: every server
+	// runs on that host (remote.go) and the load here. ServerCPUs are
+	// then the server host's CPUs, and Env describes that host.
+	ServerHost string
 	// Progress receives progress; a progress bar when TTY is true.
 	Progress io.Writer
 	TTY      bool
@@ -177,6 +181,13 @@ type Runner struct {
 	sockDir string
 	workers int
 	now     func() time.Time
+	host    serverHost
+	target  *SSHTarget // parsed Options.ServerHost; nil for a local run
+	// What every row records of where it ran: the server's and the load
+	// generator's host names, and the measured round trip between them
+	// (NaN on one machine).
+	serverHost, clientHost string
+	linkRTTUS              float64
 }
 
 // NewRunner checks the options and prepares a run.
@@ -194,7 +205,14 @@ func NewRunner(opts Options) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Runner{opts: opts, cells: interleave(cells), count: opts.Profile.Count, now: opts.Now}
+	r := &Runner{opts: opts, cells: interleave(cells), count: opts.Profile.Count, now: opts.Now, linkRTTUS: math.NaN()}
+	if opts.ServerHost != "" {
+		t, err := ParseServerHost(opts.ServerHost)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		r.target = &t
+	}
 	if opts.Count > 0 {
 		r.count = opts.Count
 	}
@@ -218,6 +236,7 @@ func NewRunner(opts Options) (*Runner, error) {
 		r.workers = 1
 	}
 	fillEnv(&r.opts.Env)
+	r.serverHost, r.clientHost = r.opts.Env.Host, r.opts.Env.Host
 	return r, nil
 }
 
@@ -272,6 +291,14 @@ func (r *Runner) Run(ctx context.Context) (*Outcome, error) {
 	if err := r.checkBinary(ctx); err != nil {
 		return nil, err
 	}
+	if err := r.openHost(ctx); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := r.host.close(); err != nil {
+			fmt.Fprintln(r.opts.Progress, "sockbench:", err)
+		}
+	}()
 	start := r.now()
 	if err := os.MkdirAll(r.opts.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -303,11 +330,15 @@ func (r *Runner) Run(ctx context.Context) (*Outcome, error) {
 
 	prog := newProgress(r.opts.Progress, r.opts.TTY, r.Total(), r.Estimate())
 	i := 0
+	var hostErr error
 loop:
 	for run := 1; run <= r.count; run++ {
 		for _, cell := range r.cells {
 			if ctx.Err() != nil {
 				break loop
+			}
+			if hostErr = r.host.broken(); hostErr != nil {
+				break loop // the server's host is gone: keep what was measured
 			}
 			i++
 			prog.start(i, cell, run, r.count)
@@ -329,7 +360,10 @@ loop:
 	if err := cw.Close(); err != nil {
 		return out, err
 	}
-	return out, r.writeOutputs(out, stem)
+	if err := r.writeOutputs(out, stem); err != nil {
+		return out, err
+	}
+	return out, hostErr
 }
 
 func (r *Runner) writeOutputs(out *Outcome, stem string) error {
@@ -373,6 +407,7 @@ func (r *Runner) baseRow(cell Cell, run int) Row {
 	row := Row{Time: r.now().UTC(), Env: r.opts.Env, Key: cell.Key(), Run: run,
 		ServerCPUs: formatCPUs(r.opts.ServerCPUs), ClientCPUs: formatCPUs(r.opts.ClientCPUs),
 		Workers: r.workers, ServerArgs: strings.Join(r.opts.ServerArgs, " "),
+		ServerHost: r.serverHost, ClientHost: r.clientHost, LinkRTTUS: r.linkRTTUS,
 		DurationS: math.NaN(), RPS: math.NaN(), MBps: math.NaN(), P50: math.NaN(), P90: math.NaN(),
 		P99: math.NaN(), P999: math.NaN(), P9999: math.NaN(), Max: math.NaN(), ServerCPUS: math.NaN(),
 		CPUUSPerReq: math.NaN(), ClientCPUS: math.NaN()}
@@ -382,7 +417,7 @@ func (r *Runner) baseRow(cell Cell, run int) Row {
 // runOne measures one cell once, or records why it could not.
 func (r *Runner) runOne(ctx context.Context, cell Cell, run int) Row {
 	row := r.baseRow(cell, run)
-	if why := r.wontFit(cell); why != "" {
+	if why := r.host.wontFit(cell, r.workers); why != "" {
 		row.Status, row.Note = StatusSkipped, why
 		return row
 	}
@@ -420,19 +455,11 @@ type server struct {
 	err    error // Wait's result, valid after exited is closed
 }
 
-func (r *Runner) serverAddr(cell Cell) string {
-	switch cell.Net {
-	case "unix", "unixgram":
-		return filepath.Join(r.sockDir, "s.sock")
-	default:
-		return "127.0.0.1:0"
-	}
-}
-
-// startServer starts `sockbench serve` for cell and waits for its ready line.
-func (r *Runner) startServer(ctx context.Context, cell Cell) (*server, error) {
+// startServer starts `sockbench serve` for cell on the server host and
+// waits for its ready line.
+func (r *Runner) startServer(ctx context.Context, cell Cell) (serverProc, error) {
 	grace := r.opts.Profile.Grace
-	args := []string{"serve", "--model", cell.Model, "--net", cell.Net, "--addr", r.serverAddr(cell),
+	args := []string{"serve", "--model", cell.Model, "--net", cell.Net, "--addr", r.host.addr(cell),
 		"--mode", cell.Mode, "--workers", strconv.Itoa(r.workers), "--grace", grace.String()}
 	if cell.Work > 0 {
 		args = append(args, "--work", cell.Work.String())
@@ -441,7 +468,14 @@ func (r *Runner) startServer(ctx context.Context, cell Cell) (*server, error) {
 		args = append(args, "--block", cell.Block.String())
 	}
 	args = append(args, r.opts.ServerArgs...)
-	cmd := exec.Command(r.opts.Binary, args...)
+	return r.host.start(ctx, args, r.opts.ServerCPUs, r.opts.ReadyTimeout)
+}
+
+// startServe starts binary with args (a `serve` command line) pinned to
+// cpus and waits up to readyTimeout for its ready line. The orchestrator
+// calls it for a local server, the remote agent for one on its host.
+func startServe(ctx context.Context, binary string, args []string, cpus []int, readyTimeout time.Duration) (*server, error) {
+	cmd := exec.Command(binary, args...)
 	cmd.SysProcAttr = childAttr()
 	s := &server{cmd: cmd, stderr: newTail(4096), exited: make(chan struct{})}
 	cmd.Stderr = s.stderr
@@ -449,7 +483,7 @@ func (r *Runner) startServer(ctx context.Context, cell Cell) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := startPinned(cmd, r.opts.ServerCPUs); err != nil {
+	if err := startPinned(cmd, cpus); err != nil {
 		return nil, fmt.Errorf("starting server: %w", err)
 	}
 	s.pid = cmd.Process.Pid
@@ -473,7 +507,7 @@ func (r *Runner) startServer(ctx context.Context, cell Cell) (*server, error) {
 		s.err = cmd.Wait()
 		close(s.exited)
 	}()
-	timer := time.NewTimer(r.opts.ReadyTimeout)
+	timer := time.NewTimer(readyTimeout)
 	defer timer.Stop()
 	select {
 	case line, ok := <-ready:
@@ -490,11 +524,19 @@ func (r *Runner) startServer(ctx context.Context, cell Cell) (*server, error) {
 		return s, nil
 	case <-timer.C:
 		s.kill()
-		return nil, fmt.Errorf("server not ready within %v: %s", r.opts.ReadyTimeout, s.stderr.String())
+		return nil, fmt.Errorf("server not ready within %v: %s", readyTimeout, s.stderr.String())
 	case <-ctx.Done():
 		s.stop(2 * time.Second)
 		return nil, ctx.Err()
 	}
+}
+
+// address is where the server listens (the ready line's address).
+func (s *server) address() string { return s.addr }
+
+// sample reads the CPU time and peak RSS of the server's process tree.
+func (s *server) sample() (cpuS float64, rssKB int64, procs int, err error) {
+	return sampleTree(s.pid)
 }
 
 // kill SIGKILLs the server's whole process group and waits for the parent.
@@ -546,7 +588,7 @@ func (r *Runner) measure(ctx context.Context, cell Cell, row *Row) error {
 		}
 	}()
 	if cell.Warmup > 0 {
-		rep, err := r.runLoad(ctx, cell, srv.addr, cell.Warmup)
+		rep, err := r.runLoad(ctx, cell, srv.address(), cell.Warmup)
 		if err != nil {
 			return fmt.Errorf("warmup: %w", err)
 		}
@@ -554,15 +596,15 @@ func (r *Runner) measure(ctx context.Context, cell Cell, row *Row) error {
 			return fmt.Errorf("warmup: load failed: %s", rep.Failure)
 		}
 	}
-	cpu0, _, _, err := sampleTree(srv.pid)
+	cpu0, _, _, err := srv.sample()
 	if err != nil {
 		return err
 	}
-	rep, err := r.runLoad(ctx, cell, srv.addr, cell.Duration)
+	rep, err := r.runLoad(ctx, cell, srv.address(), cell.Duration)
 	if err != nil {
 		return err
 	}
-	cpu1, rss, procs, serr := sampleTree(srv.pid)
+	cpu1, rss, procs, serr := srv.sample()
 	stopped = true
 	stopErr := srv.stop(grace)
 	if rep.Failure != "" {

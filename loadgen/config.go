@@ -92,6 +92,15 @@ type Config struct {
 	// Progress, when not nil, receives a live status line every second
 	// (carriage-return terminated: meant for a terminal).
 	Progress io.Writer
+	// StartAt, when set, is the wall-clock time the measurement starts:
+	// every generator of a run given the same StartAt measures the same
+	// window (the warmup runs just before it). Shard is this generator's
+	// part of such a run (Shard.Apply). Interval > 0 also records the
+	// latencies per Interval for the HdrHistogram interval log
+	// (Report.Intervals). See shard.go.
+	StartAt  time.Time
+	Shard    Shard
+	Interval time.Duration
 
 	// Parsed by Normalize.
 	network string // "tcp", "udp", "unix" or "unixgram"

@@ -24,10 +24,12 @@ const (
 const reportComment = "#sockbench-report "
 
 // WriteHdrLog writes rep's histograms in the standard HdrHistogram interval
-// log format (version 1.3, values in nanoseconds, readable by HdrHistogram's
-// HistogramLogReader in Java, Go, C...): one interval covering the
-// measurement for latency (untagged), service time (Tag=service, open loop
-// only) and connect time (Tag=connect). A comment line keeps the rest of the
+// log format (version 1.3, values in nanoseconds, absolute time stamps,
+// readable by HdrHistogram's HistogramLogReader in Java, Go, C...): latency
+// (untagged) one interval per Config.Interval when the run recorded them
+// (rep.Intervals; `sockbench load --hdr-out` asks for 1 s), else one
+// interval covering the measurement; service time (Tag=service, open loop
+// only) and connect time (Tag=connect) one interval each. A comment line keeps the rest of the
 // Report so `sockbench merge` can add up requests and errors too.
 func WriteHdrLog(w io.Writer, rep *Report) error {
 	if rep.LatencyHist == nil {
@@ -44,7 +46,13 @@ func WriteHdrLog(w io.Writer, rep *Report) error {
 		func() error { return lw.OutputComment("[sockbench load, latency values in nanoseconds]") },
 		func() error { _, err := fmt.Fprintf(w, "%s%s\n", reportComment, meta); return err },
 		lw.OutputLegend,
-		func() error { return lw.OutputIntervalHistogram(rep.LatencyHist) },
+	}
+	if len(rep.Intervals) > 0 {
+		for _, h := range rep.Intervals {
+			steps = append(steps, func() error { return lw.OutputIntervalHistogram(h) })
+		}
+	} else {
+		steps = append(steps, func() error { return lw.OutputIntervalHistogram(rep.LatencyHist) })
 	}
 	if rep.ServiceHist != nil {
 		steps = append(steps, func() error { return outputTagged(lw, rep.ServiceHist, TagService) })
@@ -142,10 +150,16 @@ func MergeLogs(names []string, logs []io.Reader) (*Report, error) {
 	}
 	targets := map[string]bool{}
 	var failures []string
+	var windows []window
+	var shards []string
 	for i, r := range logs {
 		lat, svc, conn, m, err := ReadHdrLog(r)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", names[i], err)
+		}
+		windows = append(windows, window{names[i], lat.StartTimeMs(), lat.EndTimeMs()})
+		if m != nil {
+			shards = append(shards, m.Shard)
 		}
 		out.Sources++
 		if m == nil {
@@ -178,6 +192,12 @@ func MergeLogs(names []string, logs []io.Reader) (*Report, error) {
 			failures = append(failures, names[i]+": "+m.Failure)
 		}
 	}
+	w, err := checkWindows(windows)
+	if err != nil {
+		return nil, err
+	}
+	out.Warnings = append(out.Warnings, w...)
+	out.Warnings = append(out.Warnings, checkShards(shards)...)
 	for t := range targets {
 		if out.Target == "" {
 			out.Target = t

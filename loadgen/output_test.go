@@ -2,12 +2,14 @@ package loadgen
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"io"
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,9 +27,16 @@ var summaryKeys = []string{"p50", "p90", "p99", "p999", "p9999", "max", "mean", 
 // runSmall runs a short open-loop load against an in-test server.
 func runSmall(t *testing.T, rate float64) *Report {
 	t.Helper()
+	return mustRun(t, smallConfig(t, rate, time.Time{}))
+}
+
+// smallConfig is runSmall's load, measured from start (--start-at; zero:
+// now), against a server of its own.
+func smallConfig(t *testing.T, rate float64, start time.Time) Config {
+	t.Helper()
 	target := startStream(t, "tcp", &streamServer{mode: protocol.Upper})
-	return mustRun(t, Config{Target: target, Mode: protocol.Upper, Conns: 2, Rate: rate,
-		Requests: 400, Warmup: 20 * time.Millisecond, SizeMin: 10, SizeMax: 90})
+	return Config{Target: target, Mode: protocol.Upper, Conns: 2, Rate: rate,
+		Requests: 400, Warmup: 20 * time.Millisecond, SizeMin: 10, SizeMax: 90, StartAt: start}
 }
 
 func TestJSONContract(t *testing.T) {
@@ -129,7 +138,19 @@ func TestText(t *testing.T) {
 }
 
 func TestHdrLogRoundTripAndMerge(t *testing.T) {
-	a, b := runSmall(t, 0), runSmall(t, 4000)
+	// Both runs measure the same window, as merge requires.
+	start := time.Now().Add(200 * time.Millisecond)
+	ca, cb := smallConfig(t, 0, start), smallConfig(t, 4000, start)
+	var a, b *Report
+	var errA, errB error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); a, errA = Run(context.Background(), ca) }()
+	go func() { defer wg.Done(); b, errB = Run(context.Background(), cb) }()
+	wg.Wait()
+	if errA != nil || errB != nil {
+		t.Fatal(errA, errB)
+	}
 	var la, lb bytes.Buffer
 	if err := WriteHdrLog(&la, a); err != nil {
 		t.Fatal(err)

@@ -67,11 +67,16 @@ type Report struct {
 	Start   string `json:"start"`   // UTC time the measurement began, RFC 3339
 	Sources int    `json:"sources"` // number of runs merged into this report (1 for a single run)
 
+	Shard string `json:"shard,omitempty"` // i/N: this generator's part of a run shared by N (--shard)
+
 	// Histograms in nanoseconds, for --hdr-out and merging; not in JSON.
 	LatencyHist *hdrhistogram.Histogram `json:"-"`
 	ServiceHist *hdrhistogram.Histogram `json:"-"`
 	ConnectHist *hdrhistogram.Histogram `json:"-"`
 	SendLagHist *hdrhistogram.Histogram `json:"-"`
+	// Intervals are the latency histogram cut into Config.Interval
+	// pieces, in time order (nil when no interval was asked).
+	Intervals []*hdrhistogram.Histogram `json:"-"`
 }
 
 // Summary describes one latency distribution in microseconds.

@@ -56,6 +56,8 @@ type run struct {
 	live     *liveHist // measured latencies for the progress line; nil unless it is shown
 	warm     *liveHist // the same for the warmup
 
+	ivl *intervals // measured latencies per interval for --hdr-out; nil unless asked (shard.go)
+
 	tmpDir          string // unixgram: where the client sockets live
 	workers         []*worker
 	connectFailed   int
@@ -151,6 +153,9 @@ func (w *worker) record(now, intended, sent int64, size int) {
 		lat = histLowest
 	}
 	_ = w.lat.RecordValue(min(lat, histHighest))
+	if w.r.ivl != nil { // interval log (shard.go)
+		w.r.ivl.record(w.id, now, min(lat, histHighest))
+	}
 	if w.svc != nil {
 		s := now - sent
 		if s < histLowest {
@@ -245,9 +250,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return rep, fmt.Errorf("%w: %s: %v", ErrUnreachable, cfg.Target, firstErr)
 	}
 
-	// The clock of the load starts now that every connection is up.
-	t0 := r.now()
-	r.measureStart = t0 + int64(cfg.Warmup)
+	// The clock of the load starts now that every connection is up, or at
+	// --start-at less the warmup (shard.go).
+	t0, measureStart, err := r.begin(ctx)
+	if err != nil {
+		return r.abort(ctx, rep, err)
+	}
+	r.measureStart = measureStart
 	r.end = math.MaxInt64
 	if cfg.Duration > 0 {
 		r.end = r.measureStart + int64(cfg.Duration)
@@ -337,6 +346,7 @@ wait:
 	}
 	window := time.Duration(max(windowEnd-r.measureStart, 0))
 	r.fill(rep, window, cpu1-cpu0, startWall)
+	r.fillShard(rep) // --shard and the interval histograms for --hdr-out (shard.go)
 	return rep, r.verdict(rep)
 }
 

@@ -28,6 +28,7 @@ func init() {
 		workers    int
 		serverArgs []string
 		dryRun     bool
+		serverHost string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench [--profile quick|full|pi|FILE.yaml]",
@@ -38,6 +39,18 @@ the load generator when there are CPUs enough), waits for its ready line, runs
 a warmup and a measured 'sockbench load', samples the server's CPU time and
 peak RSS over all its processes, and stops it with SIGTERM, checking it exits
 cleanly. Runs repeat --count times, interleaved across models.
+
+With --server-host ssh://[user@]host[:port] (or server_host: in the profile)
+every server runs on that machine and the load here: bench connects once with
+the system ssh client (keys, agent, ~/.ssh/config and ProxyJump as usual;
+SOCKBENCH_SSH_COMMAND replaces 'ssh' as GIT_SSH_COMMAND does for git), copies a
+sockbench binary for the host's OS and CPU into a temporary directory there
+(dist/ from 'make release', else built now when Go and the source are here),
+and removes it, and every process it started there, at the end, or when the run
+is interrupted or the connection drops. The load reaches the server at the
+address ssh reached the host at. --server-cpus then names the server host's
+CPUs; nothing is pinned unless asked. The CSV's server_host, client_host and
+link_rtt_us record both machines and the round trip between them.
 
 Writes results/<UTC time>-<host>.csv (one complete row per run), the same runs
 in Go benchmark format (.txt, for benchstat) and an HTML report (.html).
@@ -60,7 +73,18 @@ Built-in profiles: ` + strings.Join(bench.ProfileNames(), ", ") + `.`,
 					return fmt.Errorf("cannot find my own executable (give --binary): %w", err)
 				}
 			}
+			if serverHost == "" {
+				serverHost = p.ServerHost
+			}
+			if serverHost != "" {
+				if _, err := bench.ParseServerHost(serverHost); err != nil {
+					return usagef("--server-host: %v", err)
+				}
+			}
 			scpus, ccpus := bench.DefaultPinning()
+			if serverHost != "" {
+				scpus, ccpus = nil, nil // two machines: pin only what is asked
+			}
 			if noPin {
 				scpus, ccpus = nil, nil
 			}
@@ -77,11 +101,13 @@ Built-in profiles: ` + strings.Join(bench.ProfileNames(), ", ") + `.`,
 					return usagef("--client-cpus: %v", err)
 				}
 			}
-			if (serverCPUs == "") != (clientCPUs == "") {
+			if (serverCPUs == "") != (clientCPUs == "") && serverHost == "" {
 				return usagef("give both --server-cpus and --client-cpus, or neither")
 			}
-			if err := bench.CheckCPUs(scpus); err != nil {
-				return usagef("--server-cpus: %v", err)
+			if serverHost == "" { // a remote host's CPUs are checked once connected
+				if err := bench.CheckCPUs(scpus); err != nil {
+					return usagef("--server-cpus: %v", err)
+				}
 			}
 			if err := bench.CheckCPUs(ccpus); err != nil {
 				return usagef("--client-cpus: %v", err)
@@ -95,7 +121,7 @@ Built-in profiles: ` + strings.Join(bench.ProfileNames(), ", ") + `.`,
 				Binary: binary, Profile: p, Count: count, OutDir: outDir,
 				ServerCPUs: scpus, ClientCPUs: ccpus, Workers: workers, ServerArgs: serverArgs,
 				Env:      bench.Env{SuiteVersion: version, Commit: rev},
-				Progress: os.Stderr, TTY: tty,
+				Progress: os.Stderr, TTY: tty, ServerHost: serverHost,
 			})
 			if err != nil {
 				return err
@@ -108,8 +134,11 @@ Built-in profiles: ` + strings.Join(bench.ProfileNames(), ", ") + `.`,
 				return nil
 			}
 			pin := "none"
-			if len(scpus) > 0 {
+			if len(scpus) > 0 || len(ccpus) > 0 {
 				pin = fmt.Sprintf("server on CPUs %v, load generator on CPUs %v", scpus, ccpus)
+			}
+			if serverHost != "" {
+				pin += "; server on " + serverHost
 			}
 			fmt.Fprintf(os.Stderr, "sockbench: profile %s, pinning: %s\n", p.Name, pin)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -147,7 +176,33 @@ Built-in profiles: ` + strings.Join(bench.ProfileNames(), ", ") + `.`,
 	f.IntVar(&workers, "workers", 0, "server --workers (default: number of server CPUs)")
 	f.StringArrayVar(&serverArgs, "server-args", nil, "extra flag for every server, e.g. --server-args=--work=50us (repeatable; recorded, not part of the cell)")
 	f.BoolVar(&dryRun, "dry-run", false, "list the cells in run order and exit")
-	rootCmd.AddCommand(cmd)
+	f.StringVar(&serverHost, "server-host", "", "run the servers on this machine over ssh: ssh://[user@]host[:port] (default: the profile's server_host, else here)")
+	rootCmd.AddCommand(cmd, newAgentCmd())
+}
+
+// newAgentCmd is `sockbench agent`, which bench --server-host runs over
+// ssh on the server's host (bench.RunAgent). Not for people: hidden.
+func newAgentCmd() *cobra.Command {
+	var dir string
+	var idle time.Duration
+	cmd := &cobra.Command{
+		Use:    "agent",
+		Short:  "Run servers for a remote 'sockbench bench' (started by bench over ssh)",
+		Hidden: true,
+		Args:   argsError(cobra.NoArgs, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+			defer stop()
+			rev := bench.BuildCommit()
+			if rev == "" {
+				rev = commit // not stampedCommit: no git on a server host to ask
+			}
+			return bench.RunAgent(ctx, os.Stdin, os.Stdout, bench.AgentOptions{Dir: dir, Idle: idle, Version: version, Commit: rev})
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "run directory to remove on exit (named sockbench.*)")
+	cmd.Flags().DurationVar(&idle, "idle", 0, "exit when no request came for this long (0: never)")
+	return cmd
 }
 
 // stampedCommit is the commit make stamped into the binary, else the

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -18,12 +19,15 @@ import (
 
 // loadFlags are the flags of `sockbench load`.
 type loadFlags struct {
-	cfg    loadgen.Config
-	size   string
-	seed   uint64
-	format string
-	hdrOut string
-	output string
+	cfg         loadgen.Config
+	size        string
+	seed        uint64
+	format      string
+	hdrOut      string
+	output      string
+	startAt     string
+	shard       string
+	hdrInterval time.Duration
 }
 
 func newLoadCmd() *cobra.Command {
@@ -50,11 +54,17 @@ While it runs, a progress line (req/s, p99) is shown on stderr if that is a
 terminal. The exit status is 0 when every request succeeded, 1 when the
 target was unreachable, connections were lost or any request failed (partial
 results are still printed), 2 for bad flags. UDP loss is reported but is not
-a failure.`,
+a failure.
+
+Several generators, one result: give each the same whole-run flags plus
+--shard i/N (its share of -c, -n and --rate) and the same --start-at (the
+measurement starts then on every one, the warmup just before), write each
+one's --hdr-out log, and 'sockbench merge' them.`,
 		Example: `  sockbench load --target tcp://127.0.0.1:7000
   sockbench load --target unix:///tmp/sb.sock --mode upper -c 64 -p 8 -s 16:4096 -d 30s
   sockbench load --target udp://127.0.0.1:7000 --rate 20000 --format json
-  sockbench load --target tcp://127.0.0.1:7000 -n 100000 --hdr-out run1.hlog`,
+  sockbench load --target tcp://127.0.0.1:7000 -n 100000 --hdr-out run1.hlog
+  sockbench load --target tcp://10.0.0.5:7000 -c 64 -d 30s --shard 0/2 --start-at 2026-12-01T12:00:00Z --hdr-out shard0.hlog`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usagef("load takes no arguments, got %q (the target goes in --target)", strings.Join(args, " "))
@@ -82,6 +92,9 @@ a failure.`,
 	fl.StringVar(&f.format, "format", "text", "output: text, json or csv")
 	fl.StringVar(&f.hdrOut, "hdr-out", "", "also write the latency histograms as an HdrHistogram log to this file (see 'sockbench merge')")
 	fl.StringVarP(&f.output, "output", "o", "", "write the report to this file instead of stdout")
+	fl.StringVar(&f.startAt, "start-at", "", "start measuring at this UTC time (RFC 3339, e.g. 2026-12-01T12:00:00Z), so several generators measure the same window; the warmup runs just before")
+	fl.StringVar(&f.shard, "shard", "", "i/N: this generator's share (0-based index i of N) of -c, -n and --rate, which then count the whole run")
+	fl.DurationVar(&f.hdrInterval, "hdr-interval", time.Second, "interval of the --hdr-out log's histograms (0: one for the whole measurement)")
 	return cmd
 }
 
@@ -123,6 +136,31 @@ func runLoad(cmd *cobra.Command, f *loadFlags) error {
 		return usagef("%s", trimSentinel(err))
 	}
 	c.Seed = f.seed
+	if f.startAt != "" {
+		t, err := time.Parse(time.RFC3339Nano, f.startAt)
+		if err != nil {
+			return usagef("--start-at %q: want an RFC 3339 time such as 2026-12-01T12:00:00Z", f.startAt)
+		}
+		if ago := time.Since(t); ago > 0 {
+			return usagef("--start-at %s is %v in the past", f.startAt, ago.Round(time.Millisecond))
+		}
+		c.StartAt = t
+	}
+	if f.shard != "" {
+		sh, err := loadgen.ParseShard(f.shard)
+		if err == nil {
+			err = sh.Apply(&c)
+		}
+		if err != nil {
+			return usagef("%s", trimSentinel(err))
+		}
+	}
+	if f.hdrInterval < 0 {
+		return usagef("--hdr-interval %v: want a positive duration, or 0", f.hdrInterval)
+	}
+	if f.hdrOut != "" {
+		c.Interval = f.hdrInterval
+	}
 	if err := c.Normalize(); err != nil {
 		return usagef("%s", trimSentinel(err))
 	}

@@ -163,18 +163,32 @@ func TestLoadJSONHdrOutAndMerge(t *testing.T) {
 	target := upperServer(t)
 	dir := shortTempDir(t)
 	var logs []string
+	// The two runs measure the same window (--start-at), as merge needs.
+	startAt := time.Now().Add(time.Second).UTC().Format(time.RFC3339Nano)
+	var cmds []*exec.Cmd
+	var outs, errs []*bytes.Buffer
 	for i, loop := range [][]string{{}, {"--rate", "2000"}} {
 		hlog := filepath.Join(dir, "run"+string(rune('a'+i))+".hlog")
 		logs = append(logs, hlog)
 		args := append([]string{"load", "--target", target, "--mode", "upper", "-c", "2", "-s", "8:200",
-			"-d", "300ms", "--warmup", "50ms", "--format", "json", "--hdr-out", hlog}, loop...)
-		code, stdout, stderr := runBin(t, 20*time.Second, args...)
-		if code != 0 || stderr != "" {
-			t.Fatalf("exit %d, stderr %q", code, stderr)
+			"-d", "300ms", "--warmup", "50ms", "--format", "json", "--hdr-out", hlog, "--start-at", startAt}, loop...)
+		cmd := exec.Command(sockbenchBin(t), args...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Process.Kill()
+		cmds, outs, errs = append(cmds, cmd), append(outs, &out), append(errs, &errb)
+	}
+	for i, cmd := range cmds {
+		err := cmd.Wait()
+		if err != nil || errs[i].Len() > 0 {
+			t.Fatalf("%v, stderr %q", err, errs[i])
 		}
 		var rep map[string]any
-		if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
-			t.Fatalf("%v in %q", err, stdout)
+		if err := json.Unmarshal(outs[i].Bytes(), &rep); err != nil {
+			t.Fatalf("%v in %q", err, outs[i])
 		}
 		if rep["requests"].(float64) < 50 || rep["errors"].(float64) != 0 || rep["mode"] != "upper" || rep["conns"].(float64) != 2 {
 			t.Fatalf("report %v", rep)

@@ -10,8 +10,17 @@ PKGS          := ./...
 
 all: build
 
+# What a binary says it is (sockbench version; suite_version and commit in
+# results): from git, or give VERSION= and COMMIT= where there is none.
+# -buildvcs=auto lets Go stamp the revision and its time too, even where
+# GOFLAGS holds -buildvcs=false (a flag on the command line wins); Go
+# finds nothing to stamp in a git worktree or without .git, hence -X.
+VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT        ?= $(shell c=$$(git rev-parse --short=12 HEAD 2>/dev/null) && { git diff --quiet HEAD -- 2>/dev/null || c=$$c-dirty; } && echo $$c)
+STAMP         := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/sockbench
+	$(GO) build -buildvcs=auto -ldflags '$(STAMP)' -o $(BIN) ./cmd/sockbench
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -34,9 +43,7 @@ bench: build
 	$(BIN) bench --profile $(PROFILE)
 
 # Cross-builds. CGO is off so one static binary copies straight onto a Pi.
-VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-COMMIT        ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
-LDFLAGS       := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+LDFLAGS       := -s -w $(STAMP)
 CROSS          = CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 
 pi:

@@ -86,15 +86,11 @@ Built-in profiles: ` + strings.Join(bench.ProfileNames(), ", ") + `.`,
 			if err := bench.CheckCPUs(ccpus); err != nil {
 				return usagef("--client-cpus: %v", err)
 			}
-			rev := bench.BuildCommit()
-			if rev == "" {
-				rev = stampedCommit()
-			}
 			tty := term.IsTerminal(int(os.Stderr.Fd()))
 			r, err := bench.NewRunner(bench.Options{
 				Binary: binary, Profile: p, Count: count, OutDir: outDir,
 				ServerCPUs: scpus, ClientCPUs: ccpus, Workers: workers, ServerArgs: serverArgs,
-				Env:      bench.Env{SuiteVersion: version, Commit: rev},
+				Env:      benchEnv(),
 				Progress: os.Stderr, TTY: tty,
 			})
 			if err != nil {
@@ -148,13 +144,4 @@ Built-in profiles: ` + strings.Join(bench.ProfileNames(), ", ") + `.`,
 	f.StringArrayVar(&serverArgs, "server-args", nil, "extra flag for every server, e.g. --server-args=--work=50us (repeatable; recorded, not part of the cell)")
 	f.BoolVar(&dryRun, "dry-run", false, "list the cells in run order and exit")
 	rootCmd.AddCommand(cmd)
-}
-
-// stampedCommit is the commit make stamped into the binary, else the
-// commit of the checkout bench runs in, else "".
-func stampedCommit() string {
-	if commit != "" {
-		return commit
-	}
-	return bench.RepoCommit()
 }

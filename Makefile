@@ -43,6 +43,7 @@ bench: build
 	$(BIN) bench --profile $(PROFILE)
 
 # Cross-builds. CGO is off so one static binary copies straight onto a Pi.
+# The Dockerfile builds with the same flags (cmd/sockbench's tests check).
 LDFLAGS       := -s -w $(STAMP)
 CROSS          = CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 
@@ -52,11 +53,26 @@ pi:
 	GOOS=linux GOARCH=arm GOARM=6 $(CROSS) -o dist/sockbench-linux-armv6 ./cmd/sockbench
 	GOOS=linux GOARCH=arm GOARM=7 $(CROSS) -o dist/sockbench-linux-armv7 ./cmd/sockbench
 
+# Release archives: one tar.gz per OS/arch holding the binary, LICENSE and
+# README.md, and SHA256SUMS over the archives and the bare binaries (make
+# pi's, copied to a Pi as they are). Entries are sorted, owned by 0:0 and
+# dated at the commit, so one commit gives the same archives (GNU tar).
+RELEASE_TARGETS := linux-amd64 linux-arm64 linux-armv6 linux-armv7 darwin-amd64 darwin-arm64
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+
 release: pi
 	GOOS=linux  GOARCH=amd64 $(CROSS) -o dist/sockbench-linux-amd64  ./cmd/sockbench
 	GOOS=darwin GOARCH=amd64 $(CROSS) -o dist/sockbench-darwin-amd64 ./cmd/sockbench
 	GOOS=darwin GOARCH=arm64 $(CROSS) -o dist/sockbench-darwin-arm64 ./cmd/sockbench
+	@rm -f dist/sockbench-*.tar.gz dist/SHA256SUMS
+	@set -e; for t in $(RELEASE_TARGETS); do \
+	  d=sockbench-$(VERSION)-$$t; rm -rf dist/$$d; mkdir dist/$$d; \
+	  cp dist/sockbench-$$t dist/$$d/sockbench; cp LICENSE README.md dist/$$d/; \
+	  tar -C dist --sort=name --owner=0 --group=0 --numeric-owner --mtime=@$(SOURCE_DATE_EPOCH) -cf - $$d | gzip -9n > dist/$$d.tar.gz; \
+	  rm -r dist/$$d; echo dist/$$d.tar.gz; \
+	done
 	cd dist && sha256sum sockbench-* > SHA256SUMS
+	@echo "dist/SHA256SUMS (check: cd dist && sha256sum -c SHA256SUMS)"
 
 # The conformance suite and the load generator's tests on Pi CPUs under
 # qemu-user (slow: timeouts scale by SOCKBENCH_TEST_SCALE). Needs qemu-user.

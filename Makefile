@@ -6,7 +6,7 @@ PROFILE       ?= quick
 TEST_TIMEOUT  ?= 8m
 PKGS          := ./...
 
-.PHONY: all build test lint fmt-check vet staticcheck race bench clean pi release test-emulated
+.PHONY: all build test lint fmt-check vet staticcheck race bench clean pi release docker test-emulated
 
 all: build
 
@@ -73,6 +73,19 @@ release: pi
 	done
 	cd dist && sha256sum sockbench-* > SHA256SUMS
 	@echo "dist/SHA256SUMS (check: cd dist && sha256sum -c SHA256SUMS)"
+
+# An image like fortio's: docker run --rm --network host sockbench load ...
+# Exits 0 with one line, building nothing, where no Docker engine answers.
+DOCKER        ?= docker
+IMAGE         ?= sockbench
+docker:
+	@if ! command -v $(DOCKER) >/dev/null 2>&1; then \
+	  echo "make docker: skipped: no $(DOCKER) command here; no image built"; exit 0; \
+	elif ! $(DOCKER) info >/dev/null 2>&1; then \
+	  echo "make docker: skipped: no Docker engine answers here ($(DOCKER) info failed); no image built"; exit 0; \
+	else \
+	  set -x; $(DOCKER) build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE):$(VERSION) -t $(IMAGE):latest .; \
+	fi
 
 # The conformance suite and the load generator's tests on Pi CPUs under
 # qemu-user (slow: timeouts scale by SOCKBENCH_TEST_SCALE). Needs qemu-user.

@@ -6,12 +6,21 @@ PROFILE       ?= quick
 TEST_TIMEOUT  ?= 8m
 PKGS          := ./...
 
-.PHONY: all build test lint fmt-check vet staticcheck race bench clean pi release test-emulated
+.PHONY: all build test lint fmt-check vet staticcheck race bench clean pi release docker test-emulated
 
 all: build
 
+# What a binary says it is (sockbench version; suite_version and commit in
+# results): from git, or give VERSION= and COMMIT= where there is none.
+# -buildvcs=auto lets Go stamp the revision and its time too, even where
+# GOFLAGS holds -buildvcs=false (a flag on the command line wins); Go
+# finds nothing to stamp in a git worktree or without .git, hence -X.
+VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT        ?= $(shell c=$$(git rev-parse --short=12 HEAD 2>/dev/null) && { git diff --quiet HEAD -- 2>/dev/null || c=$$c-dirty; } && echo $$c)
+STAMP         := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/sockbench
+	$(GO) build -buildvcs=auto -ldflags '$(STAMP)' -o $(BIN) ./cmd/sockbench
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -34,9 +43,8 @@ bench: build
 	$(BIN) bench --profile $(PROFILE)
 
 # Cross-builds. CGO is off so one static binary copies straight onto a Pi.
-VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-COMMIT        ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
-LDFLAGS       := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+# The Dockerfile builds with the same flags (cmd/sockbench's tests check).
+LDFLAGS       := -s -w $(STAMP)
 CROSS          = CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 
 pi:
@@ -45,11 +53,39 @@ pi:
 	GOOS=linux GOARCH=arm GOARM=6 $(CROSS) -o dist/sockbench-linux-armv6 ./cmd/sockbench
 	GOOS=linux GOARCH=arm GOARM=7 $(CROSS) -o dist/sockbench-linux-armv7 ./cmd/sockbench
 
+# Release archives: one tar.gz per OS/arch holding the binary, LICENSE and
+# README.md, and SHA256SUMS over the archives and the bare binaries (make
+# pi's, copied to a Pi as they are). Entries are sorted, owned by 0:0 and
+# dated at the commit, so one commit gives the same archives (GNU tar).
+RELEASE_TARGETS := linux-amd64 linux-arm64 linux-armv6 linux-armv7 darwin-amd64 darwin-arm64
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+
 release: pi
 	GOOS=linux  GOARCH=amd64 $(CROSS) -o dist/sockbench-linux-amd64  ./cmd/sockbench
 	GOOS=darwin GOARCH=amd64 $(CROSS) -o dist/sockbench-darwin-amd64 ./cmd/sockbench
 	GOOS=darwin GOARCH=arm64 $(CROSS) -o dist/sockbench-darwin-arm64 ./cmd/sockbench
+	@rm -f dist/sockbench-*.tar.gz dist/SHA256SUMS
+	@set -e; for t in $(RELEASE_TARGETS); do \
+	  d=sockbench-$(VERSION)-$$t; rm -rf dist/$$d; mkdir dist/$$d; \
+	  cp dist/sockbench-$$t dist/$$d/sockbench; cp LICENSE README.md dist/$$d/; \
+	  tar -C dist --sort=name --owner=0 --group=0 --numeric-owner --mtime=@$(SOURCE_DATE_EPOCH) -cf - $$d | gzip -9n > dist/$$d.tar.gz; \
+	  rm -r dist/$$d; echo dist/$$d.tar.gz; \
+	done
 	cd dist && sha256sum sockbench-* > SHA256SUMS
+	@echo "dist/SHA256SUMS (check: cd dist && sha256sum -c SHA256SUMS)"
+
+# An image like fortio's: docker run --rm --network host sockbench load ...
+# Exits 0 with one line, building nothing, where no Docker engine answers.
+DOCKER        ?= docker
+IMAGE         ?= sockbench
+docker:
+	@if ! command -v $(DOCKER) >/dev/null 2>&1; then \
+	  echo "make docker: skipped: no $(DOCKER) command here; no image built"; exit 0; \
+	elif ! $(DOCKER) info >/dev/null 2>&1; then \
+	  echo "make docker: skipped: no Docker engine answers here ($(DOCKER) info failed); no image built"; exit 0; \
+	else \
+	  set -x; $(DOCKER) build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE):$(VERSION) -t $(IMAGE):latest .; \
+	fi
 
 # The conformance suite and the load generator's tests on Pi CPUs under
 # qemu-user (slow: timeouts scale by SOCKBENCH_TEST_SCALE). Needs qemu-user.

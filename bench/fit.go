@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os/exec"
 	"runtime"
-	"runtime/debug"
 	"strings"
 	"time"
 )
@@ -18,31 +17,6 @@ var (
 func numCPU() int { return runtime.NumCPU() }
 
 func goVersion() string { return runtime.Version() }
-
-// BuildCommit is the VCS revision the running binary was built from
-// ("-dirty" when the tree had changes), or "" when unknown.
-func BuildCommit() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return ""
-	}
-	var rev, modified string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			modified = s.Value
-		}
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if rev != "" && modified == "true" {
-		rev += "-dirty"
-	}
-	return rev
-}
 
 // RepoCommit is the commit checked out in the current directory, with
 // "-dirty" when tracked files changed, for builds that carry no VCS stamp

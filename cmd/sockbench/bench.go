@@ -112,15 +112,11 @@ Built-in profiles: ` + strings.Join(bench.ProfileNames(), ", ") + `.`,
 			if err := bench.CheckCPUs(ccpus); err != nil {
 				return usagef("--client-cpus: %v", err)
 			}
-			rev := bench.BuildCommit()
-			if rev == "" {
-				rev = stampedCommit()
-			}
 			tty := term.IsTerminal(int(os.Stderr.Fd()))
 			r, err := bench.NewRunner(bench.Options{
 				Binary: binary, Profile: p, Count: count, OutDir: outDir,
 				ServerCPUs: scpus, ClientCPUs: ccpus, Workers: workers, ServerArgs: serverArgs,
-				Env:      bench.Env{SuiteVersion: version, Commit: rev},
+				Env:      benchEnv(),
 				Progress: os.Stderr, TTY: tty, ServerHost: serverHost,
 			})
 			if err != nil {
@@ -193,23 +189,11 @@ func newAgentCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 			defer stop()
-			rev := bench.BuildCommit()
-			if rev == "" {
-				rev = commit // not stampedCommit: no git on a server host to ask
-			}
-			return bench.RunAgent(ctx, os.Stdin, os.Stdout, bench.AgentOptions{Dir: dir, Idle: idle, Version: version, Commit: rev})
+			v := currentVersion() // not benchEnv: no git on a server host to ask
+			return bench.RunAgent(ctx, os.Stdin, os.Stdout, bench.AgentOptions{Dir: dir, Idle: idle, Version: v.Version, Commit: v.Commit})
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "run directory to remove on exit (named sockbench.*)")
 	cmd.Flags().DurationVar(&idle, "idle", 0, "exit when no request came for this long (0: never)")
 	return cmd
-}
-
-// stampedCommit is the commit make stamped into the binary, else the
-// commit of the checkout bench runs in, else "".
-func stampedCommit() string {
-	if commit != "" {
-		return commit
-	}
-	return bench.RepoCommit()
 }

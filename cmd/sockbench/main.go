@@ -45,15 +45,6 @@ func (e exitError) Error() string {
 	return e.err.Error()
 }
 
-// version and commit are set at build time (-ldflags "-X main.version=...
-// -X main.commit=...") by make pi and make release; they are recorded in
-// results as suite_version and commit. commit matters where the binary
-// runs outside its checkout (a Pi) and carries no VCS stamp.
-var (
-	version = "dev"
-	commit  = ""
-)
-
 var rootCmd = &cobra.Command{
 	Use:   "sockbench",
 	Short: "Benchmark server concurrency models: threaded, event loop, prefork",
@@ -63,7 +54,7 @@ with one load generator over TCP, UDP and Unix sockets, and writes results you
 can compare, plot and gate CI on.`,
 	SilenceUsage:  true,
 	SilenceErrors: true,
-	Version:       version,
+	// Version (for --version) is set in version.go.
 }
 
 func main() {

@@ -25,8 +25,8 @@ import (
 )
 
 // image is the name both manifests use: the repository's Dockerfile,
-// built as `docker build -t sockbench:dev .` (deploy/kubernetes/README.md).
-const image = "sockbench:dev"
+// built as `docker build -t sockbench:latest .` (deploy/kubernetes/README.md).
+const image = "sockbench:latest"
 
 type manifests struct {
 	deployments []*appsv1.Deployment

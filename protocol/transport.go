@@ -65,8 +65,9 @@ func TransportNames() []string {
 	return out
 }
 
-// transportWant is what an error message asks for.
-const transportWant = "want tcp, udp, unix or unixgram; tcp4, tcp6, udp4 and udp6 fix the IP version"
+// TransportsWanted names the accepted transports for help texts and
+// error messages ("want " + TransportsWanted).
+const TransportsWanted = "tcp, udp, unix or unixgram; tcp4, tcp6, udp4 and udp6 fix the IP version"
 
 // ParseTransport returns the transport with the Go network name s: tcp,
 // tcp4, tcp6, udp, udp4, udp6, unix or unixgram, exactly as net.Dial and
@@ -78,7 +79,7 @@ func ParseTransport(s string) (Transport, error) {
 			return t, nil
 		}
 	}
-	return 0, fmt.Errorf("%w %q (%s)", ErrUnknownTransport, s, transportWant)
+	return 0, fmt.Errorf("%w %q (want %s)", ErrUnknownTransport, s, TransportsWanted)
 }
 
 // IsValid reports whether t is one of the transports (not the zero value).

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/sockbench/sockbench/protocol"
 )
 
 // Formats lists the output formats of WriteReport.
@@ -117,7 +119,7 @@ func WriteText(w io.Writer, rep *Report) error {
 	for _, e := range rep.Examples {
 		line("", "  %s", e)
 	}
-	if rep.Net == "udp" || rep.Net == "unixgram" {
+	if tr, _ := protocol.ParseTransport(rep.Net); tr.IsDatagram() {
 		lostPct := 0.0
 		if rep.Sent > 0 {
 			lostPct = 100 * float64(rep.Lost) / float64(rep.Sent)

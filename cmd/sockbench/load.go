@@ -67,7 +67,7 @@ a failure.`,
 	}
 	fl := cmd.Flags()
 	c := &f.cfg
-	fl.StringVar(&c.Target, "target", "", "server to load: tcp://host:port, udp://host:port, unix:///path.sock or unixgram:///path.sock (required)")
+	fl.StringVar(&c.Target, "target", "", "server to load: tcp://host:port, udp://host:port, unix:///path.sock or unixgram:///path.sock; tcp4, tcp6, udp4, udp6 fix the IP version (required)")
 	fl.Var(&c.Mode, "mode", "what the server does to each request: echo or upper")
 	fl.IntVarP(&c.Conns, "conns", "c", loadgen.DefaultConns, "connections (UDP: sockets)")
 	fl.IntVarP(&c.Pipeline, "pipeline", "p", loadgen.DefaultPipeline, "requests in flight per connection")

@@ -199,8 +199,18 @@ func TestLoadAgainstServe(t *testing.T) {
 		{"udp", "127.0.0.1:0", "udp://"},
 		{"unix", filepath.Join(dir, "s.sock"), "unix://"},
 		{"unixgram", filepath.Join(dir, "g.sock"), "unixgram://"},
+		// serve --net tcp6 and load --target tcp6:// speak the same transports.
+		{"tcp6", "[::1]:0", "tcp6://"},
+		{"udp6", "[::1]:0", "udp6://"},
 	} {
 		t.Run(c.net, func(t *testing.T) {
+			if strings.HasSuffix(c.net, "6") {
+				ln, err := net.Listen("tcp6", "[::1]:0")
+				if err != nil {
+					t.Skipf("no IPv6 loopback here: %v", err)
+				}
+				ln.Close()
+			}
 			srv := exec.Command(sockbenchBin(t), "serve", "--net", c.net, "--addr", c.addr, "--mode", "upper")
 			stdout, err := srv.StdoutPipe()
 			if err != nil {
@@ -223,6 +233,9 @@ func TestLoadAgainstServe(t *testing.T) {
 				"-c", "4", "-p", "2", "-s", "16:512", "-d", "300ms", "--warmup", "50ms")
 			if code != 0 || stderr != "" || !strings.Contains(out, "Errors     none") {
 				t.Fatalf("exit %d\n%s%s", code, out, stderr)
+			}
+			if dgram := strings.HasPrefix(c.net, "udp") || c.net == "unixgram"; dgram != strings.Contains(out, "Datagrams ") {
+				t.Errorf("%s: datagram counts shown %v, want %v\n%s", c.net, !dgram, dgram, out)
 			}
 		})
 	}

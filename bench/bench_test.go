@@ -93,6 +93,24 @@ func TestProfileErrors(t *testing.T) {
 			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
 		}
 	}
+	// Every transport serve and load speak is a net a profile may ask for,
+	// and the runner gives each a server address of its own kind.
+	p6, err := ParseProfile("t", []byte("matrix:\n  - nets: [tcp, tcp4, tcp6, udp, udp4, udp6, unix, unixgram]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Runner{sockDir: "/tmp/sbX"}
+	want := map[string]string{"tcp": "127.0.0.1:0", "tcp4": "127.0.0.1:0", "tcp6": "[::1]:0", "udp": "127.0.0.1:0",
+		"udp4": "127.0.0.1:0", "udp6": "[::1]:0", "unix": "/tmp/sbX/s.sock", "unixgram": "/tmp/sbX/s.sock"}
+	cells6, _ := p6.Cells()
+	for _, c := range cells6 {
+		if got := r.serverAddr(c); got != want[c.Net] {
+			t.Errorf("%s: server address %q, want %q", c.Net, got, want[c.Net])
+		}
+	}
+	if len(cells6) != len(want) {
+		t.Errorf("%d cells, want %d", len(cells6), len(want))
+	}
 	if _, err := LoadProfile("nosuch"); err == nil || !strings.Contains(err.Error(), "quick") {
 		t.Errorf("unknown profile: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -150,6 +151,33 @@ matrix:
 	}
 	if after := countFDs(); before >= 0 && after > before+2 {
 		t.Errorf("fds: %d before, %d after", before, after)
+	}
+}
+
+// TestRunIPv6: a profile's tcp6 and udp6 cells run on the IPv6 loopback,
+// end to end (server, load generator, CSV).
+func TestRunIPv6(t *testing.T) {
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	ln.Close()
+	p := testProfile(t, `
+count: 1
+duration: 100ms
+warmup: 20ms
+matrix:
+  - models: [threaded]
+    nets: [tcp6, udp6]
+`)
+	out := runBench(t, p, t.TempDir())
+	if len(out.Rows) != 2 {
+		t.Fatalf("%d rows", len(out.Rows))
+	}
+	for _, r := range out.Rows {
+		if r.Status != StatusOK || r.Requests <= 0 || r.Errors != 0 {
+			t.Errorf("%s: %s, %d requests, %d errors: %s", r.Key, r.Status, r.Requests, r.Errors, r.Note)
+		}
 	}
 }
 

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sockbench/sockbench/protocol"
 )
 
 //go:embed profiles/*.yaml
@@ -292,10 +294,8 @@ func (p *Profile) Cells() ([]Cell, error) {
 			warm = g.Warmup
 		}
 		for _, n := range nets {
-			switch n {
-			case "tcp", "udp", "unix", "unixgram":
-			default:
-				return nil, fmt.Errorf("%s: unknown net %q (want tcp, udp, unix or unixgram)", where, n)
+			if _, err := protocol.ParseTransport(n); err != nil {
+				return nil, fmt.Errorf("%s: unknown net %q (want %s)", where, n, protocol.TransportsWanted)
 			}
 		}
 		for _, m := range modes {

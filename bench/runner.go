@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/sockbench/sockbench/loadgen"
+	"github.com/sockbench/sockbench/protocol"
 )
 
 // Defaults of the runner.
@@ -421,12 +422,12 @@ type server struct {
 }
 
 func (r *Runner) serverAddr(cell Cell) string {
-	switch cell.Net {
-	case "unix", "unixgram":
+	// The profile's nets were checked by Profile.Cells.
+	tr, _ := protocol.ParseTransport(cell.Net)
+	if tr.IsUnix() {
 		return filepath.Join(r.sockDir, "s.sock")
-	default:
-		return "127.0.0.1:0"
 	}
+	return tr.Loopback("0")
 }
 
 // startServer starts `sockbench serve` for cell and waits for its ready line.

@@ -9,10 +9,10 @@ require (
 	github.com/schollz/progressbar/v3 v3.19.0
 	github.com/spf13/cobra v1.10.2
 	github.com/valyala/bytebufferpool v1.0.0
+	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/perf v0.0.0-20250909190841-7e13e04d9366
 	golang.org/x/sys v0.38.0
 	golang.org/x/term v0.37.0
-	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (

@@ -67,6 +67,7 @@ type Config struct {
 	// SizeMin and SizeMax bound each request's size in bytes: the line with
 	// its '\n' on stream transports, the datagram on UDP. Sizes are drawn
 	// uniformly from [SizeMin, SizeMax]; equal bounds give a fixed size.
+	// protocol.ParseSizeRange reads them from "SIZE" or "MIN:MAX".
 	SizeMin, SizeMax int
 	// MaxLine is the server's line limit (default protocol.DefaultMaxLine);
 	// stream requests may not be longer.
@@ -134,36 +135,6 @@ func ParseTarget(s string) (network, address string, err error) {
 		return bad("port 0: a target needs a port from 1 to 65535")
 	}
 	return tr.Network(), rest, nil
-}
-
-// ParseSize reads "SIZE" or "MIN:MAX" (bytes; a k or K suffix means KiB).
-func ParseSize(s string) (minSize, maxSize int, err error) {
-	one := func(v string) (int, error) {
-		v = strings.TrimSpace(v)
-		mul := 1
-		if strings.HasSuffix(v, "k") || strings.HasSuffix(v, "K") {
-			mul, v = 1024, v[:len(v)-1]
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 || n > 1<<30 {
-			return 0, fmt.Errorf("%w: size %q: want a positive number of bytes (at most 1G), or MIN:MAX", ErrConfig, s)
-		}
-		return n * mul, nil
-	}
-	lo, hi, isRange := strings.Cut(s, ":")
-	if minSize, err = one(lo); err != nil {
-		return 0, 0, err
-	}
-	maxSize = minSize
-	if isRange {
-		if maxSize, err = one(hi); err != nil {
-			return 0, 0, err
-		}
-		if maxSize < minSize {
-			return 0, 0, fmt.Errorf("%w: size %q: MIN is larger than MAX", ErrConfig, s)
-		}
-	}
-	return minSize, maxSize, nil
 }
 
 // Normalize fills in defaults and validates c, returning an error that wraps

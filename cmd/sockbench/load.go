@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sockbench/sockbench/loadgen"
+	"github.com/sockbench/sockbench/protocol"
 )
 
 // loadFlags are the flags of `sockbench load`.
@@ -71,7 +72,7 @@ a failure.`,
 	fl.Var(&c.Mode, "mode", "what the server does to each request: echo or upper")
 	fl.IntVarP(&c.Conns, "conns", "c", loadgen.DefaultConns, "connections (UDP: sockets)")
 	fl.IntVarP(&c.Pipeline, "pipeline", "p", loadgen.DefaultPipeline, "requests in flight per connection")
-	fl.StringVarP(&f.size, "size", "s", fmt.Sprint(loadgen.DefaultSize), "request size in bytes, or MIN:MAX for uniformly random sizes")
+	fl.StringVarP(&f.size, "size", "s", fmt.Sprint(loadgen.DefaultSize), "request size in bytes (64, 4KiB), or MIN:MAX for uniformly random sizes (16:4KiB)")
 	fl.Uint64Var(&f.seed, "seed", loadgen.DefaultSeed, "seed of request contents and sizes (same seed, same requests)")
 	fl.DurationVarP(&c.Duration, "duration", "d", 0, "how long to measure (default 10s unless -n is given)")
 	fl.Int64VarP(&c.Requests, "requests", "n", 0, "measure this many requests instead of a duration")
@@ -118,10 +119,13 @@ func runLoad(cmd *cobra.Command, f *loadFlags) error {
 	if fl.Changed("seed") && f.seed == 0 {
 		return usagef("--seed 0: want a non-zero seed")
 	}
-	var err error
-	if c.SizeMin, c.SizeMax, err = loadgen.ParseSize(f.size); err != nil {
-		return usagef("%s", trimSentinel(err))
+	lo, hi, err := protocol.ParseSizeRange(f.size)
+	if se := (*protocol.SizeError)(nil); errors.As(err, &se) {
+		return usagef("-s %q: %s", se.Input, se.Problem)
+	} else if err != nil {
+		return usageError{err}
 	}
+	c.SizeMin, c.SizeMax = int(lo), int(hi)
 	c.Seed = f.seed
 	if err := c.Normalize(); err != nil {
 		return usagef("%s", trimSentinel(err))

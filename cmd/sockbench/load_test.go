@@ -240,3 +240,19 @@ func TestLoadAgainstServe(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadSizeUnits: -s reads the size grammar bench profiles use (4KiB
+// was refused by load while a profile took it).
+func TestLoadSizeUnits(t *testing.T) {
+	target := upperServer(t)
+	code, stdout, stderr := runBin(t, 20*time.Second, "load", "--target", target, "--mode", "upper", "-c", "1",
+		"-s", "1KiB:2KiB", "-n", "20", "--warmup", "0", "--format", "json")
+	var rep struct {
+		SizeMin  int `json:"size_min"`
+		SizeMax  int `json:"size_max"`
+		Requests int `json:"requests"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); code != 0 || err != nil || rep.SizeMin != 1024 || rep.SizeMax != 2048 || rep.Requests != 20 {
+		t.Fatalf("exit %d (%v), report %+v, stderr %q", code, err, rep, stderr)
+	}
+}

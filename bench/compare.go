@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/perf/benchfmt"
 	"golang.org/x/perf/benchmath"
+
+	"github.com/sockbench/sockbench/internal/human"
 )
 
 // Metric is a per-run number Compare and Report know how to read.
@@ -401,10 +403,10 @@ func (c *Comparison) WriteText(w io.Writer) error {
 		}
 		bs, ns := "-", "-"
 		if ch.NBase > 0 {
-			bs = fmt.Sprintf("%s ±%s (n=%d)", human(ch.Base.Center), fmtSpread(ch.BaseSpread), ch.NBase)
+			bs = fmt.Sprintf("%s ±%s (n=%d)", human.Number(ch.Base.Center), fmtSpread(ch.BaseSpread), ch.NBase)
 		}
 		if ch.NNew > 0 {
-			ns = fmt.Sprintf("%s ±%s (n=%d)", human(ch.New.Center), fmtSpread(ch.NewSpread), ch.NNew)
+			ns = fmt.Sprintf("%s ±%s (n=%d)", human.Number(ch.New.Center), fmtSpread(ch.NewSpread), ch.NNew)
 		}
 		delta, p, q := "", "", ""
 		if !math.IsNaN(ch.Delta) {
@@ -469,27 +471,6 @@ func countGated(chs []Change) int {
 }
 
 func pct(f float64) string { return strconv.FormatFloat(f*100, 'f', -1, 64) + "%" }
-
-// human formats a number with 3-4 significant digits and a k/M suffix.
-func human(v float64) string {
-	a := math.Abs(v)
-	switch {
-	case math.IsNaN(v):
-		return "-"
-	case v == 0:
-		return "0"
-	case a >= 1e6:
-		return strconv.FormatFloat(v/1e6, 'f', 2, 64) + "M"
-	case a >= 1e4:
-		return strconv.FormatFloat(v/1e3, 'f', 1, 64) + "k"
-	case a >= 100:
-		return strconv.FormatFloat(v, 'f', 0, 64)
-	case a >= 10:
-		return strconv.FormatFloat(v, 'f', 1, 64)
-	default:
-		return strconv.FormatFloat(v, 'f', 2, 64)
-	}
-}
 
 // ParseThreshold parses "5%", "5" (percent) or "0.05".
 func ParseThreshold(s string) (float64, error) {

@@ -9,6 +9,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/montanaflynn/stats"
+
+	"github.com/sockbench/sockbench/internal/human"
 )
 
 // CellStats summarises the clean runs of one cell.
@@ -126,15 +128,15 @@ func WriteSummary(w io.Writer, rows []Row) {
 		}
 		rate := "closed"
 		if k.Rate > 0 {
-			rate = human(k.Rate) + "/s"
+			rate = human.Number(k.Rate) + "/s"
 		}
 		rng := "-"
 		if !math.IsNaN(c.RPSMin) && c.RPS > 0 && c.Runs > 1 {
 			rng = fmt.Sprintf("-%.0f%% +%.0f%%", 100*(1-c.RPSMin/c.RPS), 100*(c.RPSMax/c.RPS-1))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%dµs\t%dµs\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
-			k.Model, k.Net, k.Mode, k.Conns, k.Size, rate, k.WorkUS, k.BlockUS, c.Runs, human(c.RPS), rng,
-			fmtUS(c.P50), fmtUS(c.P99), human(c.CPUPerReq), human(c.RSSKB/1024))
+			k.Model, k.Net, k.Mode, k.Conns, k.Size, rate, k.WorkUS, k.BlockUS, c.Runs, human.Number(c.RPS), rng,
+			human.Micros(c.P50), human.Micros(c.P99), human.Number(c.CPUPerReq), human.Number(c.RSSKB/1024))
 	}
 	tw.Flush()
 	if len(skipped) > 0 {

@@ -191,9 +191,9 @@ func synthRows(k Key, n int, rps, noise float64, rng *rand.Rand) []Row {
 		rows = append(rows, Row{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Key: k, Run: i + 1,
 			Env:       Env{Host: "testhost", OS: "linux", Arch: "amd64", CPUModel: "Test CPU", Cores: 2, GoVersion: "go1.26", Commit: "abc"},
 			DurationS: 0.4, Requests: int64(v * 0.4), RPS: v, MBps: v * 64 / 1e6,
-			P50: 1e6 / v, P90: 1.5e6 / v, P99: 3e6 / v, P999: 5e6 / v, P9999: 8e6 / v, Max: 9e6 / v,
-			ServerCPUS: 0.3, CPUUSPerReq: 0.3e6 / (v * 0.4), ServerRSSKB: 12000, ClientCPUS: 0.35, Status: StatusOK,
-			ServerCPUs: "0", ClientCPUs: "1", Workers: 1})
+			P50US: 1e6 / v, P90US: 1.5e6 / v, P99US: 3e6 / v, P999US: 5e6 / v, P9999US: 8e6 / v, MaxUS: 9e6 / v,
+			ServerCPUSeconds: 0.3, CPUUSPerReq: 0.3e6 / (v * 0.4), ServerRSSKB: 12000, ClientCPUSeconds: 0.35, Status: StatusOK,
+			ServerCPUList: "0", ClientCPUList: "1", Workers: 1})
 	}
 	return rows
 }
@@ -287,7 +287,7 @@ func TestBenchfmtReadable(t *testing.T) {
 	}
 	// The .txt reads back for compare.
 	back, err := ReadBenchfmt(bytes.NewReader(buf.Bytes()), "x.txt")
-	if err != nil || len(back) != 10 || back[0].Key != rows[0].Key || math.Abs(back[0].P99-rows[0].P99) > 1e-6*rows[0].P99 {
+	if err != nil || len(back) != 10 || back[0].Key != rows[0].Key || math.Abs(back[0].P99US-rows[0].P99US) > 1e-6*rows[0].P99US {
 		t.Fatalf("read back: %v %+v", err, back)
 	}
 }

@@ -31,9 +31,9 @@ type Metric struct {
 var Metrics = []Metric{
 	{"rps", "req/s", true, func(r *Row) float64 { return r.RPS }},
 	{"mbps", "MB/s", true, func(r *Row) float64 { return r.MBps }},
-	{"p50_us", "p50 µs", false, func(r *Row) float64 { return r.P50 }},
-	{"p99_us", "p99 µs", false, func(r *Row) float64 { return r.P99 }},
-	{"p999_us", "p99.9 µs", false, func(r *Row) float64 { return r.P999 }},
+	{"p50_us", "p50 µs", false, func(r *Row) float64 { return r.P50US }},
+	{"p99_us", "p99 µs", false, func(r *Row) float64 { return r.P99US }},
+	{"p999_us", "p99.9 µs", false, func(r *Row) float64 { return r.P999US }},
 	{"cpu_us_per_req", "server CPU µs/req", false, func(r *Row) float64 { return r.CPUUSPerReq }},
 	{"server_rss_kb", "server RSS KiB", false, func(r *Row) float64 { return float64(r.ServerRSSKB) }},
 }
@@ -568,7 +568,7 @@ func ReadBenchfmt(r io.Reader, name string) ([]Row, error) {
 		row.CPUModel, row.Commit = res.GetConfig("cpu"), res.GetConfig("commit")
 		row.GoVersion, row.SuiteVersion = res.GetConfig("go_version"), res.GetConfig("suite_version")
 		row.Cores, _ = strconv.Atoi(res.GetConfig("cores"))
-		row.ServerArgs, row.ServerCPUs, row.ClientCPUs = res.GetConfig("server_args"), res.GetConfig("server_cpus"), res.GetConfig("client_cpus")
+		row.ServerArgs, row.ServerCPUList, row.ClientCPUList = res.GetConfig("server_args"), res.GetConfig("server_cpus"), res.GetConfig("client_cpus")
 		get := func(unit string, scale float64) float64 {
 			for _, v := range res.Values {
 				if v.OrigUnit == unit || (v.OrigUnit == "" && v.Unit == unit) {
@@ -582,9 +582,9 @@ func ReadBenchfmt(r io.Reader, name string) ([]Row, error) {
 		}
 		row.RPS = get("req/s", 1)
 		row.MBps = get("MB/s", 1)
-		row.P50, row.P90, row.P99 = get("p50-ns", 1e-3), get("p90-ns", 1e-3), get("p99-ns", 1e-3)
-		row.P999, row.Max = get("p99.9-ns", 1e-3), get("max-ns", 1e-3)
-		row.P9999 = math.NaN()
+		row.P50US, row.P90US, row.P99US = get("p50-ns", 1e-3), get("p90-ns", 1e-3), get("p99-ns", 1e-3)
+		row.P999US, row.MaxUS = get("p99.9-ns", 1e-3), get("max-ns", 1e-3)
+		row.P9999US = math.NaN()
 		row.CPUUSPerReq = get("server-cpu-ns/req", 1e-3)
 		row.ServerRSSKB = int64(get("server-peak-rss-B", 1.0/1024))
 		rows = append(rows, row)

@@ -116,11 +116,11 @@ matrix:
 			t.Errorf("%s: %s: %s", r.Key, r.Status, r.Note)
 			continue
 		}
-		if r.Requests <= 0 || r.RPS <= 0 || r.Errors != 0 || !(r.P50 > 0) || r.P99 < r.P50 || r.Max < r.P99 {
+		if r.Requests <= 0 || r.RPS <= 0 || r.Errors != 0 || !(r.P50US > 0) || r.P99US < r.P50US || r.MaxUS < r.P99US {
 			t.Errorf("%s: implausible %+v", r.Key, r)
 		}
-		if !(r.ServerCPUS > 0) || !(r.CPUUSPerReq > 0) || r.ServerRSSKB < 1000 || !(r.ClientCPUS > 0) {
-			t.Errorf("%s: server cpu %v s, %v µs/req, rss %d KiB, client %v s", r.Key, r.ServerCPUS, r.CPUUSPerReq, r.ServerRSSKB, r.ClientCPUS)
+		if !(r.ServerCPUSeconds > 0) || !(r.CPUUSPerReq > 0) || r.ServerRSSKB < 1000 || !(r.ClientCPUSeconds > 0) {
+			t.Errorf("%s: server cpu %v s, %v µs/req, rss %d KiB, client %v s", r.Key, r.ServerCPUSeconds, r.CPUUSPerReq, r.ServerRSSKB, r.ClientCPUSeconds)
 		}
 		if r.Workers < 1 || r.Host == "" || r.Cores < 1 || r.GoVersion == "" {
 			t.Errorf("%s: env %+v workers %d", r.Key, r.Env, r.Workers)
@@ -133,8 +133,8 @@ matrix:
 		if r.Rate > 0 && (r.RPS < 0.7*r.Rate || r.RPS > 1.1*r.Rate) {
 			t.Errorf("%s: %v req/s at a rate of %v", r.Key, r.RPS, r.Rate)
 		}
-		if r.BlockUS > 0 && (r.RPS > 4100 || !(r.P50 >= 1000)) {
-			t.Errorf("%s: %v req/s, p50 %v µs with a 1 ms block", r.Key, r.RPS, r.P50)
+		if r.BlockUS > 0 && (r.RPS > 4100 || !(r.P50US >= 1000)) {
+			t.Errorf("%s: %v req/s, p50 %v µs with a 1 ms block", r.Key, r.RPS, r.P50US)
 		}
 	}
 	rows, err := ReadCSVFile(out.CSV)

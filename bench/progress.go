@@ -68,7 +68,7 @@ func (p *progress) done(r *Row) {
 	case r.Status == StatusFailed:
 		res = "FAILED: " + r.Note
 	default:
-		res = fmt.Sprintf("%s req/s, p50 %s p99 %s", human.Number(r.RPS), human.Micros(r.P50), human.Micros(r.P99))
+		res = fmt.Sprintf("%s req/s, p50 %s p99 %s", human.Number(r.RPS), human.Micros(r.P50US), human.Micros(r.P99US))
 		if !math.IsNaN(r.CPUUSPerReq) {
 			res += fmt.Sprintf(", server %.1f µs CPU/req", r.CPUUSPerReq)
 		}

@@ -129,8 +129,8 @@ svg text{font-family:system-ui,sans-serif}
 			}
 			if e.Host == "" {
 				e = r.Env
-				pin = r.ServerCPUs + " | " + r.ClientCPUs
-				if r.ServerCPUs == "" {
+				pin = r.ServerCPUList + " | " + r.ClientCPUList
+				if r.ServerCPUList == "" {
 					pin = "none"
 				}
 			}

@@ -64,8 +64,8 @@ func Summarise(rows []Row) []CellStats {
 		cs.Errors += r.Errors
 		cs.Lost += r.Lost
 		v := vals[r.Key]
-		for name, x := range map[string]float64{"rps": r.RPS, "p50": r.P50, "p90": r.P90, "p99": r.P99,
-			"p999": r.P999, "p9999": r.P9999, "max": r.Max, "cpu": r.CPUUSPerReq, "rss": float64(r.ServerRSSKB)} {
+		for name, x := range map[string]float64{"rps": r.RPS, "p50": r.P50US, "p90": r.P90US, "p99": r.P99US,
+			"p999": r.P999US, "p9999": r.P9999US, "max": r.MaxUS, "cpu": r.CPUUSPerReq, "rss": float64(r.ServerRSSKB)} {
 			if !math.IsNaN(x) && !math.IsInf(x, 0) {
 				v[name] = append(v[name], x)
 			}

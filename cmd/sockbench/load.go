@@ -83,10 +83,11 @@ a failure.`,
 	fl.StringVar(&f.format, "format", "text", "output: text, json or csv")
 	fl.StringVar(&f.hdrOut, "hdr-out", "", "also write the latency histograms as an HdrHistogram log to this file (see 'sockbench merge')")
 	fl.StringVarP(&f.output, "output", "o", "", "write the report to this file instead of stdout")
+	completeValues(cmd, "mode", modeNames, cobra.ShellCompDirectiveNoFileComp)
+	completeValues(cmd, "format", func() []string { return loadgen.Formats }, cobra.ShellCompDirectiveNoFileComp)
+	completeValues(cmd, "target", targetSchemes, cobra.ShellCompDirectiveNoSpace|cobra.ShellCompDirectiveNoFileComp)
 	return cmd
 }
-
-func init() { rootCmd.AddCommand(newLoadCmd(), newMergeCmd()) }
 
 // runLoad validates the flags, runs the load and prints the report.
 func runLoad(cmd *cobra.Command, f *loadFlags) error {

@@ -88,10 +88,13 @@ and unixgram; echo returns them unchanged, upper maps ASCII a-z to A-Z.`,
 	fl.StringVar(&f.socketMode, "socket-mode", "0600", "permission of a Unix socket file, in octal")
 	fl.StringVar(&f.spawn, "spawn", "", "prefork only: pool (default) or per-conn (a process per connection)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "stderr log level: debug, info, warn or error")
+	completeValues(cmd, "model", models.Names, cobra.ShellCompDirectiveNoFileComp)
+	completeValues(cmd, "net", protocol.TransportNames, cobra.ShellCompDirectiveNoFileComp)
+	completeValues(cmd, "mode", modeNames, cobra.ShellCompDirectiveNoFileComp)
+	completeValues(cmd, "spawn", func() []string { return []string{"pool", "per-conn"} }, cobra.ShellCompDirectiveNoFileComp)
+	completeValues(cmd, "log-level", func() []string { return []string{"debug", "info", "warn", "error"} }, cobra.ShellCompDirectiveNoFileComp)
 	return cmd
 }
-
-func init() { rootCmd.AddCommand(newServeCmd()) }
 
 // runServe checks the flags, builds the server and runs it.
 func runServe(ctx context.Context, f *serveFlags) error {

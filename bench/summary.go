@@ -15,22 +15,20 @@ import (
 
 // CellStats summarises the clean runs of one cell.
 type CellStats struct {
-	Key        Key
-	Runs       int // clean runs
-	Bad        int // failed or unclean runs
-	Skipped    string
-	RPS        float64 // median
-	RPSMin     float64
-	RPSMax     float64
-	P50, P99   float64 // medians, µs
-	P999       float64
-	Max        float64
-	CPUPerReq  float64 // median µs
-	RSSKB      float64 // median
-	Saturated  int     // runs where the load generator was saturated
-	Errors     int64
-	Lost       int64
-	percentile map[string]float64
+	Key     Key
+	Runs    int // clean runs
+	Bad     int // failed or unclean runs
+	Skipped string
+	RPS     float64 // median
+	RPSMin  float64
+	RPSMax  float64
+	// Latency percentiles: each the median over the runs, in µs.
+	P50, P90, P99, P999, P9999, Max float64
+	CPUPerReq                       float64 // median µs
+	RSSKB                           float64 // median
+	Saturated                       int     // runs where the load generator was saturated
+	Errors                          int64
+	Lost                            int64
 }
 
 // Summarise groups rows by cell in a stable order and takes medians
@@ -84,15 +82,14 @@ func Summarise(rows []Row) []CellStats {
 			}
 			return m
 		}
-		cs.RPS, cs.P50, cs.P99, cs.P999, cs.Max = med("rps"), med("p50"), med("p99"), med("p999"), med("max")
+		cs.RPS, cs.P50, cs.P90, cs.P99 = med("rps"), med("p50"), med("p90"), med("p99")
+		cs.P999, cs.P9999, cs.Max = med("p999"), med("p9999"), med("max")
 		cs.CPUPerReq, cs.RSSKB = med("cpu"), med("rss")
 		cs.RPSMin, cs.RPSMax = math.NaN(), math.NaN()
 		if len(v["rps"]) > 0 {
 			cs.RPSMin, _ = stats.Min(v["rps"])
 			cs.RPSMax, _ = stats.Max(v["rps"])
 		}
-		cs.percentile = map[string]float64{"p50": med("p50"), "p90": med("p90"), "p99": med("p99"),
-			"p999": med("p999"), "p9999": med("p9999"), "max": med("max")}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Key.Less(out[j].Key) })
 	return out

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/montanaflynn/stats"
 	"golang.org/x/perf/benchfmt"
 	"golang.org/x/perf/benchmath"
 
@@ -314,16 +315,16 @@ func adjust(chs []Change, idx []int, none bool) {
 	}
 }
 
-// spread is the largest relative distance of a value from the median.
+// spread is the largest relative distance of a run from the median: the
+// fastest's or the slowest's (github.com/montanaflynn/stats, as the
+// summary's medians and ranges).
 func spread(v []float64, med float64) float64 {
-	if med == 0 {
+	lo, err1 := stats.Min(v)
+	hi, err2 := stats.Max(v)
+	if med == 0 || err1 != nil || err2 != nil {
 		return math.NaN()
 	}
-	s := 0.0
-	for _, x := range v {
-		s = math.Max(s, math.Abs(x/med-1))
-	}
-	return s
+	return math.Max(math.Abs(lo/med-1), math.Abs(hi/med-1))
 }
 
 func fmtSpread(s float64) string {

@@ -93,6 +93,24 @@ func TestProfileErrors(t *testing.T) {
 			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
 		}
 	}
+	// Every transport serve and load speak is a net a profile may ask for,
+	// and the runner gives each a server address of its own kind.
+	p6, err := ParseProfile("t", []byte("matrix:\n  - nets: [tcp, tcp4, tcp6, udp, udp4, udp6, unix, unixgram]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Runner{sockDir: "/tmp/sbX"}
+	want := map[string]string{"tcp": "127.0.0.1:0", "tcp4": "127.0.0.1:0", "tcp6": "[::1]:0", "udp": "127.0.0.1:0",
+		"udp4": "127.0.0.1:0", "udp6": "[::1]:0", "unix": "/tmp/sbX/s.sock", "unixgram": "/tmp/sbX/s.sock"}
+	cells6, _ := p6.Cells()
+	for _, c := range cells6 {
+		if got := (localHost{r}).addr(c); got != want[c.Net] {
+			t.Errorf("%s: server address %q, want %q", c.Net, got, want[c.Net])
+		}
+	}
+	if len(cells6) != len(want) {
+		t.Errorf("%d cells, want %d", len(cells6), len(want))
+	}
 	if _, err := LoadProfile("nosuch"); err == nil || !strings.Contains(err.Error(), "quick") {
 		t.Errorf("unknown profile: %v", err)
 	}
@@ -173,9 +191,9 @@ func synthRows(k Key, n int, rps, noise float64, rng *rand.Rand) []Row {
 		rows = append(rows, Row{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Key: k, Run: i + 1,
 			Env:       Env{Host: "testhost", OS: "linux", Arch: "amd64", CPUModel: "Test CPU", Cores: 2, GoVersion: "go1.26", Commit: "abc"},
 			DurationS: 0.4, Requests: int64(v * 0.4), RPS: v, MBps: v * 64 / 1e6,
-			P50: 1e6 / v, P90: 1.5e6 / v, P99: 3e6 / v, P999: 5e6 / v, P9999: 8e6 / v, Max: 9e6 / v,
-			ServerCPUS: 0.3, CPUUSPerReq: 0.3e6 / (v * 0.4), ServerRSSKB: 12000, ClientCPUS: 0.35, Status: StatusOK,
-			ServerCPUs: "0", ClientCPUs: "1", Workers: 1})
+			P50US: 1e6 / v, P90US: 1.5e6 / v, P99US: 3e6 / v, P999US: 5e6 / v, P9999US: 8e6 / v, MaxUS: 9e6 / v,
+			ServerCPUSeconds: 0.3, CPUUSPerReq: 0.3e6 / (v * 0.4), ServerRSSKB: 12000, ClientCPUSeconds: 0.35, Status: StatusOK,
+			ServerCPUList: "0", ClientCPUList: "1", Workers: 1})
 	}
 	return rows
 }
@@ -269,7 +287,7 @@ func TestBenchfmtReadable(t *testing.T) {
 	}
 	// The .txt reads back for compare.
 	back, err := ReadBenchfmt(bytes.NewReader(buf.Bytes()), "x.txt")
-	if err != nil || len(back) != 10 || back[0].Key != rows[0].Key || math.Abs(back[0].P99-rows[0].P99) > 1e-6*rows[0].P99 {
+	if err != nil || len(back) != 10 || back[0].Key != rows[0].Key || math.Abs(back[0].P99US-rows[0].P99US) > 1e-6*rows[0].P99US {
 		t.Fatalf("read back: %v %+v", err, back)
 	}
 }

@@ -20,11 +20,11 @@ var benchUnits = []struct {
 }{
 	{"req/s", "higher", func(r *Row) float64 { return r.RPS }},
 	{"MB/s", "higher", func(r *Row) float64 { return r.MBps }},
-	{"p50-ns", "lower", func(r *Row) float64 { return r.P50 * 1e3 }},
-	{"p90-ns", "lower", func(r *Row) float64 { return r.P90 * 1e3 }},
-	{"p99-ns", "lower", func(r *Row) float64 { return r.P99 * 1e3 }},
-	{"p99.9-ns", "lower", func(r *Row) float64 { return r.P999 * 1e3 }},
-	{"max-ns", "lower", func(r *Row) float64 { return r.Max * 1e3 }},
+	{"p50-ns", "lower", func(r *Row) float64 { return r.P50US * 1e3 }},
+	{"p90-ns", "lower", func(r *Row) float64 { return r.P90US * 1e3 }},
+	{"p99-ns", "lower", func(r *Row) float64 { return r.P99US * 1e3 }},
+	{"p99.9-ns", "lower", func(r *Row) float64 { return r.P999US * 1e3 }},
+	{"max-ns", "lower", func(r *Row) float64 { return r.MaxUS * 1e3 }},
 	{"server-cpu-ns/req", "lower", func(r *Row) float64 { return r.CPUUSPerReq * 1e3 }},
 	{"server-peak-rss-B", "lower", func(r *Row) float64 { return float64(r.ServerRSSKB) * 1024 }},
 	{"errors", "lower", func(r *Row) float64 { return float64(r.Errors) }},
@@ -64,7 +64,11 @@ func WriteBenchfmt(w io.Writer, rows []Row, extra map[string]string) error {
 		}
 		cfg := []string{
 			"goos", r.OS, "goarch", r.Arch, "cpu", r.CPUModel, "host", r.Host, "cores", strconv.Itoa(r.Cores),
-			"server_cpus", r.ServerCPUs, "client_cpus", r.ClientCPUs,
+			// The pinning keeps its config keys from before the CSV's
+			// columns became server_cpu_list and client_cpu_list:
+			// benchstat puts files whose config keys differ in separate
+			// tables, and would stop comparing new files with old ones.
+			"server_cpus", r.ServerCPUList, "client_cpus", r.ClientCPUList,
 			buildKeyPrefix + "go_version", r.GoVersion, buildKeyPrefix + "suite_version", r.SuiteVersion,
 			buildKeyPrefix + "commit", r.Commit, buildKeyPrefix + "server_args", r.ServerArgs,
 		}

@@ -13,8 +13,11 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/montanaflynn/stats"
 	"golang.org/x/perf/benchfmt"
 	"golang.org/x/perf/benchmath"
+
+	"github.com/sockbench/sockbench/internal/human"
 )
 
 // Metric is a per-run number Compare and Report know how to read.
@@ -29,9 +32,9 @@ type Metric struct {
 var Metrics = []Metric{
 	{"rps", "req/s", true, func(r *Row) float64 { return r.RPS }},
 	{"mbps", "MB/s", true, func(r *Row) float64 { return r.MBps }},
-	{"p50_us", "p50 µs", false, func(r *Row) float64 { return r.P50 }},
-	{"p99_us", "p99 µs", false, func(r *Row) float64 { return r.P99 }},
-	{"p999_us", "p99.9 µs", false, func(r *Row) float64 { return r.P999 }},
+	{"p50_us", "p50 µs", false, func(r *Row) float64 { return r.P50US }},
+	{"p99_us", "p99 µs", false, func(r *Row) float64 { return r.P99US }},
+	{"p999_us", "p99.9 µs", false, func(r *Row) float64 { return r.P999US }},
 	{"cpu_us_per_req", "server CPU µs/req", false, func(r *Row) float64 { return r.CPUUSPerReq }},
 	{"server_rss_kb", "server RSS KiB", false, func(r *Row) float64 { return float64(r.ServerRSSKB) }},
 }
@@ -312,16 +315,16 @@ func adjust(chs []Change, idx []int, none bool) {
 	}
 }
 
-// spread is the largest relative distance of a value from the median.
+// spread is the largest relative distance of a run from the median: the
+// fastest's or the slowest's (github.com/montanaflynn/stats, as the
+// summary's medians and ranges).
 func spread(v []float64, med float64) float64 {
-	if med == 0 {
+	lo, err1 := stats.Min(v)
+	hi, err2 := stats.Max(v)
+	if med == 0 || err1 != nil || err2 != nil {
 		return math.NaN()
 	}
-	s := 0.0
-	for _, x := range v {
-		s = math.Max(s, math.Abs(x/med-1))
-	}
-	return s
+	return math.Max(math.Abs(lo/med-1), math.Abs(hi/med-1))
 }
 
 func fmtSpread(s float64) string {
@@ -401,10 +404,10 @@ func (c *Comparison) WriteText(w io.Writer) error {
 		}
 		bs, ns := "-", "-"
 		if ch.NBase > 0 {
-			bs = fmt.Sprintf("%s ±%s (n=%d)", human(ch.Base.Center), fmtSpread(ch.BaseSpread), ch.NBase)
+			bs = fmt.Sprintf("%s ±%s (n=%d)", human.Number(ch.Base.Center), fmtSpread(ch.BaseSpread), ch.NBase)
 		}
 		if ch.NNew > 0 {
-			ns = fmt.Sprintf("%s ±%s (n=%d)", human(ch.New.Center), fmtSpread(ch.NewSpread), ch.NNew)
+			ns = fmt.Sprintf("%s ±%s (n=%d)", human.Number(ch.New.Center), fmtSpread(ch.NewSpread), ch.NNew)
 		}
 		delta, p, q := "", "", ""
 		if !math.IsNaN(ch.Delta) {
@@ -469,27 +472,6 @@ func countGated(chs []Change) int {
 }
 
 func pct(f float64) string { return strconv.FormatFloat(f*100, 'f', -1, 64) + "%" }
-
-// human formats a number with 3-4 significant digits and a k/M suffix.
-func human(v float64) string {
-	a := math.Abs(v)
-	switch {
-	case math.IsNaN(v):
-		return "-"
-	case v == 0:
-		return "0"
-	case a >= 1e6:
-		return strconv.FormatFloat(v/1e6, 'f', 2, 64) + "M"
-	case a >= 1e4:
-		return strconv.FormatFloat(v/1e3, 'f', 1, 64) + "k"
-	case a >= 100:
-		return strconv.FormatFloat(v, 'f', 0, 64)
-	case a >= 10:
-		return strconv.FormatFloat(v, 'f', 1, 64)
-	default:
-		return strconv.FormatFloat(v, 'f', 2, 64)
-	}
-}
 
 // ParseThreshold parses "5%", "5" (percent) or "0.05".
 func ParseThreshold(s string) (float64, error) {
@@ -587,7 +569,7 @@ func ReadBenchfmt(r io.Reader, name string) ([]Row, error) {
 		row.CPUModel, row.Commit = res.GetConfig("cpu"), res.GetConfig("commit")
 		row.GoVersion, row.SuiteVersion = res.GetConfig("go_version"), res.GetConfig("suite_version")
 		row.Cores, _ = strconv.Atoi(res.GetConfig("cores"))
-		row.ServerArgs, row.ServerCPUs, row.ClientCPUs = res.GetConfig("server_args"), res.GetConfig("server_cpus"), res.GetConfig("client_cpus")
+		row.ServerArgs, row.ServerCPUList, row.ClientCPUList = res.GetConfig("server_args"), res.GetConfig("server_cpus"), res.GetConfig("client_cpus")
 		get := func(unit string, scale float64) float64 {
 			for _, v := range res.Values {
 				if v.OrigUnit == unit || (v.OrigUnit == "" && v.Unit == unit) {
@@ -601,9 +583,9 @@ func ReadBenchfmt(r io.Reader, name string) ([]Row, error) {
 		}
 		row.RPS = get("req/s", 1)
 		row.MBps = get("MB/s", 1)
-		row.P50, row.P90, row.P99 = get("p50-ns", 1e-3), get("p90-ns", 1e-3), get("p99-ns", 1e-3)
-		row.P999, row.Max = get("p99.9-ns", 1e-3), get("max-ns", 1e-3)
-		row.P9999 = math.NaN()
+		row.P50US, row.P90US, row.P99US = get("p50-ns", 1e-3), get("p90-ns", 1e-3), get("p99-ns", 1e-3)
+		row.P999US, row.MaxUS = get("p99.9-ns", 1e-3), get("max-ns", 1e-3)
+		row.P9999US = math.NaN()
 		row.CPUUSPerReq = get("server-cpu-ns/req", 1e-3)
 		row.ServerRSSKB = int64(get("server-peak-rss-B", 1.0/1024))
 		rows = append(rows, row)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,11 +116,11 @@ matrix:
 			t.Errorf("%s: %s: %s", r.Key, r.Status, r.Note)
 			continue
 		}
-		if r.Requests <= 0 || r.RPS <= 0 || r.Errors != 0 || !(r.P50 > 0) || r.P99 < r.P50 || r.Max < r.P99 {
+		if r.Requests <= 0 || r.RPS <= 0 || r.Errors != 0 || !(r.P50US > 0) || r.P99US < r.P50US || r.MaxUS < r.P99US {
 			t.Errorf("%s: implausible %+v", r.Key, r)
 		}
-		if !(r.ServerCPUS > 0) || !(r.CPUUSPerReq > 0) || r.ServerRSSKB < 1000 || !(r.ClientCPUS > 0) {
-			t.Errorf("%s: server cpu %v s, %v µs/req, rss %d KiB, client %v s", r.Key, r.ServerCPUS, r.CPUUSPerReq, r.ServerRSSKB, r.ClientCPUS)
+		if !(r.ServerCPUSeconds > 0) || !(r.CPUUSPerReq > 0) || r.ServerRSSKB < 1000 || !(r.ClientCPUSeconds > 0) {
+			t.Errorf("%s: server cpu %v s, %v µs/req, rss %d KiB, client %v s", r.Key, r.ServerCPUSeconds, r.CPUUSPerReq, r.ServerRSSKB, r.ClientCPUSeconds)
 		}
 		if r.Workers < 1 || r.Host == "" || r.Cores < 1 || r.GoVersion == "" {
 			t.Errorf("%s: env %+v workers %d", r.Key, r.Env, r.Workers)
@@ -132,8 +133,8 @@ matrix:
 		if r.Rate > 0 && (r.RPS < 0.7*r.Rate || r.RPS > 1.1*r.Rate) {
 			t.Errorf("%s: %v req/s at a rate of %v", r.Key, r.RPS, r.Rate)
 		}
-		if r.BlockUS > 0 && (r.RPS > 4100 || !(r.P50 >= 1000)) {
-			t.Errorf("%s: %v req/s, p50 %v µs with a 1 ms block", r.Key, r.RPS, r.P50)
+		if r.BlockUS > 0 && (r.RPS > 4100 || !(r.P50US >= 1000)) {
+			t.Errorf("%s: %v req/s, p50 %v µs with a 1 ms block", r.Key, r.RPS, r.P50US)
 		}
 	}
 	rows, err := ReadCSVFile(out.CSV)
@@ -150,6 +151,33 @@ matrix:
 	}
 	if after := countFDs(); before >= 0 && after > before+2 {
 		t.Errorf("fds: %d before, %d after", before, after)
+	}
+}
+
+// TestRunIPv6: a profile's tcp6 and udp6 cells run on the IPv6 loopback,
+// end to end (server, load generator, CSV).
+func TestRunIPv6(t *testing.T) {
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	ln.Close()
+	p := testProfile(t, `
+count: 1
+duration: 100ms
+warmup: 20ms
+matrix:
+  - models: [threaded]
+    nets: [tcp6, udp6]
+`)
+	out := runBench(t, p, t.TempDir())
+	if len(out.Rows) != 2 {
+		t.Fatalf("%d rows", len(out.Rows))
+	}
+	for _, r := range out.Rows {
+		if r.Status != StatusOK || r.Requests <= 0 || r.Errors != 0 {
+			t.Errorf("%s: %s, %d requests, %d errors: %s", r.Key, r.Status, r.Requests, r.Errors, r.Note)
+		}
 	}
 }
 

@@ -23,7 +23,9 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/sockbench/sockbench/protocol"
 )
 
 //go:embed profiles/*.yaml
@@ -83,37 +85,18 @@ type Group struct {
 }
 
 // Size is a request size in bytes, '\n' included for stream transports.
-// In YAML it is an integer or a string with a unit: 512, "4KiB", "64KiB".
-type Size int
+// In YAML it is an integer or a string with a unit, in protocol.ParseSize's
+// grammar: 512, "4KiB", "64KiB".
+type Size protocol.Size
 
-// UnmarshalYAML accepts 64, "64", "4KiB", "1MiB".
+// UnmarshalYAML reads a size with protocol.ParseSize, naming the line.
 func (s *Size) UnmarshalYAML(n *yaml.Node) error {
-	v, err := ParseSize(n.Value)
+	v, err := protocol.ParseSize(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return fmt.Errorf("bench: line %d: %w", n.Line, err)
 	}
-	*s = v
+	*s = Size(v)
 	return nil
-}
-
-// ParseSize parses a byte count with an optional KiB/MiB (or K/M) suffix.
-func ParseSize(s string) (Size, error) {
-	t := strings.TrimSpace(s)
-	mult := 1
-	for _, u := range []struct {
-		suf string
-		m   int
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"K", 1 << 10}, {"M", 1 << 20}, {"B", 1}} {
-		if strings.HasSuffix(t, u.suf) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suf)), u.m
-			break
-		}
-	}
-	n, err := strconv.Atoi(t)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("bench: bad size %q (want a positive byte count such as 64 or 4KiB)", s)
-	}
-	return Size(n * mult), nil
 }
 
 // Cell is one point of the matrix: everything that identifies a workload.
@@ -300,10 +283,8 @@ func (p *Profile) Cells() ([]Cell, error) {
 			warm = g.Warmup
 		}
 		for _, n := range nets {
-			switch n {
-			case "tcp", "udp", "unix", "unixgram":
-			default:
-				return nil, fmt.Errorf("%s: unknown net %q (want tcp, udp, unix or unixgram)", where, n)
+			if _, err := protocol.ParseTransport(n); err != nil {
+				return nil, fmt.Errorf("%s: unknown net %q (want %s)", where, n, protocol.TransportsWanted)
 			}
 		}
 		for _, m := range modes {

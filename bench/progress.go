@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+
+	"github.com/sockbench/sockbench/internal/human"
 )
 
 // progress shows how far a run is: a bar with ETA on a terminal, one plain
@@ -67,7 +68,7 @@ func (p *progress) done(r *Row) {
 	case r.Status == StatusFailed:
 		res = "FAILED: " + r.Note
 	default:
-		res = fmt.Sprintf("%s req/s, p50 %s p99 %s", human(r.RPS), fmtUS(r.P50), fmtUS(r.P99))
+		res = fmt.Sprintf("%s req/s, p50 %s p99 %s", human.Number(r.RPS), human.Micros(r.P50US), human.Micros(r.P99US))
 		if !math.IsNaN(r.CPUUSPerReq) {
 			res += fmt.Sprintf(", server %.1f µs CPU/req", r.CPUUSPerReq)
 		}
@@ -86,27 +87,4 @@ func (p *progress) finish() {
 		p.bar.Finish()
 		fmt.Fprintln(p.w)
 	}
-}
-
-// fmtUS formats microseconds for people.
-func fmtUS(us float64) string {
-	switch {
-	case math.IsNaN(us):
-		return "-"
-	case us >= 1e6:
-		return trimZeros(fmt.Sprintf("%.2f", us/1e6)) + "s"
-	case us >= 1e3:
-		return trimZeros(fmt.Sprintf("%.2f", us/1e3)) + "ms"
-	default:
-		return fmt.Sprintf("%.0fµs", us)
-	}
-}
-
-// trimZeros drops trailing zeros of a decimal: "10.00" -> "10", "2.50" -> "2.5".
-func trimZeros(s string) string {
-	if !strings.Contains(s, ".") {
-		return s
-	}
-	s = strings.TrimRight(s, "0")
-	return strings.TrimSuffix(s, ".")
 }

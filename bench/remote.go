@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sockbench/sockbench/protocol"
 )
 
 // SSHCommandEnv names the environment variable that replaces the ssh
@@ -437,7 +439,7 @@ func (h *remoteHost) start(ctx context.Context, args []string, cpus []int, ready
 // (read from its /proc/meminfo) and against this machine, which runs the
 // load generator.
 func (h *remoteHost) wontFit(cell Cell, workers int) string {
-	if cell.Net == "unix" || cell.Net == "unixgram" {
+	if tr, _ := protocol.ParseTransport(cell.Net); tr.IsUnix() {
 		return "a Unix socket cannot be reached from another machine (server on " + h.target.String() + ")"
 	}
 	remoteFD := func() (uint64, error) { return h.hello.FDLimit, nil }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/sockbench/sockbench/protocol"
 )
 
 // serverHost is where a run's servers live: this machine (localHost) or
@@ -47,12 +49,12 @@ type serverProc interface {
 type localHost struct{ r *Runner }
 
 func (h localHost) addr(cell Cell) string {
-	switch cell.Net {
-	case "unix", "unixgram":
+	// The profile's nets were checked by Profile.Cells.
+	tr, _ := protocol.ParseTransport(cell.Net)
+	if tr.IsUnix() {
 		return filepath.Join(h.r.sockDir, "s.sock")
-	default:
-		return "127.0.0.1:0"
 	}
+	return tr.Loopback("0")
 }
 
 func (h localHost) start(ctx context.Context, args []string, cpus []int, readyTimeout time.Duration) (serverProc, error) {

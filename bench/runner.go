@@ -405,12 +405,11 @@ func (r *Runner) writeOutputs(out *Outcome, stem string) error {
 // baseRow fills the identity columns of a row.
 func (r *Runner) baseRow(cell Cell, run int) Row {
 	row := Row{Time: r.now().UTC(), Env: r.opts.Env, Key: cell.Key(), Run: run,
-		ServerCPUs: formatCPUs(r.opts.ServerCPUs), ClientCPUs: formatCPUs(r.opts.ClientCPUs),
+		ServerCPUList: formatCPUs(r.opts.ServerCPUs), ClientCPUList: formatCPUs(r.opts.ClientCPUs),
 		Workers: r.workers, ServerArgs: strings.Join(r.opts.ServerArgs, " "),
-		ServerHost: r.serverHost, ClientHost: r.clientHost, LinkRTTUS: r.linkRTTUS,
-		DurationS: math.NaN(), RPS: math.NaN(), MBps: math.NaN(), P50: math.NaN(), P90: math.NaN(),
-		P99: math.NaN(), P999: math.NaN(), P9999: math.NaN(), Max: math.NaN(), ServerCPUS: math.NaN(),
-		CPUUSPerReq: math.NaN(), ClientCPUS: math.NaN()}
+		ServerHost: r.serverHost, ClientHost: r.clientHost}
+	row.clearMeasured()
+	row.LinkRTTUS = r.linkRTTUS
 	return row
 }
 
@@ -617,12 +616,12 @@ func (r *Runner) measure(ctx context.Context, cell Cell, row *Row) error {
 	row.Requests, row.Errors, row.Lost = rep.Requests, rep.Errors, rep.Lost
 	row.RPS, row.MBps = rep.RPS, rep.MBps
 	l := rep.Latency
-	row.P50, row.P90, row.P99, row.P999, row.P9999, row.Max = l.P50, l.P90, l.P99, l.P999, l.P9999, l.Max
-	row.ClientCPUS, row.ClientSaturated = rep.ClientCPUS, rep.ClientSaturated
+	row.P50US, row.P90US, row.P99US, row.P999US, row.P9999US, row.MaxUS = l.P50, l.P90, l.P99, l.P999, l.P9999, l.Max
+	row.ClientCPUSeconds, row.ClientSaturated = rep.ClientCPUS, rep.ClientSaturated
 	if serr == nil {
-		row.ServerCPUS = cpu1 - cpu0
+		row.ServerCPUSeconds = cpu1 - cpu0
 		if rep.Requests > 0 {
-			row.CPUUSPerReq = row.ServerCPUS * 1e6 / float64(rep.Requests)
+			row.CPUUSPerReq = row.ServerCPUSeconds * 1e6 / float64(rep.Requests)
 		}
 		row.ServerRSSKB = rss
 	} else {

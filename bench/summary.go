@@ -9,26 +9,26 @@ import (
 	"text/tabwriter"
 
 	"github.com/montanaflynn/stats"
+
+	"github.com/sockbench/sockbench/internal/human"
 )
 
 // CellStats summarises the clean runs of one cell.
 type CellStats struct {
-	Key        Key
-	Runs       int // clean runs
-	Bad        int // failed or unclean runs
-	Skipped    string
-	RPS        float64 // median
-	RPSMin     float64
-	RPSMax     float64
-	P50, P99   float64 // medians, µs
-	P999       float64
-	Max        float64
-	CPUPerReq  float64 // median µs
-	RSSKB      float64 // median
-	Saturated  int     // runs where the load generator was saturated
-	Errors     int64
-	Lost       int64
-	percentile map[string]float64
+	Key     Key
+	Runs    int // clean runs
+	Bad     int // failed or unclean runs
+	Skipped string
+	RPS     float64 // median
+	RPSMin  float64
+	RPSMax  float64
+	// Latency percentiles: each the median over the runs, in µs.
+	P50, P90, P99, P999, P9999, Max float64
+	CPUPerReq                       float64 // median µs
+	RSSKB                           float64 // median
+	Saturated                       int     // runs where the load generator was saturated
+	Errors                          int64
+	Lost                            int64
 }
 
 // Summarise groups rows by cell in a stable order and takes medians
@@ -62,8 +62,8 @@ func Summarise(rows []Row) []CellStats {
 		cs.Errors += r.Errors
 		cs.Lost += r.Lost
 		v := vals[r.Key]
-		for name, x := range map[string]float64{"rps": r.RPS, "p50": r.P50, "p90": r.P90, "p99": r.P99,
-			"p999": r.P999, "p9999": r.P9999, "max": r.Max, "cpu": r.CPUUSPerReq, "rss": float64(r.ServerRSSKB)} {
+		for name, x := range map[string]float64{"rps": r.RPS, "p50": r.P50US, "p90": r.P90US, "p99": r.P99US,
+			"p999": r.P999US, "p9999": r.P9999US, "max": r.MaxUS, "cpu": r.CPUUSPerReq, "rss": float64(r.ServerRSSKB)} {
 			if !math.IsNaN(x) && !math.IsInf(x, 0) {
 				v[name] = append(v[name], x)
 			}
@@ -82,15 +82,14 @@ func Summarise(rows []Row) []CellStats {
 			}
 			return m
 		}
-		cs.RPS, cs.P50, cs.P99, cs.P999, cs.Max = med("rps"), med("p50"), med("p99"), med("p999"), med("max")
+		cs.RPS, cs.P50, cs.P90, cs.P99 = med("rps"), med("p50"), med("p90"), med("p99")
+		cs.P999, cs.P9999, cs.Max = med("p999"), med("p9999"), med("max")
 		cs.CPUPerReq, cs.RSSKB = med("cpu"), med("rss")
 		cs.RPSMin, cs.RPSMax = math.NaN(), math.NaN()
 		if len(v["rps"]) > 0 {
 			cs.RPSMin, _ = stats.Min(v["rps"])
 			cs.RPSMax, _ = stats.Max(v["rps"])
 		}
-		cs.percentile = map[string]float64{"p50": med("p50"), "p90": med("p90"), "p99": med("p99"),
-			"p999": med("p999"), "p9999": med("p9999"), "max": med("max")}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Key.Less(out[j].Key) })
 	return out
@@ -126,15 +125,15 @@ func WriteSummary(w io.Writer, rows []Row) {
 		}
 		rate := "closed"
 		if k.Rate > 0 {
-			rate = human(k.Rate) + "/s"
+			rate = human.Number(k.Rate) + "/s"
 		}
 		rng := "-"
 		if !math.IsNaN(c.RPSMin) && c.RPS > 0 && c.Runs > 1 {
 			rng = fmt.Sprintf("-%.0f%% +%.0f%%", 100*(1-c.RPSMin/c.RPS), 100*(c.RPSMax/c.RPS-1))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%dµs\t%dµs\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
-			k.Model, k.Net, k.Mode, k.Conns, k.Size, rate, k.WorkUS, k.BlockUS, c.Runs, human(c.RPS), rng,
-			fmtUS(c.P50), fmtUS(c.P99), human(c.CPUPerReq), human(c.RSSKB/1024))
+			k.Model, k.Net, k.Mode, k.Conns, k.Size, rate, k.WorkUS, k.BlockUS, c.Runs, human.Number(c.RPS), rng,
+			human.Micros(c.P50), human.Micros(c.P99), human.Number(c.CPUPerReq), human.Number(c.RSSKB/1024))
 	}
 	tw.Flush()
 	if len(skipped) > 0 {

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -57,7 +56,7 @@ var (
 // Normalize to fill them in and validate the whole.
 type Config struct {
 	// Target is tcp://host:port, udp://host:port, unix:///path.sock or
-	// unixgram:///path.sock.
+	// unixgram:///path.sock; tcp4, tcp6, udp4 and udp6 fix the IP version.
 	Target string
 	// Mode is what the server does to a request: echo or upper.
 	Mode protocol.Mode
@@ -68,6 +67,7 @@ type Config struct {
 	// SizeMin and SizeMax bound each request's size in bytes: the line with
 	// its '\n' on stream transports, the datagram on UDP. Sizes are drawn
 	// uniformly from [SizeMin, SizeMax]; equal bounds give a fixed size.
+	// protocol.ParseSizeRange reads them from "SIZE" or "MIN:MAX".
 	SizeMin, SizeMax int
 	// MaxLine is the server's line limit (default protocol.DefaultMaxLine);
 	// stream requests may not be longer.
@@ -103,70 +103,47 @@ type Config struct {
 	Interval time.Duration
 
 	// Parsed by Normalize.
-	network string // "tcp", "udp", "unix" or "unixgram"
-	address string // host:port or path
+	network   string // the transport's network name
+	transport protocol.Transport
+	address   string // host:port or path
 }
 
-// ParseTarget splits a target URL into a Go network name and an address.
+// ParseTarget splits a target URL, transport://address, into a Go network
+// name and an address. The transport is any protocol.Transport (tcp, tcp4,
+// tcp6, udp, udp4, udp6, unix, unixgram), as `sockbench serve --net`
+// takes them; the address is host:port with a host and a port from 1 to
+// 65535, or an absolute socket path within protocol.MaxUnixPath.
 func ParseTarget(s string) (network, address string, err error) {
+	bad := func(format string, args ...any) (string, string, error) {
+		return "", "", fmt.Errorf("%w: target %q: "+format, append([]any{ErrConfig, s}, args...)...)
+	}
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
-		return "", "", fmt.Errorf("%w: target %q: want tcp://host:port, udp://host:port or unix:///path", ErrConfig, s)
+		return bad("want tcp://host:port, udp://host:port or unix:///path")
 	}
-	switch scheme {
-	case "tcp", "udp":
-		host, port, err := net.SplitHostPort(rest)
-		if err != nil {
-			return "", "", fmt.Errorf("%w: target %q: %v", ErrConfig, s, err)
-		}
-		if host == "" {
-			return "", "", fmt.Errorf("%w: target %q: missing host (e.g. %s://127.0.0.1:%s)", ErrConfig, s, scheme, port)
-		}
-		p, err := strconv.Atoi(port)
-		if err != nil || p < 1 || p > 65535 {
-			return "", "", fmt.Errorf("%w: target %q: port %q is not a number in 1..65535", ErrConfig, s, port)
-		}
-		return scheme, rest, nil
-	case "unix", "unixgram":
-		if rest == "" || !filepath.IsAbs(rest) {
-			return "", "", fmt.Errorf("%w: target %q: want an absolute socket path, e.g. %s:///tmp/sb.sock", ErrConfig, s, scheme)
-		}
-		if len(rest) > 103 {
-			return "", "", fmt.Errorf("%w: target %q: socket path is %d bytes, the limit is 103", ErrConfig, s, len(rest))
-		}
-		return scheme, rest, nil
+	tr, err := protocol.ParseTransport(scheme)
+	if err != nil {
+		return bad("unknown scheme %q (want %s)", scheme, protocol.TransportsWanted)
 	}
-	return "", "", fmt.Errorf("%w: target %q: unknown scheme %q (want tcp, udp, unix or unixgram)", ErrConfig, s, scheme)
-}
-
-// ParseSize reads "SIZE" or "MIN:MAX" (bytes; a k or K suffix means KiB).
-func ParseSize(s string) (minSize, maxSize int, err error) {
-	one := func(v string) (int, error) {
-		v = strings.TrimSpace(v)
-		mul := 1
-		if strings.HasSuffix(v, "k") || strings.HasSuffix(v, "K") {
-			mul, v = 1024, v[:len(v)-1]
+	if tr.IsUnix() {
+		if !filepath.IsAbs(rest) {
+			return bad("want an absolute socket path, e.g. %s:///tmp/sb.sock", scheme)
 		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 || n > 1<<30 {
-			return 0, fmt.Errorf("%w: size %q: want a positive number of bytes (at most 1G), or MIN:MAX", ErrConfig, s)
+		if err := tr.CheckPath(rest); err != nil {
+			return bad("%v", err)
 		}
-		return n * mul, nil
+		return tr.Network(), rest, nil
 	}
-	lo, hi, isRange := strings.Cut(s, ":")
-	if minSize, err = one(lo); err != nil {
-		return 0, 0, err
+	host, port, err := tr.SplitHostPort(rest)
+	switch {
+	case err != nil:
+		return bad("%v", err)
+	case host == "":
+		return bad("missing host (e.g. %s://%s)", scheme, tr.Loopback(strconv.Itoa(int(port))))
+	case port == 0:
+		return bad("port 0: a target needs a port from 1 to 65535")
 	}
-	maxSize = minSize
-	if isRange {
-		if maxSize, err = one(hi); err != nil {
-			return 0, 0, err
-		}
-		if maxSize < minSize {
-			return 0, 0, fmt.Errorf("%w: size %q: MIN is larger than MAX", ErrConfig, s)
-		}
-	}
-	return minSize, maxSize, nil
+	return tr.Network(), rest, nil
 }
 
 // Normalize fills in defaults and validates c, returning an error that wraps
@@ -176,6 +153,7 @@ func (c *Config) Normalize() error {
 	if c.network, c.address, err = ParseTarget(c.Target); err != nil {
 		return err
 	}
+	c.transport, _ = protocol.ParseTransport(c.network)
 	if c.Mode != protocol.Echo && c.Mode != protocol.Upper {
 		return fmt.Errorf("%w: unknown mode %d", ErrConfig, c.Mode)
 	}
@@ -212,8 +190,8 @@ func (c *Config) Normalize() error {
 	if c.MaxLine < 2 {
 		return bad("max-line %d: want at least 2", c.MaxLine)
 	}
-	switch c.network {
-	case "udp", "unixgram":
+	switch {
+	case c.datagram():
 		if c.SizeMin < tagLen {
 			return bad("size %d: a datagram request carries a %d-byte sequence tag, so it must be at least %d bytes", c.SizeMin, tagLen, tagLen)
 		}
@@ -258,12 +236,14 @@ func (c *Config) Normalize() error {
 	return nil
 }
 
-// Network returns the parsed network ("tcp", "udp", "unix", "unixgram")
-// after Normalize.
+// Network returns the parsed network (a protocol.Transport's name: tcp,
+// tcp6, udp, unix, unixgram...) after Normalize.
 func (c *Config) Network() string { return c.network }
 
 // Address returns the parsed address after Normalize.
 func (c *Config) Address() string { return c.address }
 
 // datagram reports whether the target's transport is datagram-based.
-func (c *Config) datagram() bool { return c.network == "udp" || c.network == "unixgram" }
+func (c *Config) datagram() bool {
+	return c.transport.IsDatagram()
+}

@@ -477,14 +477,6 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%+v: err = %v, want ErrConfig", c, err)
 		}
 	}
-	for _, s := range []string{"", "0", "-5", "x", "10:5", "5:", ":5", "1:2:3"} {
-		if _, _, err := ParseSize(s); err == nil {
-			t.Errorf("ParseSize(%q) succeeded", s)
-		}
-	}
-	if lo, hi, err := ParseSize("16:4k"); err != nil || lo != 16 || hi != 4096 {
-		t.Errorf("ParseSize(16:4k) = %d, %d, %v", lo, hi, err)
-	}
 }
 
 func TestFileLimit(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/sockbench/sockbench/protocol"
 )
 
 // Formats lists the output formats of WriteReport.
@@ -117,7 +119,7 @@ func WriteText(w io.Writer, rep *Report) error {
 	for _, e := range rep.Examples {
 		line("", "  %s", e)
 	}
-	if rep.Net == "udp" || rep.Net == "unixgram" {
+	if tr, _ := protocol.ParseTransport(rep.Net); tr.IsDatagram() {
 		lostPct := 0.0
 		if rep.Sent > 0 {
 			lostPct = 100 * float64(rep.Lost) / float64(rep.Sent)
@@ -161,51 +163,6 @@ func WriteText(w io.Writer, rep *Report) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-// fmtDur formats microseconds with a unit that keeps three significant digits.
-func fmtDur(us float64) string {
-	switch {
-	case us <= 0:
-		return "0"
-	case us < 1:
-		return fmt.Sprintf("%.0fns", us*1e3)
-	case us < 999.5:
-		return fmt.Sprintf("%.3gµs", us)
-	case us < 999.5e3:
-		return fmt.Sprintf("%.3gms", us/1e3)
-	}
-	return fmt.Sprintf("%.3gs", us/1e6)
-}
-
-// fmtRate formats a rate in req/s: a count with separators, unless it has a
-// fraction that rounding would hide (--rate 0.5).
-func fmtRate(v float64) string {
-	if v != math.Round(v) && v < 1000 {
-		return strconv.FormatFloat(v, 'g', 4, 64)
-	}
-	return fmtCount(v)
-}
-
-// fmtCount formats a count with thousands separators.
-func fmtCount(v float64) string {
-	n := int64(math.Round(v))
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	if neg {
-		s = s[1:]
-	}
-	var out []byte
-	for i := range len(s) {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			out = append(out, ',')
-		}
-		out = append(out, s[i])
-	}
-	if neg {
-		return "-" + string(out)
-	}
-	return string(out)
 }
 
 // cpusNoun returns "1 CPU" or "N CPUs".

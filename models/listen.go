@@ -8,28 +8,46 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/sockbench/sockbench/protocol"
 )
 
-// MaxUnixPath is the longest Unix socket path the kernel takes (sun_path
-// is 108 bytes on Linux, 104 on the BSDs and macOS, NUL included).
-const MaxUnixPath = 103
-
-// PrepareUnixPath checks that path can be bound as a Unix socket and clears
-// a stale socket file left by a server that died: the file is removed only
-// when it is a socket and nothing answers on it. A live server's socket
-// gives ErrSocketInUse; anything that is not a socket is never removed.
-func PrepareUnixPath(path, network string) error {
-	if path == "" {
-		return errors.New("models: empty unix socket path")
+// CheckUnixPath checks, without changing anything, that path can be bound
+// as a socket of the Unix transport network (unix or unixgram): the
+// transport's own rules (protocol.Transport.CheckPath: not empty, at most
+// protocol.MaxUnixPath bytes), and a directory that exists. serve calls it
+// to refuse a bad --addr before it starts anything, which is why its
+// errors carry no package prefix: the caller puts its flag in front.
+// PrepareUnixPath calls it before it clears a stale socket.
+func CheckUnixPath(path, network string) error {
+	tr, err := protocol.ParseTransport(network)
+	if err != nil {
+		return err
 	}
-	if len(path) > MaxUnixPath {
-		return fmt.Errorf("models: unix socket path is %d bytes, longer than the %d the kernel allows: %s", len(path), MaxUnixPath, path)
+	if err := tr.CheckPath(path); err != nil {
+		return err
 	}
 	dir := filepath.Dir(path)
-	if st, err := os.Stat(dir); err != nil {
-		return fmt.Errorf("models: directory for unix socket %s: %w", path, err)
-	} else if !st.IsDir() {
-		return fmt.Errorf("models: %s is not a directory", dir)
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%s: directory %s does not exist", path, dir)
+	case err != nil:
+		return fmt.Errorf("%s: %w", path, err)
+	case !st.IsDir():
+		return fmt.Errorf("%s: %s is not a directory", path, dir)
+	}
+	return nil
+}
+
+// PrepareUnixPath checks that path can be bound as a Unix socket of the
+// given network (CheckUnixPath) and clears a stale socket file left by a
+// server that died: the file is removed only when it is a socket and
+// nothing answers on it. A live server's socket gives ErrSocketInUse;
+// anything that is not a socket is never removed.
+func PrepareUnixPath(path, network string) error {
+	if err := CheckUnixPath(path, network); err != nil {
+		return fmt.Errorf("models: %w", err)
 	}
 	st, err := os.Lstat(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -47,11 +65,7 @@ func PrepareUnixPath(path, network string) error {
 	// succeeds finds a live server; EPROTOTYPE finds a live server of the
 	// other type (a stream listener probed with a datagram socket, or the
 	// reverse), which is just as much in use.
-	probe := "unix"
-	if network == "unixgram" {
-		probe = "unixgram"
-	}
-	c, err := net.DialTimeout(probe, path, time.Second)
+	c, err := net.DialTimeout(network, path, time.Second)
 	switch {
 	case err == nil:
 		c.Close()
@@ -111,7 +125,7 @@ func inode(st os.FileInfo) uint64 {
 // remove on exit (nil for tcp). Go's UnixListener would unlink the path on
 // Close by itself; we turn that off so removal goes through SocketFile.
 func ListenStream(cfg *Config) (net.Listener, *SocketFile, error) {
-	if cfg.Net == "unix" {
+	if cfg.Transport() == protocol.Unix {
 		if err := PrepareUnixPath(cfg.Addr, cfg.Net); err != nil {
 			return nil, nil, err
 		}
@@ -138,7 +152,7 @@ func ListenStream(cfg *Config) (net.Listener, *SocketFile, error) {
 // ListenPacket binds a datagram socket (udp or unixgram) for cfg, with the
 // same Unix socket handling as ListenStream.
 func ListenPacket(cfg *Config) (net.PacketConn, *SocketFile, error) {
-	if cfg.Net == "unixgram" {
+	if cfg.Transport() == protocol.Unixgram {
 		if err := PrepareUnixPath(cfg.Addr, cfg.Net); err != nil {
 			return nil, nil, err
 		}

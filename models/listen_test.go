@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sockbench/sockbench/protocol"
 )
 
 // shortDir is a temp directory with a path short enough for sun_path.
@@ -64,8 +66,23 @@ func TestPrepareUnixPath(t *testing.T) {
 	if err := PrepareUnixPath(filepath.Join(dir, "missing", "s.sock"), "unix"); err == nil {
 		t.Error("missing directory: no error")
 	}
-	if err := PrepareUnixPath("/tmp/"+strings.Repeat("x", MaxUnixPath), "unix"); err == nil || !strings.Contains(err.Error(), "longer than") {
+	if err := PrepareUnixPath("/tmp/"+strings.Repeat("x", protocol.MaxUnixPath), "unix"); err == nil || !strings.Contains(err.Error(), "longer than") {
 		t.Errorf("over-long path: err = %v", err)
+	}
+	if err := PrepareUnixPath(filepath.Join(dir, "s.sock"), "tcp"); err == nil {
+		t.Error("a tcp address taken for a socket path")
+	}
+	// CheckUnixPath changes nothing: a stale socket is still there after it.
+	stale := filepath.Join(dir, "stale.sock")
+	bindUnix(t, "unix", stale)()
+	if err := CheckUnixPath(stale, "unix"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(stale); err != nil {
+		t.Errorf("CheckUnixPath removed the stale socket: %v", err)
+	}
+	if err := CheckUnixPath(filepath.Join(plain, "s.sock"), "unixgram"); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("file as directory: err = %v", err)
 	}
 }
 

@@ -86,25 +86,56 @@ type Config struct {
 	Extra map[string]string `json:"extra,omitempty"`
 }
 
-// Normalize fills defaults in and checks the fields, returning a clear
-// error for anything a server could not run with.
+// ConfigError is what Normalize returns for a field a server cannot run
+// with. Field is the field's flag name (net, addr, mode, workers,
+// max-conns, max-line, idle-timeout, grace, work, block) and Problem
+// finishes the sentence, so a command can name its own flag:
+// "--" + Field + " " + Problem reads "--workers must not be negative (got -2)".
+type ConfigError struct {
+	Field   string
+	Problem string
+	// Err is the sentinel behind the problem (ErrUnsupportedNet,
+	// protocol.ErrUnknownMode), or nil.
+	Err error
+}
+
+func (e *ConfigError) Error() string { return "models: " + e.Field + " " + e.Problem }
+
+// Unwrap returns the sentinel behind the problem, if any.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Normalize fills defaults in and checks the fields, returning a
+// *ConfigError naming the first field a server could not run with. It is
+// the one place these rules live: `sockbench serve` checks its flags by
+// calling it.
 func (c *Config) Normalize() error {
-	switch c.Net {
-	case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix", "unixgram":
-	case "":
-		return errors.New("models: no network given (want tcp, udp or unix)")
-	default:
-		return fmt.Errorf("%w %q (want tcp, udp, unix or unixgram)", ErrUnsupportedNet, c.Net)
+	bad := func(field string, sentinel error, format string, args ...any) error {
+		return &ConfigError{Field: field, Problem: fmt.Sprintf(format, args...), Err: sentinel}
+	}
+	if c.Net == "" {
+		return bad("net", ErrUnsupportedNet, "must not be empty (want %s)", protocol.TransportsWanted)
+	}
+	if _, err := protocol.ParseTransport(c.Net); err != nil {
+		return bad("net", fmt.Errorf("%w: %w", ErrUnsupportedNet, err), "%q is not a transport (want %s)", c.Net, protocol.TransportsWanted)
 	}
 	if c.Addr == "" {
-		return errors.New("models: no address given")
+		return bad("addr", nil, "must not be empty")
 	}
 	if c.Mode != protocol.Echo && c.Mode != protocol.Upper {
-		return fmt.Errorf("%w %v", protocol.ErrUnknownMode, c.Mode)
+		return bad("mode", protocol.ErrUnknownMode, "%v is not a mode (want echo or upper)", c.Mode)
 	}
-	if c.Workers < 0 || c.MaxConns < 0 || c.MaxLine < 0 || c.IdleTimeout < 0 || c.Grace < 0 ||
-		c.Cost.Work < 0 || c.Cost.Block < 0 {
-		return errors.New("models: workers, max-conns, max-line, idle-timeout, grace, work and block must not be negative")
+	for _, f := range []struct {
+		name     string
+		negative bool
+		value    any
+	}{
+		{"workers", c.Workers < 0, c.Workers}, {"max-conns", c.MaxConns < 0, c.MaxConns},
+		{"max-line", c.MaxLine < 0, c.MaxLine}, {"idle-timeout", c.IdleTimeout < 0, c.IdleTimeout},
+		{"grace", c.Grace < 0, c.Grace}, {"work", c.Cost.Work < 0, c.Cost.Work}, {"block", c.Cost.Block < 0, c.Cost.Block},
+	} {
+		if f.negative {
+			return bad(f.name, nil, "must not be negative (got %v)", f.value)
+		}
 	}
 	if c.Workers == 0 {
 		c.Workers = runtime.GOMAXPROCS(0)
@@ -113,13 +144,13 @@ func (c *Config) Normalize() error {
 		c.MaxLine = protocol.DefaultMaxLine
 	}
 	if c.MaxLine < 2 {
-		return errors.New("models: max-line must be at least 2 (one byte and its newline)")
+		return bad("max-line", nil, "must be at least 2 bytes, one byte and its newline (got %d)", c.MaxLine)
 	}
 	if c.Workers > MaxWorkers {
-		return fmt.Errorf("models: workers %d is more than the %d allowed", c.Workers, MaxWorkers)
+		return bad("workers", nil, "must be at most %d (got %d)", MaxWorkers, c.Workers)
 	}
 	if c.MaxLine > MaxMaxLine {
-		return fmt.Errorf("models: max-line %d is more than the %d bytes (64 MiB) allowed", c.MaxLine, MaxMaxLine)
+		return bad("max-line", nil, "must be at most %d bytes (64 MiB), the memory a server may hold per connection (got %d)", MaxMaxLine, c.MaxLine)
 	}
 	if c.Grace == 0 {
 		c.Grace = DefaultGrace
@@ -133,13 +164,17 @@ func (c *Config) Normalize() error {
 	return nil
 }
 
-// IsStream reports whether the transport is a byte stream (framed in lines).
-func (c *Config) IsStream() bool {
-	return strings.HasPrefix(c.Net, "tcp") || c.Net == "unix"
+// Transport returns Net parsed; the zero Transport when Net is not one.
+func (c *Config) Transport() protocol.Transport {
+	t, _ := protocol.ParseTransport(c.Net)
+	return t
 }
 
+// IsStream reports whether the transport is a byte stream (framed in lines).
+func (c *Config) IsStream() bool { return c.Transport().IsStream() }
+
 // IsUnix reports whether Addr is a filesystem path.
-func (c *Config) IsUnix() bool { return c.Net == "unix" || c.Net == "unixgram" }
+func (c *Config) IsUnix() bool { return c.Transport().IsUnix() }
 
 // Server is one running instance of a model.
 //

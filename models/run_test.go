@@ -75,20 +75,34 @@ func TestNormalizeBounds(t *testing.T) {
 		mod  func(*Config)
 		want string
 	}{
-		{func(c *Config) { c.Net = "" }, "no network"},
-		{func(c *Config) { c.Net = "sctp" }, "unsupported network"},
-		{func(c *Config) { c.Addr = "" }, "no address"},
-		{func(c *Config) { c.Workers = -1 }, "must not be negative"},
-		{func(c *Config) { c.Cost.Block = -time.Second }, "must not be negative"},
-		{func(c *Config) { c.MaxLine = 1 }, "at least 2"},
-		{func(c *Config) { c.Workers = MaxWorkers + 1 }, "workers"},
-		{func(c *Config) { c.MaxLine = MaxMaxLine + 1 }, "max-line"},
+		{func(c *Config) { c.Net = "" }, "net must not be empty"},
+		{func(c *Config) { c.Net = "sctp" }, `net "sctp" is not a transport`},
+		{func(c *Config) { c.Addr = "" }, "addr must not be empty"},
+		{func(c *Config) { c.Mode = 7 }, "mode Mode(7) is not a mode"},
+		{func(c *Config) { c.Workers = -1 }, "workers must not be negative (got -1)"},
+		{func(c *Config) { c.MaxConns = -1 }, "max-conns must not be negative"},
+		{func(c *Config) { c.IdleTimeout = -1 }, "idle-timeout must not be negative"},
+		{func(c *Config) { c.Grace = -1 }, "grace must not be negative"},
+		{func(c *Config) { c.Cost.Work = -1 }, "work must not be negative"},
+		{func(c *Config) { c.Cost.Block = -time.Second }, "block must not be negative (got -1s)"},
+		{func(c *Config) { c.MaxLine = 1 }, "max-line must be at least 2"},
+		{func(c *Config) { c.Workers = MaxWorkers + 1 }, "workers must be at most 1024"},
+		{func(c *Config) { c.MaxLine = MaxMaxLine + 1 }, "max-line must be at most"},
 	}
 	for _, tc := range cases {
 		cfg := base
 		tc.mod(&cfg)
-		if err := cfg.Normalize(); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("Normalize(%+v) = %v, want an error saying %q", cfg, err, tc.want)
+		err := cfg.Normalize()
+		var ce *ConfigError
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.As(err, &ce) || !strings.HasPrefix(tc.want, ce.Field+" ") {
+			t.Errorf("Normalize(%+v) = %v, want a ConfigError saying %q", cfg, err, tc.want)
+		}
+	}
+	for _, n := range []string{"", "sctp"} {
+		cfg := base
+		cfg.Net = n
+		if err := cfg.Normalize(); !errors.Is(err, ErrUnsupportedNet) {
+			t.Errorf("net %q: %v does not wrap ErrUnsupportedNet", n, err)
 		}
 	}
 	cfg := base

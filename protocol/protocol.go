@@ -1,8 +1,10 @@
 // Package protocol holds the request/reply rules every sockbench model and the
-// load generator agree on: the two modes (echo and upper), line framing for
-// stream transports, datagram limits, and the per-request handler cost.
+// load generator agree on: the transports (Transport: which names, stream or
+// datagram, path or host:port, the socket path limit), the two modes (echo
+// and upper), line framing for stream transports, datagram limits, request
+// sizes, and the per-request handler cost.
 //
-// It knows nothing about sockets beyond io.Reader; models and loadgen build on it.
+// It opens no sockets; models, loadgen, bench and the serve command build on it.
 package protocol
 
 import (

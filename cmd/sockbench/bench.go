@@ -16,7 +16,8 @@ import (
 	"github.com/sockbench/sockbench/bench"
 )
 
-func init() {
+// newBenchCmd builds `sockbench bench`.
+func newBenchCmd() *cobra.Command {
 	var (
 		profile    string
 		count      int
@@ -55,6 +56,11 @@ link_rtt_us record both machines and the round trip between them.
 Writes results/<UTC time>-<host>.csv (one complete row per run), the same runs
 in Go benchmark format (.txt, for benchstat) and an HTML report (.html).
 Built-in profiles: ` + strings.Join(bench.ProfileNames(), ", ") + `.`,
+		Example: `  sockbench bench                                # the quick profile, pinned apart, into results/
+  sockbench bench --profile full --count 8       # more cells, enough runs to judge one cell alone
+  sockbench bench --profile my.yaml --dry-run    # list a profile's cells and its time, run nothing
+  sockbench bench --server-cpus 0-3 --client-cpus 4-7 --workers 4
+  sockbench bench --server-args=--work=50us -o slow/   # every server burns 50us a request`,
 		Args: argsError(cobra.NoArgs, "no arguments (flags start with --)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := bench.LoadProfile(profile)
@@ -173,7 +179,8 @@ Built-in profiles: ` + strings.Join(bench.ProfileNames(), ", ") + `.`,
 	f.StringArrayVar(&serverArgs, "server-args", nil, "extra flag for every server, e.g. --server-args=--work=50us (repeatable; recorded, not part of the cell)")
 	f.BoolVar(&dryRun, "dry-run", false, "list the cells in run order and exit")
 	f.StringVar(&serverHost, "server-host", "", "run the servers on this machine over ssh: ssh://[user@]host[:port] (default: the profile's server_host, else here)")
-	rootCmd.AddCommand(cmd, newAgentCmd())
+	completeValues(cmd, "profile", bench.ProfileNames, cobra.ShellCompDirectiveDefault) // or a FILE.yaml
+	return cmd
 }
 
 // newAgentCmd is `sockbench agent`, which bench --server-host runs over

@@ -10,7 +10,8 @@ import (
 	"github.com/sockbench/sockbench/bench"
 )
 
-func init() {
+// newCompareCmd builds `sockbench compare`.
+func newCompareCmd() *cobra.Command {
 	var (
 		threshold       string
 		alpha           float64
@@ -32,6 +33,9 @@ chance in most comparisons of a build with itself). It exits 1 when a gated
 metric (--metrics, default rps) changed by more than --threshold AND q <=
 --alpha; it says so, instead of guessing, when a cell has too few runs to
 judge (4 a side at 0.05).`,
+		Example: `  sockbench compare results/baseline results/20261201T190723Z-vm.csv
+  sockbench compare old.txt new.txt --threshold 2% --regressions-only
+  sockbench compare base/ new/ --metrics rps,p99_us --show cpu_us_per_req   # directories: their CSVs merged`,
 		Args: argsError(cobra.ExactArgs(2), "BASE and NEW results (CSV or .txt files, or directories)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			thr, err := bench.ParseThreshold(threshold)
@@ -72,7 +76,19 @@ judge (4 a side at 0.05).`,
 	f.StringSliceVar(&show, "show", []string{"p99_us", "cpu_us_per_req"}, "further metrics shown for context, not gated")
 	f.BoolVar(&regressionsOnly, "regressions-only", false, "fail only on changes for the worse")
 	f.BoolVar(&noCorrection, "no-correction", false, "judge each cell's p-value alone (expect alpha x cells false alarms)")
-	rootCmd.AddCommand(cmd)
+	for _, name := range []string{"metrics", "show"} {
+		completeValues(cmd, name, metricNames, cobra.ShellCompDirectiveNoFileComp)
+	}
+	return cmd
+}
+
+// metricNames are the metrics compare knows, for completion.
+func metricNames() []string {
+	var names []string
+	for _, m := range bench.Metrics {
+		names = append(names, m.Name)
+	}
+	return names
 }
 
 func splitList(v []string) []string {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sockbench/sockbench/loadgen"
+	"github.com/sockbench/sockbench/protocol"
 )
 
 // loadFlags are the flags of `sockbench load`.
@@ -77,11 +78,11 @@ one's --hdr-out log, and 'sockbench merge' them.`,
 	}
 	fl := cmd.Flags()
 	c := &f.cfg
-	fl.StringVar(&c.Target, "target", "", "server to load: tcp://host:port, udp://host:port, unix:///path.sock or unixgram:///path.sock (required)")
+	fl.StringVar(&c.Target, "target", "", "server to load: tcp://host:port, udp://host:port, unix:///path.sock or unixgram:///path.sock; tcp4, tcp6, udp4, udp6 fix the IP version (required)")
 	fl.Var(&c.Mode, "mode", "what the server does to each request: echo or upper")
 	fl.IntVarP(&c.Conns, "conns", "c", loadgen.DefaultConns, "connections (UDP: sockets)")
 	fl.IntVarP(&c.Pipeline, "pipeline", "p", loadgen.DefaultPipeline, "requests in flight per connection")
-	fl.StringVarP(&f.size, "size", "s", fmt.Sprint(loadgen.DefaultSize), "request size in bytes, or MIN:MAX for uniformly random sizes")
+	fl.StringVarP(&f.size, "size", "s", fmt.Sprint(loadgen.DefaultSize), "request size in bytes (64, 4KiB), or MIN:MAX for uniformly random sizes (16:4KiB)")
 	fl.Uint64Var(&f.seed, "seed", loadgen.DefaultSeed, "seed of request contents and sizes (same seed, same requests)")
 	fl.DurationVarP(&c.Duration, "duration", "d", 0, "how long to measure (default 10s unless -n is given)")
 	fl.Int64VarP(&c.Requests, "requests", "n", 0, "measure this many requests instead of a duration")
@@ -95,10 +96,11 @@ one's --hdr-out log, and 'sockbench merge' them.`,
 	fl.StringVar(&f.startAt, "start-at", "", "start measuring at this UTC time (RFC 3339, e.g. 2026-12-01T12:00:00Z), so several generators measure the same window; the warmup runs just before")
 	fl.StringVar(&f.shard, "shard", "", "i/N: this generator's share (0-based index i of N) of -c, -n and --rate, which then count the whole run")
 	fl.DurationVar(&f.hdrInterval, "hdr-interval", time.Second, "interval of the --hdr-out log's histograms (0: one for the whole measurement)")
+	completeValues(cmd, "mode", modeNames, cobra.ShellCompDirectiveNoFileComp)
+	completeValues(cmd, "format", func() []string { return loadgen.Formats }, cobra.ShellCompDirectiveNoFileComp)
+	completeValues(cmd, "target", targetSchemes, cobra.ShellCompDirectiveNoSpace|cobra.ShellCompDirectiveNoFileComp)
 	return cmd
 }
-
-func init() { rootCmd.AddCommand(newLoadCmd(), newMergeCmd()) }
 
 // runLoad validates the flags, runs the load and prints the report.
 func runLoad(cmd *cobra.Command, f *loadFlags) error {
@@ -131,10 +133,13 @@ func runLoad(cmd *cobra.Command, f *loadFlags) error {
 	if fl.Changed("seed") && f.seed == 0 {
 		return usagef("--seed 0: want a non-zero seed")
 	}
-	var err error
-	if c.SizeMin, c.SizeMax, err = loadgen.ParseSize(f.size); err != nil {
-		return usagef("%s", trimSentinel(err))
+	lo, hi, err := protocol.ParseSizeRange(f.size)
+	if se := (*protocol.SizeError)(nil); errors.As(err, &se) {
+		return usagef("-s %q: %s", se.Input, se.Problem)
+	} else if err != nil {
+		return usageError{err}
 	}
+	c.SizeMin, c.SizeMax = int(lo), int(hi)
 	c.Seed = f.seed
 	if f.startAt != "" {
 		t, err := time.Parse(time.RFC3339Nano, f.startAt)

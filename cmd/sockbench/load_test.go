@@ -213,8 +213,18 @@ func TestLoadAgainstServe(t *testing.T) {
 		{"udp", "127.0.0.1:0", "udp://"},
 		{"unix", filepath.Join(dir, "s.sock"), "unix://"},
 		{"unixgram", filepath.Join(dir, "g.sock"), "unixgram://"},
+		// serve --net tcp6 and load --target tcp6:// speak the same transports.
+		{"tcp6", "[::1]:0", "tcp6://"},
+		{"udp6", "[::1]:0", "udp6://"},
 	} {
 		t.Run(c.net, func(t *testing.T) {
+			if strings.HasSuffix(c.net, "6") {
+				ln, err := net.Listen("tcp6", "[::1]:0")
+				if err != nil {
+					t.Skipf("no IPv6 loopback here: %v", err)
+				}
+				ln.Close()
+			}
 			srv := exec.Command(sockbenchBin(t), "serve", "--net", c.net, "--addr", c.addr, "--mode", "upper")
 			stdout, err := srv.StdoutPipe()
 			if err != nil {
@@ -238,6 +248,25 @@ func TestLoadAgainstServe(t *testing.T) {
 			if code != 0 || stderr != "" || !strings.Contains(out, "Errors     none") {
 				t.Fatalf("exit %d\n%s%s", code, out, stderr)
 			}
+			if dgram := strings.HasPrefix(c.net, "udp") || c.net == "unixgram"; dgram != strings.Contains(out, "Datagrams ") {
+				t.Errorf("%s: datagram counts shown %v, want %v\n%s", c.net, !dgram, dgram, out)
+			}
 		})
+	}
+}
+
+// TestLoadSizeUnits: -s reads the size grammar bench profiles use (4KiB
+// was refused by load while a profile took it).
+func TestLoadSizeUnits(t *testing.T) {
+	target := upperServer(t)
+	code, stdout, stderr := runBin(t, 20*time.Second, "load", "--target", target, "--mode", "upper", "-c", "1",
+		"-s", "1KiB:2KiB", "-n", "20", "--warmup", "0", "--format", "json")
+	var rep struct {
+		SizeMin  int `json:"size_min"`
+		SizeMax  int `json:"size_max"`
+		Requests int `json:"requests"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); code != 0 || err != nil || rep.SizeMin != 1024 || rep.SizeMax != 2048 || rep.Requests != 20 {
+		t.Fatalf("exit %d (%v), report %+v, stderr %q", code, err, rep, stderr)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sockbench/sockbench/models"
 )
@@ -45,16 +46,42 @@ func (e exitError) Error() string {
 	return e.err.Error()
 }
 
-var rootCmd = &cobra.Command{
-	Use:   "sockbench",
-	Short: "Benchmark server concurrency models: threaded, event loop, prefork",
-	Long: `sockbench runs the same echo/uppercase server written three ways (a goroutine
+// newRootCmd builds the sockbench command tree. Every command is built the
+// same way, by its newXCmd function, and nothing is shared between two
+// trees: run builds a fresh one for each call (tests call it many times).
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "sockbench",
+		Short: "Benchmark server concurrency models: threaded, event loop, prefork",
+		Long: `sockbench runs the same echo/uppercase server written three ways (a goroutine
 per connection, epoll event loops, and a pool of worker processes), drives each
 with one load generator over TCP, UDP and Unix sockets, and writes results you
 can compare, plot and gate CI on.`,
-	SilenceUsage:  true,
-	SilenceErrors: true,
-	// Version (for --version) is set in version.go.
+		SilenceUsage:               true,
+		SilenceErrors:              true,
+		Version:                    currentVersion().String(),
+		SuggestionsMinimumDistance: 2,
+		// With Args set, cobra leaves an unknown command to RunE instead of
+		// returning an untyped error of its own.
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			hint := ""
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				hint = fmt.Sprintf("; did you mean %s?", strings.Join(s, " or "))
+			}
+			return usagef("unknown command %q%s (see 'sockbench --help')", args[0], hint)
+		},
+	}
+	root.AddCommand(newServeCmd(), newLoadCmd(), newMergeCmd(), newBenchCmd(), newCompareCmd(), newReportCmd(),
+		newVersionCmd(), newAgentCmd())
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.InitDefaultCompletionCmd()
+	root.SetFlagErrorFunc(flagError)
+	markArgsErrors(root)
+	return root
 }
 
 func main() {
@@ -63,11 +90,9 @@ func main() {
 }
 
 func run(args []string) int {
-	rootCmd.SetArgs(args)
-	rootCmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%s (see '%s --help')", flagErrText(err), c.CommandPath())}
-	})
-	err := rootCmd.Execute()
+	root := newRootCmd()
+	root.SetArgs(args)
+	err := root.Execute()
 	if err == nil {
 		return exitOK
 	}
@@ -80,40 +105,68 @@ func run(args []string) int {
 	}
 	fmt.Fprintln(os.Stderr, "sockbench:", err)
 	var ue usageError
-	if errors.As(err, &ue) || isCobraUsage(err) {
+	if errors.As(err, &ue) {
 		return exitUsage
 	}
 	return exitFailure
 }
 
-// flagErrText rewords the parser's error for a flag value that is not a
-// number or a duration ('invalid argument "abc" for "--workers" flag:
-// strconv.ParseInt: parsing "abc": invalid syntax') as what the flag
-// wants, keeping the part that names the flag and the value.
-func flagErrText(err error) string {
-	msg := err.Error()
-	cause := errors.Unwrap(err)
-	if cause == nil || !strings.HasPrefix(msg, "invalid argument ") {
-		return msg
+// flagError is every command's flag error function: whatever the flag
+// parser refuses is a usage error, and a value of the wrong kind reads as
+// what the flag wants ('invalid argument "abc" for "--workers" flag: want
+// a whole number') instead of strconv's wording. It goes by pflag's typed
+// errors and the flag's value type, never by the text of an error.
+func flagError(c *cobra.Command, err error) error {
+	var ive *pflag.InvalidValueError
+	if errors.As(err, &ive) {
+		if want := flagWants(ive.GetFlag().Value.Type(), errors.Unwrap(ive)); want != "" {
+			f := ive.GetFlag()
+			name := "--" + f.Name
+			if f.Shorthand != "" && f.ShorthandDeprecated == "" {
+				name = "-" + f.Shorthand + ", " + name
+			}
+			err = fmt.Errorf("invalid argument %q for %q flag: %s", ive.GetValue(), name, want)
+		}
 	}
-	head := strings.TrimSuffix(msg, ": "+cause.Error())
-	if head == msg {
-		return msg
+	return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
+}
+
+// flagWants says what a flag of pflag's value type typ takes, for a value
+// its parser refused with cause; "" keeps the parser's own message (a
+// flag type of ours, such as a mode, says it well already).
+func flagWants(typ string, cause error) string {
+	if ne := (*strconv.NumError)(nil); errors.As(cause, &ne) && errors.Is(ne.Err, strconv.ErrRange) {
+		return "out of range"
 	}
-	var ne *strconv.NumError
-	switch {
-	case errors.As(cause, &ne) && errors.Is(ne.Err, strconv.ErrRange):
-		return head + ": out of range"
-	case errors.As(cause, &ne) && ne.Func == "ParseFloat":
-		return head + ": want a number"
-	case errors.As(cause, &ne) && ne.Func == "ParseBool":
-		return head + ": want true or false"
-	case errors.As(cause, &ne):
-		return head + ": want a whole number"
-	case strings.HasPrefix(cause.Error(), "time: "):
-		return head + ": want a duration with a unit, such as 500us, 10ms or 2s"
+	switch typ {
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return "want a whole number"
+	case "float32", "float64":
+		return "want a number"
+	case "bool":
+		return "want true or false"
+	case "duration":
+		return "want a duration with a unit, such as 500us, 10ms or 2s"
 	}
-	return msg
+	return ""
+}
+
+// markArgsErrors makes every command's argument check return a usage
+// error (exit 2): cobra's own checks (cobra.NoArgs in the completion
+// command, say) return untyped errors.
+func markArgsErrors(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			err := check(cmd, args)
+			if err != nil && !errors.As(err, new(usageError)) {
+				err = usageError{fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())}
+			}
+			return err
+		}
+	}
+	for _, sub := range c.Commands() {
+		markArgsErrors(sub)
+	}
 }
 
 // argsError wraps a cobra.PositionalArgs check so a wrong argument count
@@ -125,16 +178,4 @@ func argsError(check cobra.PositionalArgs, want string) cobra.PositionalArgs {
 		}
 		return nil
 	}
-}
-
-// isCobraUsage recognises cobra's own argument errors (unknown command,
-// wrong number of args), which it does not type.
-func isCobraUsage(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"unknown command", "accepts ", "requires ", "unknown flag", "unknown shorthand", "invalid argument"} {
-		if strings.Contains(msg, p) {
-			return true
-		}
-	}
-	return false
 }

@@ -55,5 +55,6 @@ work too; only their latency histograms are merged.`,
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "text", "output: text, json or csv")
+	completeValues(cmd, "format", func() []string { return loadgen.Formats }, cobra.ShellCompDirectiveNoFileComp)
 	return cmd
 }

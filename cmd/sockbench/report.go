@@ -10,7 +10,8 @@ import (
 	"github.com/sockbench/sockbench/bench"
 )
 
-func init() {
+// newReportCmd builds `sockbench report`.
+func newReportCmd() *cobra.Command {
 	var out, title string
 	cmd := &cobra.Command{
 		Use:   "report RESULTS.csv... [-o report.html]",
@@ -19,6 +20,9 @@ func init() {
 HTML page: throughput per model and transport, latency percentile curves,
 server CPU per request and memory per connection. Several files (two machines,
 two versions) are drawn side by side in the same charts. No scripts, no CDN.`,
+		Example: `  sockbench report results/20261201T190723Z-vm.csv -o report.html
+  sockbench report results/baseline/*.csv pi-results/*.csv -o pi-vs-workstation.html
+  sockbench report base/ new.txt --title "before and after" -o both.html`,
 		Args: argsError(cobra.MinimumNArgs(1), "one or more results CSV files"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rep := &bench.Report{Title: title}
@@ -49,5 +53,5 @@ two versions) are drawn side by side in the same charts. No scripts, no CDN.`,
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "report.html", "HTML file to write")
 	cmd.Flags().StringVar(&title, "title", "", "page title")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

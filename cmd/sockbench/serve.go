@@ -75,7 +75,7 @@ and unixgram; echo returns them unchanged, upper maps ASCII a-z to A-Z.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.model, "model", "threaded", "server model: "+strings.Join(models.Names(), ", "))
-	fl.StringVar(&f.network, "net", "tcp", "transport: tcp, udp, unix or unixgram")
+	fl.StringVar(&f.network, "net", "tcp", "transport: "+protocol.TransportsWanted)
 	fl.StringVar(&f.addr, "addr", "", "host:port for tcp/udp (default 127.0.0.1:"+defaultServePort+"), socket path for unix (default "+filepath.Join(os.TempDir(), defaultSockName)+")")
 	fl.Var(&f.mode, "mode", "what to do to each request: echo or upper")
 	fl.IntVar(&f.workers, "workers", 0, "event loops, worker processes or UDP readers (0: one per CPU)")
@@ -88,10 +88,13 @@ and unixgram; echo returns them unchanged, upper maps ASCII a-z to A-Z.`,
 	fl.StringVar(&f.socketMode, "socket-mode", "0600", "permission of a Unix socket file, in octal")
 	fl.StringVar(&f.spawn, "spawn", "", "prefork only: pool (default) or per-conn (a process per connection)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "stderr log level: debug, info, warn or error")
+	completeValues(cmd, "model", models.Names, cobra.ShellCompDirectiveNoFileComp)
+	completeValues(cmd, "net", protocol.TransportNames, cobra.ShellCompDirectiveNoFileComp)
+	completeValues(cmd, "mode", modeNames, cobra.ShellCompDirectiveNoFileComp)
+	completeValues(cmd, "spawn", func() []string { return []string{"pool", "per-conn"} }, cobra.ShellCompDirectiveNoFileComp)
+	completeValues(cmd, "log-level", func() []string { return []string{"debug", "info", "warn", "error"} }, cobra.ShellCompDirectiveNoFileComp)
 	return cmd
 }
-
-func init() { rootCmd.AddCommand(newServeCmd()) }
 
 // runServe checks the flags, builds the server and runs it.
 func runServe(ctx context.Context, f *serveFlags) error {
@@ -121,7 +124,10 @@ func runServe(ctx context.Context, f *serveFlags) error {
 }
 
 // serveConfig turns the flags into a Config, with one clear usage error for
-// the first thing wrong.
+// the first thing wrong. The rules a server needs live in Config.Normalize
+// and models.CheckUnixPath; serve adds only what belongs to its flags
+// (defaults of --addr, --grace 0, --socket-mode, --spawn) and says which
+// flag a refused field came from.
 func serveConfig(f *serveFlags, log *slog.Logger) (models.Config, error) {
 	cfg := models.Config{Net: f.network, Mode: f.mode, Workers: f.workers, MaxConns: f.maxConns,
 		MaxLine: f.maxLine, IdleTimeout: f.idleTimeout, Cost: protocol.Cost{Work: f.work, Block: f.block},
@@ -130,32 +136,15 @@ func serveConfig(f *serveFlags, log *slog.Logger) (models.Config, error) {
 	if !hasModel(f.model) {
 		return cfg, usagef("unknown model %q (want one of: %s)", f.model, strings.Join(models.Names(), ", "))
 	}
-	for _, n := range []struct {
-		name string
-		v    int
-	}{{"--workers", f.workers}, {"--max-conns", f.maxConns}} {
-		if n.v < 0 {
-			return cfg, usagef("%s must not be negative (got %d)", n.name, n.v)
-		}
-	}
-	if f.maxLine < 2 {
-		return cfg, usagef("--max-line must be at least 2 bytes, one byte and its newline (got %d)", f.maxLine)
-	}
-	if f.maxLine > models.MaxMaxLine {
-		return cfg, usagef("--max-line must be at most %d bytes (64 MiB), the memory a server may hold per connection (got %d)", models.MaxMaxLine, f.maxLine)
-	}
-	if f.workers > models.MaxWorkers {
-		return cfg, usagef("--workers must be at most %d (got %d)", models.MaxWorkers, f.workers)
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"--idle-timeout", f.idleTimeout}, {"--work", f.work}, {"--block", f.block}, {"--grace", f.grace}} {
-		if d.v < 0 {
-			return cfg, usagef("%s must not be negative (got %v)", d.name, d.v)
-		}
+	tr, err := protocol.ParseTransport(f.network)
+	switch {
+	case f.network == "":
+		return cfg, usagef("--net must not be empty (want %s)", protocol.TransportsWanted)
+	case err != nil:
+		return cfg, usagef("unknown --net %q (want %s)", f.network, protocol.TransportsWanted)
 	}
 	if f.grace == 0 {
+		// Normalize would read 0 as "the default"; a flag given as 0 is a mistake.
 		return cfg, usagef("--grace must be more than 0")
 	}
 	mode, err := strconv.ParseUint(f.socketMode, 8, 32)
@@ -172,36 +161,29 @@ func serveConfig(f *serveFlags, log *slog.Logger) (models.Config, error) {
 		}
 		cfg.Extra = map[string]string{"spawn": f.spawn}
 	}
-
-	switch f.network {
-	case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6":
-		addr := f.addr
-		if addr == "" {
-			host := "127.0.0.1"
-			if strings.HasSuffix(f.network, "6") {
-				host = "::1"
-			}
-			addr = net.JoinHostPort(host, defaultServePort)
+	cfg.Addr = f.addr
+	if tr.IsUnix() {
+		if cfg.Addr == "" {
+			cfg.Addr = filepath.Join(os.TempDir(), defaultSockName)
 		}
-		if err := checkHostPort(addr, f.network, log); err != nil {
-			return cfg, err
-		}
-		cfg.Addr = addr
-	case "unix", "unixgram":
-		addr := f.addr
-		if addr == "" {
-			addr = filepath.Join(os.TempDir(), defaultSockName)
-		}
-		if err := checkSocketPath(addr); err != nil {
-			return cfg, err
-		}
-		cfg.Addr = addr
-	case "":
-		return cfg, usagef("--net must not be empty (want tcp, udp, unix or unixgram)")
-	default:
-		return cfg, usagef("unknown --net %q (want tcp, udp, unix or unixgram)", f.network)
+	} else if cfg.Addr == "" {
+		cfg.Addr = tr.Loopback(defaultServePort)
 	}
-	if !cfg.IsStream() && (f.maxConns > 0 || f.idleTimeout > 0) {
+	if err := cfg.Normalize(); err != nil {
+		var ce *models.ConfigError
+		if errors.As(err, &ce) {
+			return cfg, usagef("--%s %s", ce.Field, ce.Problem)
+		}
+		return cfg, usageError{err}
+	}
+	if tr.IsUnix() {
+		if err := models.CheckUnixPath(cfg.Addr, tr.Network()); err != nil {
+			return cfg, usagef("--addr: %v", err)
+		}
+	} else if err := checkHostPort(cfg.Addr, tr, log); err != nil {
+		return cfg, err
+	}
+	if !tr.IsStream() && (f.maxConns > 0 || f.idleTimeout > 0) {
 		log.Warn("--max-conns and --idle-timeout apply to stream transports (tcp, unix) only; ignored", "net", f.network)
 	}
 	return cfg, nil
@@ -218,13 +200,10 @@ func hasModel(name string) bool {
 
 // checkHostPort validates a host:port address and warns when it is not a
 // loopback address: the server would then be reachable from other machines.
-func checkHostPort(addr, network string, log *slog.Logger) error {
-	host, port, err := net.SplitHostPort(addr)
+func checkHostPort(addr string, tr protocol.Transport, log *slog.Logger) error {
+	host, port, err := tr.SplitHostPort(addr)
 	if err != nil {
-		return usagef("--addr %q is not host:port for --net %s (%v); try 127.0.0.1:7000 or 127.0.0.1:0", addr, network, addrErrText(err))
-	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return usagef("--addr %q: port %q is not a number from 0 to 65535", addr, port)
+		return usagef("--addr %v for --net %s; try %s or %s", err, tr, tr.Loopback(defaultServePort), tr.Loopback("0"))
 	}
 	var ips []net.IP
 	switch {
@@ -250,7 +229,7 @@ func checkHostPort(addr, network string, log *slog.Logger) error {
 			continue
 		}
 		if !local[ip.String()] {
-			return usagef("--addr %q: no interface on this machine has the address %s (try 127.0.0.1:%s)", addr, ip, port)
+			return usagef("--addr %q: no interface on this machine has the address %s (try %s)", addr, ip, tr.Loopback(strconv.Itoa(int(port))))
 		}
 	}
 	for _, ip := range ips {
@@ -276,35 +255,6 @@ func localIPs() map[string]bool {
 		}
 	}
 	return ips
-}
-
-// addrErrText strips the address net.SplitHostPort repeats in its error.
-func addrErrText(err error) string {
-	var ae *net.AddrError
-	if errors.As(err, &ae) {
-		return ae.Err
-	}
-	return err.Error()
-}
-
-// checkSocketPath catches a Unix socket path that cannot be bound before
-// anything else happens.
-func checkSocketPath(path string) error {
-	if len(path) > models.MaxUnixPath {
-		return usagef("--addr: unix socket path is %d bytes, longer than the %d the kernel allows: %s", len(path), models.MaxUnixPath, path)
-	}
-	dir := filepath.Dir(path)
-	st, err := os.Stat(dir)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return usagef("--addr %s: directory %s does not exist", path, dir)
-		}
-		return usagef("--addr %s: %v", path, err)
-	}
-	if !st.IsDir() {
-		return usagef("--addr %s: %s is not a directory", path, dir)
-	}
-	return nil
 }
 
 // listenError rewords the usual reasons a server cannot start as one line

@@ -143,9 +143,3 @@ func benchEnv() bench.Env {
 	}
 	return bench.Env{SuiteVersion: v.Version, Commit: v.Commit}
 }
-
-func init() {
-	rootCmd.AddCommand(newVersionCmd())
-	rootCmd.Version = currentVersion().String()
-	rootCmd.SetVersionTemplate("{{.Version}}\n")
-}

@@ -27,7 +27,7 @@ func Benchmark(b *testing.B, model, network string, mode protocol.Mode, conns, s
 	if conns < 1 {
 		b.Fatalf("modeltest.Benchmark: conns = %d, want at least 1", conns)
 	}
-	stream := isStreamNet(network)
+	stream := transport(network).IsStream()
 	if size < 1 || (!stream && size > protocol.MaxDatagram) {
 		b.Fatalf("modeltest.Benchmark: size = %d, want 1..%d", size, protocol.MaxDatagram)
 	}

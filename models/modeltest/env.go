@@ -54,7 +54,7 @@ func (e *env) d(base time.Duration) time.Duration {
 	return time.Duration(float64(base) * e.o.scale)
 }
 
-func (e *env) stream() bool { return isStreamNet(e.net) }
+func (e *env) stream() bool { return transport(e.net).IsStream() }
 
 // intn is a goroutine-safe rand.IntN.
 func (e *env) intn(n int) int {
@@ -104,12 +104,10 @@ func (e *env) unixPath() string {
 // config returns the Config every check starts from.
 func (e *env) config() models.Config {
 	cfg := models.Config{Net: e.net, Mode: e.mode, Grace: e.d(testGrace), Workers: 2}
-	if isUnixNet(e.net) {
+	if tr := transport(e.net); tr.IsUnix() {
 		cfg.Addr = e.unixPath()
-	} else if e.net == "tcp6" || e.net == "udp6" {
-		cfg.Addr = "[::1]:0"
 	} else {
-		cfg.Addr = "127.0.0.1:0"
+		cfg.Addr = tr.Loopback("0")
 	}
 	if len(e.o.extra) > 0 {
 		cfg.Extra = map[string]string{}
@@ -179,10 +177,10 @@ func (e *env) tryStart(cfg models.Config) (*server, error) {
 	if s.addr == "" {
 		e.t.Fatalf("Addr() is empty after Start")
 	}
-	if isUnixNet(cfg.Net) && s.addr != cfg.Addr {
+	if transport(cfg.Net).IsUnix() && s.addr != cfg.Addr {
 		e.t.Errorf("Addr() = %q, want the socket path %q", s.addr, cfg.Addr)
 	}
-	if !isUnixNet(cfg.Net) {
+	if !transport(cfg.Net).IsUnix() {
 		if _, port, err := net.SplitHostPort(s.addr); err != nil || port == "0" {
 			e.t.Fatalf("Addr() = %q after Start: want host:port with the real port", s.addr)
 		}
@@ -210,7 +208,7 @@ func (s *server) shutdown() (time.Duration, error) {
 			s.shutErr = fmt.Errorf("the server's Shutdown was still running %v after its context ended (grace %v)", s.e.d(graceSlack), grace)
 		}
 		s.took = time.Since(start)
-		if isUnixNet(s.cfg.Net) {
+		if transport(s.cfg.Net).IsUnix() {
 			if _, err := os.Lstat(s.cfg.Addr); !errors.Is(err, os.ErrNotExist) {
 				s.e.t.Errorf("socket file %s still there after Shutdown (lstat: %v)", s.cfg.Addr, err)
 			}

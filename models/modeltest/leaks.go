@@ -95,7 +95,7 @@ func checkLeaks(e *env) {
 	if now, ok := e.settle(before); !ok {
 		e.t.Errorf("after Shutdown the process holds %s, %s before the server started\n%s", now, before, goroutineSummary())
 	}
-	if isUnixNet(e.net) {
+	if transport(e.net).IsUnix() {
 		dir := strings.TrimSuffix(s.cfg.Addr, "/s.sock")
 		if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
 			e.t.Errorf("files left in the socket directory after Shutdown: %v", ents)

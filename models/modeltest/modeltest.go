@@ -202,10 +202,10 @@ func (c *check) applies(network string, mode protocol.Mode) bool {
 	if !c.modes && mode != protocol.Echo {
 		return false
 	}
-	if c.unix && !isUnixNet(network) || c.ip && isUnixNet(network) {
+	if c.unix && !transport(network).IsUnix() || c.ip && transport(network).IsUnix() {
 		return false
 	}
-	if isStreamNet(network) {
+	if transport(network).IsStream() {
 		return c.stream
 	}
 	return c.dgram
@@ -220,22 +220,12 @@ func findCheck(name string) *check {
 	return nil
 }
 
-func isStreamNet(network string) bool {
-	switch network {
-	case "tcp", "tcp4", "tcp6", "unix":
-		return true
-	}
-	return false
-}
-
-func isUnixNet(network string) bool { return network == "unix" || network == "unixgram" }
-
-func knownNet(network string) bool {
-	switch network {
-	case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix", "unixgram":
-		return true
-	}
-	return false
+// transport parses a network name of the suite; the zero Transport (which
+// answers false to everything) when it is not one. Run refuses unknown
+// names in Nets and Skip before any check runs.
+func transport(network string) protocol.Transport {
+	t, _ := protocol.ParseTransport(network)
+	return t
 }
 
 // Run runs the whole conformance suite against the registered model
@@ -250,13 +240,13 @@ func Run(t *testing.T, model string, opts ...Option) {
 		t.Fatalf("modeltest: model %q is not registered (have %v): does the test import its package?", model, models.Names())
 	}
 	for _, nw := range o.nets {
-		if !knownNet(nw) {
+		if !transport(nw).IsValid() {
 			t.Fatalf("modeltest: unknown network %q in Nets", nw)
 		}
 	}
 	for name := range o.skips {
 		check := name
-		if nw, c, ok := strings.Cut(name, "/"); ok && knownNet(nw) {
+		if nw, c, ok := strings.Cut(name, "/"); ok && transport(nw).IsValid() {
 			check = c
 		}
 		if findCheck(check) == nil {

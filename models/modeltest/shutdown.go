@@ -307,7 +307,7 @@ func checkShutdown(e *env) {
 	} else {
 		e.compareTally("SIGTERM shutdown", st, l)
 	}
-	if isUnixNet(cfg.Net) {
+	if transport(cfg.Net).IsUnix() {
 		if _, err := os.Lstat(cfg.Addr); !errors.Is(err, os.ErrNotExist) {
 			e.t.Errorf("socket file %s still there after the server exited (lstat: %v)", cfg.Addr, err)
 		}

@@ -1,0 +1,347 @@
+//go:build linux || darwin || dragonfly || freebsd || netbsd || openbsd
+
+package bare
+
+import (
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sockbench/sockbench/models"
+	"github.com/sockbench/sockbench/protocol"
+)
+
+// Tunables. They are constants, not flags: they bound pathological
+// clients and do not change what is compared.
+const (
+	// DefaultPoolSize bounds the goroutines that run --block handlers;
+	// Config.Extra["pool"] overrides it.
+	DefaultPoolSize = 1024
+	// readSize is the most one read takes from a stream connection.
+	readSize = 64 << 10
+	// prefixMax: a partial line up to this long is copied in front of
+	// the next read in the loop's buffer, so the line it completes and the
+	// lines after it are one contiguous run, transformed in place and
+	// written with one write. A longer partial line grows in its
+	// connection's own buffer instead (up to max-line).
+	prefixMax = 16 << 10
+	// keepBuf: a connection keeps a partial-line or output buffer up to
+	// this size between uses, and lets a larger one go.
+	keepBuf = 4 << 10
+	// lingerTime bounds how long a closing connection reads and discards
+	// what the client still sends after the server's FIN.
+	lingerTime = int64(1500 * time.Millisecond)
+	// lingerMax bounds the bytes discarded while lingering.
+	lingerMax = 1 << 20
+	// maxTick is the longest interval between two sweeps (idle timeouts,
+	// lingering closes) while any is due.
+	maxTick = int64(50 * time.Millisecond)
+	// Accept errors (EMFILE) back off from minBackoff to maxBackoff.
+	minBackoff = 5 * time.Millisecond
+	maxBackoff = time.Second
+	// acceptBatch and dgramBatch bound the accepts and datagrams taken
+	// for one readiness event, so one busy socket cannot starve the rest.
+	acceptBatch = 64
+	dgramBatch  = 64
+	// socketBuffer is the receive and send buffer a datagram socket asks
+	// for, as in the other models.
+	socketBuffer = 4 << 20
+	// rateLogEvery spaces out log lines about a recurring problem.
+	rateLogEvery = 5 * time.Second
+)
+
+// maxEvents is how many readiness events one wait returns at most, as in
+// the C yardstick.
+const maxEvents = 256
+
+// Interest bits for poller.add and poller.mod.
+const (
+	wantRead  = 1 << iota // readable (and accept-ready) events
+	wantWrite             // writable events
+)
+
+// loop is the readiness loop: one goroutine owns everything in it but the
+// fields marked otherwise.
+type loop struct {
+	s       *server
+	ctr     *models.Counters
+	p       *poller
+	lfd     int  // listening (stream) or datagram socket; -1 once closed
+	stream  bool // lfd is a listener
+	tcp     bool
+	mode    protocol.Mode
+	work    time.Duration
+	blocks  bool
+	maxLine int
+	maxConn int
+	idle    int64 // idle timeout in ns, 0: none
+
+	buf   []byte  // the read buffer every connection shares
+	conns []*conn // by descriptor
+	open  connList
+	// closing holds lingering connections in order of deadline.
+	closing connList
+	nconns  int // open and lingering connections
+	from    sockaddr
+	pool    *pool
+
+	t0        time.Time
+	now       int64 // ns since t0: as of the last wait while a deadline is set
+	tick      int64
+	nextSweep int64
+	busyWait  bool // the last wait returned more than one event: poll first
+
+	backoff  time.Duration
+	acceptAt int64 // when to re-arm the listener after an accept error; 0: armed
+
+	draining bool
+	forced   bool
+
+	// Per-request counts of the current batch, added to ctr after it, so
+	// the hot path touches no atomic.
+	requests, bytesIn, bytesOut uint64
+
+	acceptLog, connLog, dgramLog models.RateLog
+
+	wakeMu  sync.Mutex // orders wake against closing the poller
+	pclosed bool
+}
+
+func newLoop(s *server, fd int) (*loop, error) {
+	p, err := newPoller()
+	if err != nil {
+		return nil, err
+	}
+	cfg := &s.cfg
+	l := &loop{
+		s: s, ctr: &s.ctr, p: p, lfd: fd,
+		stream: cfg.IsStream(), tcp: cfg.IsStream() && !cfg.IsUnix(),
+		mode: cfg.Mode, work: cfg.Cost.Work, blocks: cfg.Cost.Blocks(),
+		maxLine: cfg.MaxLine, maxConn: cfg.MaxConns, idle: int64(cfg.IdleTimeout),
+		t0: time.Now(), tick: maxTick,
+	}
+	if it := l.idle / 4; it > 0 && it < l.tick {
+		l.tick = max(it, int64(time.Millisecond))
+	}
+	if l.stream {
+		l.buf = make([]byte, prefixMax+readSize)
+	} else {
+		l.buf = make([]byte, protocol.MaxDatagram+1)
+	}
+	l.acceptLog.Every, l.connLog.Every, l.dgramLog.Every = rateLogEvery, rateLogEvery, rateLogEvery
+	l.pool = newPool(s.poolSize, cfg.Cost, cfg.Mode, s.hardCtx, l.wake)
+	if err := p.add(fd, wantRead); err != nil {
+		p.close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// clock is the time since the loop started, in ns (monotonic).
+func (l *loop) clock() int64 { return int64(time.Since(l.t0)) }
+
+// wake makes the loop look at the stop request and the pool's finished
+// work. Safe from any goroutine, at any time.
+func (l *loop) wake() {
+	l.wakeMu.Lock()
+	if !l.pclosed {
+		l.p.wake()
+	}
+	l.wakeMu.Unlock()
+}
+
+// run is the loop: wait, handle every ready descriptor, add the batch's
+// counts, run what is due, and again, until a drain is complete or a
+// forced stop.
+func (l *loop) run() {
+	defer close(l.s.done)
+	defer l.exit()
+	for {
+		n, err := l.waitEvents()
+		if err != nil && err != unix.EINTR {
+			l.s.log.Error("waiting for events failed; closing everything", "err", err)
+			return
+		}
+		for i := range n {
+			fd, r, w, bad := l.p.event(i)
+			switch {
+			case fd == l.lfd:
+				if l.stream {
+					l.accept()
+				} else {
+					l.readDgrams()
+				}
+			case fd >= 0 && fd < len(l.conns) && l.conns[fd] != nil:
+				l.connEvent(l.conns[fd], r, w, bad)
+			case fd == l.p.wakeFD():
+				l.woken()
+			}
+		}
+		l.flushCounts()
+		if l.forced {
+			return
+		}
+		l.timers()
+		if l.draining && l.nconns == 0 && l.pool.idle() {
+			return
+		}
+	}
+}
+
+// waitEvents waits for the next batch. After a batch of several events
+// more are likely ready at once, and a poll that cannot block costs less
+// than a wait that might; after a single event (one client in a round
+// trip) the poll would only add a syscall.
+func (l *loop) waitEvents() (int, error) {
+	if l.busyWait {
+		if n, err := l.p.wait(0); n > 0 || err != nil {
+			l.busyWait = n > 1
+			return n, err
+		}
+	}
+	msec := -1
+	if at := l.deadline(); at > 0 {
+		l.now = l.clock()
+		msec = 0
+		if at > l.now {
+			msec = int((at - l.now + int64(time.Millisecond) - 1) / int64(time.Millisecond))
+		}
+	}
+	n, err := l.p.wait(msec)
+	l.busyWait = n > 1
+	return n, err
+}
+
+// deadline is the next moment something is due (a sweep, re-arming the
+// listener), or 0 when nothing is.
+func (l *loop) deadline() int64 {
+	var at int64
+	if l.sweeping() {
+		at = l.nextSweep
+		if at == 0 {
+			at = l.clock() + l.tick
+			l.nextSweep = at
+		}
+	}
+	if l.acceptAt > 0 && (at == 0 || l.acceptAt < at) {
+		at = l.acceptAt
+	}
+	return at
+}
+
+// sweeping reports whether sweeps have work: idle timeouts to watch or
+// lingering connections to close.
+func (l *loop) sweeping() bool {
+	return (l.idle > 0 && l.open.head != nil) || l.closing.head != nil
+}
+
+// timers runs what is due.
+func (l *loop) timers() {
+	if l.acceptAt == 0 && !l.sweeping() {
+		l.nextSweep = 0
+		return
+	}
+	now := l.clock()
+	l.now = now
+	if l.acceptAt > 0 && now >= l.acceptAt {
+		l.acceptAt = 0
+		if l.lfd >= 0 {
+			l.p.mod(l.lfd, wantRead)
+		}
+	}
+	if l.nextSweep > 0 && now >= l.nextSweep {
+		l.sweep(now)
+		l.nextSweep = now + l.tick
+	}
+}
+
+// flushCounts adds the batch's counts to the shared counters.
+func (l *loop) flushCounts() {
+	if l.requests != 0 {
+		l.ctr.Requests.Add(l.requests)
+		l.requests = 0
+	}
+	if l.bytesIn != 0 {
+		l.ctr.BytesIn.Add(l.bytesIn)
+		l.bytesIn = 0
+	}
+	if l.bytesOut != 0 {
+		l.ctr.BytesOut.Add(l.bytesOut)
+		l.bytesOut = 0
+	}
+}
+
+// woken handles a wake-up: a stop request, or work the pool finished.
+func (l *loop) woken() {
+	l.p.drainWake()
+	switch l.s.stop.Load() {
+	case stopForce:
+		l.forced = true
+		return
+	case stopDrain:
+		if !l.draining {
+			l.startDrain()
+		}
+	}
+	for _, d := range l.pool.finished() {
+		if d.j.c != nil {
+			l.streamDone(d)
+		} else {
+			l.dgramDone(d.j)
+		}
+	}
+}
+
+// startDrain begins a graceful stop: no new connections or datagrams;
+// every connection answers what it has read and closes (startLinger waits
+// for a connection's job and output first).
+func (l *loop) startDrain() {
+	l.draining = true
+	l.acceptAt = 0
+	if l.stream {
+		unix.Close(l.lfd)
+		l.lfd = -1
+	} else {
+		l.p.mod(l.lfd, 0)
+	}
+	for c := l.open.head; c != nil; {
+		next := c.next
+		l.startLinger(c)
+		c = next
+	}
+}
+
+// exit closes what is left (everything, after a forced stop), stops the
+// pool and closes the poller.
+func (l *loop) exit() {
+	for _, list := range []*connList{&l.open, &l.closing} {
+		for list.head != nil {
+			l.closeConn(list.head)
+		}
+	}
+	if l.lfd >= 0 {
+		unix.Close(l.lfd)
+		l.lfd = -1
+	}
+	l.pool.close()
+	l.wakeMu.Lock()
+	l.pclosed = true
+	l.p.close()
+	l.wakeMu.Unlock()
+	l.flushCounts()
+}
+
+// raiseProcs makes sure the process has two Ps. The loop waits for events
+// in a blocking epoll_wait (kevent), holding its P; with a single P the
+// runtime's monitor takes it back after 20 µs of every wait so the rest of
+// the process (the pool, signals, timers) can run, and wakes a thread
+// again when the wait returns: on a server pinned to one CPU that cost
+// more than the wait itself. With a second P idle the runtime leaves the
+// waiting P alone, and everything else runs on the other.
+func raiseProcs() {
+	if runtime.GOMAXPROCS(0) < 2 {
+		runtime.GOMAXPROCS(2)
+	}
+}

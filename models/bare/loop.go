@@ -48,6 +48,8 @@ const (
 	// socketBuffer is the receive and send buffer a datagram socket asks
 	// for, as in the other models.
 	socketBuffer = 4 << 20
+	// yieldEvery: the loop yields to the scheduler this often (see run).
+	yieldEvery = int64(2 * time.Millisecond)
 	// rateLogEvery spaces out log lines about a recurring problem.
 	rateLogEvery = 5 * time.Second
 )
@@ -91,7 +93,7 @@ type loop struct {
 	now       int64 // ns since t0: as of the last wait while a deadline is set
 	tick      int64
 	nextSweep int64
-	busyWait  bool // the last wait returned more than one event: poll first
+	yielded   int64 // when the loop last yielded to the scheduler
 
 	backoff  time.Duration
 	acceptAt int64 // when to re-arm the listener after an accept error; 0: armed
@@ -155,6 +157,14 @@ func (l *loop) wake() {
 // run is the loop: wait, handle every ready descriptor, add the batch's
 // counts, run what is due, and again, until a drain is complete or a
 // forced stop.
+//
+// Subtleness ahead: the loop yields to the scheduler every yieldEvery. A
+// goroutine that never yields is, after 10 ms, preempted by the runtime's
+// monitor (sysmon), which, finding it in a syscall (the wait), takes its
+// P away; sysmon then polls every 20 µs again for a while, and the loop
+// needs a P back when its wait returns. At one connection that cost a
+// tenth of the server's CPU (perf: runtime.usleep from sysmon). A yield
+// every 2 ms costs a few hundred nanoseconds and keeps sysmon asleep.
 func (l *loop) run() {
 	defer close(l.s.done)
 	defer l.exit()
@@ -184,23 +194,19 @@ func (l *loop) run() {
 			return
 		}
 		l.timers()
+		if now := l.clock(); now-l.yielded > yieldEvery {
+			runtime.Gosched()
+			l.yielded = now
+		}
 		if l.draining && l.nconns == 0 && l.pool.idle() {
 			return
 		}
 	}
 }
 
-// waitEvents waits for the next batch. After a batch of several events
-// more are likely ready at once, and a poll that cannot block costs less
-// than a wait that might; after a single event (one client in a round
-// trip) the poll would only add a syscall.
+// waitEvents waits for the next batch of events, until the next
+// deadline at the latest.
 func (l *loop) waitEvents() (int, error) {
-	if l.busyWait {
-		if n, err := l.p.wait(0); n > 0 || err != nil {
-			l.busyWait = n > 1
-			return n, err
-		}
-	}
 	msec := -1
 	if at := l.deadline(); at > 0 {
 		l.now = l.clock()
@@ -209,9 +215,7 @@ func (l *loop) waitEvents() (int, error) {
 			msec = int((at - l.now + int64(time.Millisecond) - 1) / int64(time.Millisecond))
 		}
 	}
-	n, err := l.p.wait(msec)
-	l.busyWait = n > 1
-	return n, err
+	return l.p.wait(msec)
 }
 
 // deadline is the next moment something is due (a sweep, re-arming the

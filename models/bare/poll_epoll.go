@@ -59,21 +59,9 @@ func (p *poller) add(fd, want int) error { return p.ctl(unix.EPOLL_CTL_ADD, fd, 
 // mod changes fd's interest; 0 leaves only errors and hang-ups reported.
 func (p *poller) mod(fd, want int) error { return p.ctl(unix.EPOLL_CTL_MOD, fd, want) }
 
-// del removes fd; closing a descriptor removes it too.
-func (p *poller) del(fd int) error { return unix.EpollCtl(p.fd, unix.EPOLL_CTL_DEL, fd, nil) }
-
 // wait returns how many events are ready, waiting up to msec
-// milliseconds (-1: until one is). msec 0 only polls, and does so without
-// telling the scheduler about a syscall (it cannot block).
+// milliseconds (-1: until one is).
 func (p *poller) wait(msec int) (int, error) {
-	if msec == 0 {
-		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(p.fd),
-			uintptr(unsafe.Pointer(&p.evs[0])), maxEvents, 0, 0, 0)
-		if e != 0 {
-			return 0, e
-		}
-		return int(r), nil
-	}
 	return unix.EpollWait(p.fd, p.evs[:], msec)
 }
 

@@ -69,14 +69,6 @@ func (p *poller) add(fd, want int) error { return p.apply(fd, want, true) }
 // mod changes fd's interest.
 func (p *poller) mod(fd, want int) error { return p.apply(fd, want, false) }
 
-// del removes fd; closing a descriptor removes it too.
-func (p *poller) del(fd int) error {
-	unix.SetKevent(&p.change[0], fd, unix.EVFILT_READ, unix.EV_DELETE)
-	unix.SetKevent(&p.change[1], fd, unix.EVFILT_WRITE, unix.EV_DELETE)
-	_, err := unix.Kevent(p.fd, p.change[:], nil, nil)
-	return err
-}
-
 // wait returns how many events are ready, waiting up to msec
 // milliseconds (-1: until one is).
 func (p *poller) wait(msec int) (int, error) {

@@ -54,6 +54,9 @@ type server struct {
 	stop     atomic.Int32
 	shutOnce sync.Once
 	shutErr  error
+
+	failed  chan struct{} // closed when the loop ended by itself
+	failErr error         // why; written before failed is closed
 }
 
 // New builds a bare server for cfg; Start binds it. It is the Factory
@@ -75,7 +78,8 @@ func New(cfg models.Config) (models.Server, error) {
 		}
 		size = n
 	}
-	s := &server{cfg: cfg, log: cfg.Logger.With("model", Name), poolSize: size, done: make(chan struct{})}
+	s := &server{cfg: cfg, log: cfg.Logger.With("model", Name), poolSize: size,
+		done: make(chan struct{}), failed: make(chan struct{})}
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -219,6 +223,27 @@ func (s *server) Shutdown(ctx context.Context) error {
 		s.log.Debug("stopped", "stats", s.Stats().String())
 	})
 	return s.shutErr
+}
+
+// Done is closed when the loop ended by itself (waiting for events
+// failed), which makes the server a models.Failer: `sockbench serve`
+// exits with Err instead of serving nothing.
+func (s *server) Done() <-chan struct{} { return s.failed }
+
+// Err says why the loop ended by itself, once Done is closed.
+func (s *server) Err() error {
+	select {
+	case <-s.failed:
+		return s.failErr
+	default:
+		return nil
+	}
+}
+
+// fail records why the loop ends by itself.
+func (s *server) fail(err error) {
+	s.failErr = err
+	close(s.failed)
 }
 
 // String names the model, for logs.

@@ -3,6 +3,7 @@
 package bare
 
 import (
+	"fmt"
 	"runtime"
 	"sync"
 	"time"
@@ -172,6 +173,7 @@ func (l *loop) run() {
 		n, err := l.waitEvents()
 		if err != nil && err != unix.EINTR {
 			l.s.log.Error("waiting for events failed; closing everything", "err", err)
+			l.s.fail(fmt.Errorf("bare: waiting for events: %w", err))
 			return
 		}
 		for i := range n {

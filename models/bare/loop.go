@@ -90,11 +90,10 @@ type loop struct {
 	from    sockaddr
 	pool    *pool
 
-	t0        time.Time
-	now       int64 // ns since t0: as of the last wait while a deadline is set
-	tick      int64
-	nextSweep int64
-	yielded   int64 // when the loop last yielded to the scheduler
+	t0        time.Time // the loop's clock counts from here (see clock)
+	tick      int64     // ns between sweeps
+	nextSweep int64     // 0: none due
+	yielded   int64     // when the loop last yielded to the scheduler
 
 	backoff  time.Duration
 	acceptAt int64 // when to re-arm the listener after an accept error; 0: armed
@@ -195,8 +194,9 @@ func (l *loop) run() {
 		if l.forced {
 			return
 		}
-		l.timers()
-		if now := l.clock(); now-l.yielded > yieldEvery {
+		now := l.clock()
+		l.timers(now)
+		if now-l.yielded > yieldEvery {
 			runtime.Gosched()
 			l.yielded = now
 		}
@@ -211,10 +211,9 @@ func (l *loop) run() {
 func (l *loop) waitEvents() (int, error) {
 	msec := -1
 	if at := l.deadline(); at > 0 {
-		l.now = l.clock()
 		msec = 0
-		if at > l.now {
-			msec = int((at - l.now + int64(time.Millisecond) - 1) / int64(time.Millisecond))
+		if now := l.clock(); at > now {
+			msec = int((at - now + int64(time.Millisecond) - 1) / int64(time.Millisecond))
 		}
 	}
 	return l.p.wait(msec)
@@ -243,14 +242,12 @@ func (l *loop) sweeping() bool {
 	return (l.idle > 0 && l.open.head != nil) || l.closing.head != nil
 }
 
-// timers runs what is due.
-func (l *loop) timers() {
+// timers runs what is due at now.
+func (l *loop) timers(now int64) {
 	if l.acceptAt == 0 && !l.sweeping() {
 		l.nextSweep = 0
 		return
 	}
-	now := l.clock()
-	l.now = now
 	if l.acceptAt > 0 && now >= l.acceptAt {
 		l.acceptAt = 0
 		if l.lfd >= 0 {

@@ -338,11 +338,12 @@ func (l *loop) exit() {
 
 // raiseProcs makes sure the process has two Ps. The loop waits for events
 // in a blocking epoll_wait (kevent), holding its P; with a single P the
-// runtime's monitor takes it back after 20 µs of every wait so the rest of
-// the process (the pool, signals, timers) can run, and wakes a thread
-// again when the wait returns: on a server pinned to one CPU that cost
-// more than the wait itself. With a second P idle the runtime leaves the
-// waiting P alone, and everything else runs on the other.
+// runtime's monitor takes that P after 20 µs of every wait, so that the
+// rest of the process (the pool, signals, timers) can run, and the loop
+// must win it back when the wait returns: at one connection that made a
+// request cost up to a fifth more CPU (see the package doc). With a second
+// P idle, the runtime leaves the waiting one alone and everything else
+// runs on the other. GOMAXPROCS is process-wide, so this never lowers it.
 func raiseProcs() {
 	if runtime.GOMAXPROCS(0) < 2 {
 		runtime.GOMAXPROCS(2)

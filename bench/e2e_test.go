@@ -300,7 +300,7 @@ func TestBenchCommandErrors(t *testing.T) {
 		t.Errorf("dry run with an unrunnable --binary: %v\n%s", err, out)
 	}
 	out, err = exec.Command(bin, "bench", "--dry-run", "--profile", "quick").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "36 cells x 6 runs") {
+	if err != nil || !strings.Contains(string(out), "48 cells x 6 runs") {
 		t.Errorf("dry run: %v\n%s", err, out)
 	}
 }

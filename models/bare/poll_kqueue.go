@@ -3,6 +3,7 @@
 package bare
 
 import (
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -21,41 +22,46 @@ type poller struct {
 }
 
 func newPoller() (*poller, error) {
-	fd, err := unix.Kqueue()
+	fd, err := unix.Kqueue() // not inherited across fork
 	if err != nil {
 		return nil, err
 	}
-	unix.CloseOnExec(fd)
 	var pp [2]int
-	if err := unix.Pipe(pp[:]); err != nil {
+	syscall.ForkLock.RLock()
+	err = unix.Pipe(pp[:])
+	if err == nil {
+		unix.CloseOnExec(pp[0])
+		unix.CloseOnExec(pp[1])
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
 		unix.Close(fd)
 		return nil, err
 	}
 	p := &poller{fd: fd, wakeR: pp[0], wakeW: pp[1]}
 	for _, w := range pp {
-		unix.CloseOnExec(w)
 		if err := unix.SetNonblock(w, true); err != nil {
 			p.close()
 			return nil, err
 		}
 	}
-	if err := p.add(p.wakeR, wantRead); err != nil {
+	// The pipe's read end gets a read filter only.
+	unix.SetKevent(&p.change[0], p.wakeR, unix.EVFILT_READ, unix.EV_ADD)
+	if _, err := unix.Kevent(p.fd, p.change[:1], nil, nil); err != nil {
 		p.close()
 		return nil, err
 	}
 	return p, nil
 }
 
-func (p *poller) apply(fd, want int, add bool) error {
+// mod sets fd's interest, adding its filters the first time: EV_ADD
+// changes a filter that exists and makes one that does not.
+func (p *poller) mod(fd, want int) error {
 	flags := func(on bool) int {
-		f := unix.EV_DISABLE
 		if on {
-			f = unix.EV_ENABLE
+			return unix.EV_ADD | unix.EV_ENABLE
 		}
-		if add {
-			f |= unix.EV_ADD
-		}
-		return f
+		return unix.EV_ADD | unix.EV_DISABLE
 	}
 	unix.SetKevent(&p.change[0], fd, unix.EVFILT_READ, flags(want&wantRead != 0))
 	unix.SetKevent(&p.change[1], fd, unix.EVFILT_WRITE, flags(want&wantWrite != 0))
@@ -64,10 +70,7 @@ func (p *poller) apply(fd, want int, add bool) error {
 }
 
 // add registers fd with the interest want.
-func (p *poller) add(fd, want int) error { return p.apply(fd, want, true) }
-
-// mod changes fd's interest.
-func (p *poller) mod(fd, want int) error { return p.apply(fd, want, false) }
+func (p *poller) add(fd, want int) error { return p.mod(fd, want) }
 
 // wait returns how many events are ready, waiting up to msec
 // milliseconds (-1: until one is).

@@ -93,7 +93,7 @@ docker:
 # One package at a time (-p 1): an emulated process start costs tens of
 # milliseconds, and four emulated packages sharing two cores stretched the
 # per-connection tests past their waits.
-EMU_PKGS      := ./protocol/ ./models/ ./models/threaded/ ./models/eventloop/ ./models/prefork/ ./loadgen/
+EMU_PKGS      := ./protocol/ ./models/ ./models/threaded/ ./models/eventloop/ ./models/prefork/ ./models/bare/ ./loadgen/
 test-emulated:
 	SOCKBENCH_EMULATED=1 SOCKBENCH_TEST_SCALE=$${SOCKBENCH_TEST_SCALE:-8} GOARCH=arm64 $(GO) test -p 1 -count=1 -timeout 20m -exec qemu-aarch64 $(EMU_PKGS)
 	SOCKBENCH_EMULATED=1 SOCKBENCH_TEST_SCALE=$${SOCKBENCH_TEST_SCALE:-8} GOARCH=arm GOARM=6 $(GO) test -p 1 -count=1 -timeout 20m -exec qemu-arm $(EMU_PKGS)

@@ -32,6 +32,19 @@ func TestBuiltinProfiles(t *testing.T) {
 		if p.Count < MinRunsForAlpha(0.05) {
 			t.Errorf("%s: count %d is too few for compare to judge", n, p.Count)
 		}
+		// The machine's limit is measured beside every cell, so every
+		// model reads as a fraction of it.
+		has := map[Key]bool{}
+		for _, c := range cells {
+			has[c.Key()] = true
+		}
+		for _, c := range cells {
+			k := c.Key()
+			k.Model = "bare"
+			if !has[k] {
+				t.Errorf("%s: cell %s has no bare counterpart", n, c.Key())
+			}
+		}
 	}
 	q, _ := LoadProfile("quick")
 	cells, _ := q.Cells()
@@ -41,7 +54,7 @@ func TestBuiltinProfiles(t *testing.T) {
 		seen[c.Model+"/"+c.Net+"/"+c.Mode] = true
 		conns[c.Conns] = true
 	}
-	for _, m := range []string{"threaded", "eventloop", "prefork"} {
+	for _, m := range []string{"threaded", "eventloop", "prefork", "bare"} {
 		for _, n := range []string{"tcp", "udp", "unix"} {
 			for _, mode := range []string{"echo", "upper"} {
 				if !seen[m+"/"+n+"/"+mode] {
@@ -65,6 +78,10 @@ func TestBuiltinProfiles(t *testing.T) {
 	}
 	if maxConns < 10000 || maxSize < 64<<10 || !work || !block || !open {
 		t.Errorf("full: max conns %d, max size %d, work %v block %v open %v", maxConns, maxSize, work, block, open)
+	}
+	// The bare server's estimate is its own, and smaller.
+	if c := (Cell{Model: "bare", Net: "tcp", Conns: 1000, Size: 64, Pipeline: 1}); NeedMemory(c, 1) >= NeedMemory(Cell{Model: "threaded", Net: "tcp", Conns: 1000, Size: 64, Pipeline: 1}, 1) {
+		t.Errorf("bare needs %d bytes at 1000 connections, no less than threaded", NeedMemory(c, 1))
 	}
 	// The Pi profile must fit 512 MB by our own estimate, with prefork at 4 workers.
 	pi, _ := LoadProfile("pi")

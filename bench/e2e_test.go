@@ -91,7 +91,7 @@ count: 1
 duration: 200ms
 warmup: 50ms
 matrix:
-  - models: [threaded, eventloop, prefork]
+  - models: [threaded, eventloop, prefork, bare]
     nets: [tcp, udp, unix]
     modes: [upper]
     conns: [2]
@@ -108,7 +108,7 @@ matrix:
 	if _, err := os.Stat(out.sockDir); !os.IsNotExist(err) {
 		t.Errorf("socket directory %s left behind: %v", out.sockDir, err)
 	}
-	if len(out.Rows) != 11 {
+	if len(out.Rows) != 14 {
 		t.Fatalf("%d rows", len(out.Rows))
 	}
 	for _, r := range out.Rows {
@@ -138,11 +138,12 @@ matrix:
 		}
 	}
 	rows, err := ReadCSVFile(out.CSV)
-	if err != nil || len(rows) != 11 {
+	if err != nil || len(rows) != 14 {
 		t.Fatalf("CSV: %d rows, %v", len(rows), err)
 	}
 	txt, err := os.ReadFile(out.TXT)
-	if err != nil || !bytes.Contains(txt, []byte("BenchmarkUpper/model=prefork/net=unix/conns=2")) {
+	if err != nil || !bytes.Contains(txt, []byte("BenchmarkUpper/model=prefork/net=unix/conns=2")) ||
+		!bytes.Contains(txt, []byte("BenchmarkUpper/model=bare/net=udp/conns=2")) {
 		t.Errorf(".txt: %v\n%s", err, txt)
 	}
 	html, err := os.ReadFile(out.HTML)
@@ -327,7 +328,7 @@ func TestBenchCommandErrors(t *testing.T) {
 		t.Errorf("dry run with an unrunnable --binary: %v\n%s", err, out)
 	}
 	out, err = exec.Command(bin, "bench", "--dry-run", "--profile", "quick").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "36 cells x 6 runs") {
+	if err != nil || !strings.Contains(string(out), "48 cells x 6 runs") {
 		t.Errorf("dry run: %v\n%s", err, out)
 	}
 }

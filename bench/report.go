@@ -114,7 +114,7 @@ const shownWarnings = 5
 
 // modelColors gives each model a colour; sets beyond the first are drawn
 // lighter (bars) and dashed (lines).
-var modelColors = map[string]string{"threaded": "#1f77b4", "eventloop": "#d62728", "prefork": "#2ca02c"}
+var modelColors = map[string]string{"threaded": "#1f77b4", "eventloop": "#d62728", "prefork": "#2ca02c", "bare": "#444444"}
 
 var extraColors = []string{"#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"}
 
@@ -225,7 +225,7 @@ func (rep *Report) collect() *reportData {
 	for _, ws := range d.works {
 		sort.Slice(ws, func(i, j int) bool { return ws[i].less(ws[j]) })
 	}
-	order := map[string]int{"threaded": 0, "eventloop": 1, "prefork": 2}
+	order := map[string]int{"threaded": 0, "eventloop": 1, "prefork": 2, "bare": 3}
 	sort.SliceStable(models, func(i, j int) bool {
 		oi, iok := order[models[i]]
 		oj, jok := order[models[j]]

@@ -52,11 +52,12 @@ func (e exitError) Error() string {
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "sockbench",
-		Short: "Benchmark server concurrency models: threaded, event loop, prefork",
+		Short: "Benchmark server concurrency models: threaded, event loop, prefork, and the machine's limit (bare)",
 		Long: `sockbench runs the same echo/uppercase server written three ways (a goroutine
-per connection, epoll event loops, and a pool of worker processes), drives each
-with one load generator over TCP, UDP and Unix sockets, and writes results you
-can compare, plot and gate CI on.`,
+per connection, epoll event loops, and a pool of worker processes), and a
+fourth that is the machine's limit (one readiness loop on raw sockets), drives
+each with one load generator over TCP, UDP and Unix sockets, and writes results
+you can compare, plot and gate CI on.`,
 		SilenceUsage:               true,
 		SilenceErrors:              true,
 		Version:                    currentVersion().String(),

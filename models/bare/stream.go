@@ -1,0 +1,502 @@
+//go:build linux || darwin || dragonfly || freebsd || netbsd || openbsd
+
+package bare
+
+import (
+	"bytes"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sockbench/sockbench/protocol"
+)
+
+// Connection phases.
+const (
+	phaseOpen      = iota
+	phaseLingering // FIN sent; what the client still sends is discarded
+)
+
+// conn is one stream connection. Only the loop touches it.
+//
+// Its memory is bounded by max-line and one read: partial holds the start
+// of a line not yet complete (less than max-line bytes), out the replies
+// the socket did not take (at most one read's worth, plus a line: a
+// connection with output waiting is not read), and a job in the pool at
+// most the lines of one read.
+type conn struct {
+	fd         int
+	want       int // interest registered with the poller
+	phase      uint8
+	busy       bool // a job of its lines is in the pool
+	closeAfter bool // linger once its job and output are done
+	closed     bool
+	partial    []byte
+	out        []byte // replies waiting for the socket, from outOff on
+	outOff     int
+	job        *job
+	last       int64 // the last read, for the idle timeout
+	deadline   int64 // lingering: when to give up and close
+	discarded  int
+
+	prev, next *conn
+	list       *connList
+}
+
+func (c *conn) pending() bool { return c.outOff < len(c.out) }
+
+// accept takes new connections. An accept error other than the ones that
+// concern only the connection that failed (EMFILE, ENFILE, ENOBUFS) turns
+// the listener off for a backoff that doubles from 5 ms to 1 s: a
+// level-triggered listener with a connection waiting would otherwise
+// report it again at once, and the loop would spin.
+func (l *loop) accept() {
+	for range acceptBatch {
+		fd, e := acceptConn(l.lfd)
+		switch e {
+		case 0:
+		case unix.EAGAIN:
+			return
+		case unix.EINTR, unix.ECONNABORTED, unix.EPROTO:
+			continue
+		default:
+			l.ctr.AcceptErrors.Add(1)
+			l.backoff = min(max(2*l.backoff, minBackoff), maxBackoff)
+			l.acceptAt = l.clock() + int64(l.backoff)
+			l.p.mod(l.lfd, 0)
+			l.acceptLog.Warn(l.s.log, "accept failed; retrying", "err", e, "backoff", l.backoff)
+			return
+		}
+		l.backoff = 0
+		if l.maxConn > 0 && l.nconns >= l.maxConn {
+			l.ctr.Rejected.Add(1)
+			unix.Close(fd)
+			continue
+		}
+		if l.tcp {
+			unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		}
+		if err := l.p.add(fd, wantRead); err != nil {
+			l.ctr.AcceptErrors.Add(1)
+			l.acceptLog.Warn(l.s.log, "could not watch a new connection; closed it", "err", err)
+			unix.Close(fd)
+			continue
+		}
+		c := &conn{fd: fd, want: wantRead}
+		if l.idle > 0 {
+			c.last = l.clock()
+		}
+		for fd >= len(l.conns) {
+			l.conns = append(l.conns, make([]*conn, len(l.conns)+64)...)
+		}
+		l.conns[fd] = c
+		l.open.pushBack(c)
+		l.nconns++
+		l.ctr.Accepted.Add(1)
+		l.ctr.Active.Add(1)
+	}
+}
+
+// connEvent handles one readiness event of c.
+func (l *loop) connEvent(c *conn, r, w, bad bool) {
+	if (w || bad) && c.pending() {
+		l.flush(c)
+	}
+	switch {
+	case c.closed:
+	case c.phase == phaseLingering:
+		if r || bad {
+			l.discard(c)
+		}
+	case c.want&wantRead != 0:
+		if r || bad {
+			l.readServe(c)
+		}
+	case bad && !c.pending():
+		// Not reading (its job is in the pool) and the peer is gone: a
+		// level-triggered error would be reported by every wait.
+		l.fail(c, &l.ctr.ReadErrors, "connection lost while its requests were in the pool", 0)
+	}
+}
+
+// readServe reads once from c and answers every complete line read.
+//
+// The common path is one read into the loop's shared buffer, the
+// transform in place, and one write of the same bytes: a request costs
+// two syscalls and a share of one wait, and allocates nothing. A partial
+// line left from an earlier read is copied in front of the new bytes
+// first (prefixMax), so the line it completes goes out in the same write.
+func (l *loop) readServe(c *conn) {
+	p := len(c.partial)
+	long := p > prefixMax
+	var (
+		n int
+		e unix.Errno
+	)
+	if long {
+		l.growPartial(c)
+		n, e = sysRead(c.fd, c.partial[p:cap(c.partial)])
+	} else {
+		n, e = sysRead(c.fd, l.buf[prefixMax:])
+	}
+	if n <= 0 {
+		switch {
+		case e == unix.EAGAIN || e == unix.EINTR:
+		case e == 0:
+			// End of stream: every line read is answered and nothing is
+			// left unread, so closing sends a FIN, never a reset. A
+			// partial last line was never a request.
+			l.closeConn(c)
+		default:
+			l.fail(c, &l.ctr.ReadErrors, "read failed; closing the connection", e)
+		}
+		return
+	}
+	l.bytesIn += uint64(n)
+	if l.idle > 0 {
+		c.last = l.clock()
+		l.open.moveToBack(c)
+	}
+	if long {
+		l.serve(c, c.partial[:p+n], true)
+		return
+	}
+	start := prefixMax - p
+	copy(l.buf[start:], c.partial)
+	l.serve(c, l.buf[start:prefixMax+n], false)
+}
+
+// growPartial gives a long partial line room for another read, never past
+// max-line (the line is too long before it would need more).
+func (l *loop) growPartial(c *conn) {
+	want := min(l.maxLine, len(c.partial)+readSize)
+	if cap(c.partial) < want {
+		nb := make([]byte, len(c.partial), want)
+		copy(nb, c.partial)
+		c.partial = nb
+	}
+}
+
+// serve answers the complete lines at the start of region, which begins
+// at a line's start, and keeps the rest as c's partial line. inPartial
+// says region lies in c.partial itself.
+func (l *loop) serve(c *conn, region []byte, inPartial bool) {
+	last := bytes.LastIndexByte(region, '\n')
+	if last < 0 {
+		if len(region) >= l.maxLine {
+			l.tooLong(c)
+			return
+		}
+		l.keepPartial(c, region, inPartial)
+		return
+	}
+	lines, tail := region[:last+1], region[last+1:]
+	n, tooLong := 0, false
+	if len(region) <= l.maxLine {
+		// No line can be longer than max-line: just count them.
+		n = bytes.Count(lines, newline)
+	} else {
+		for off := 0; off < len(lines); {
+			i := bytes.IndexByte(lines[off:min(len(lines), off+l.maxLine)], '\n')
+			if i < 0 {
+				lines, tooLong = lines[:off], true
+				break
+			}
+			off += i + 1
+			n++
+		}
+		tooLong = tooLong || len(tail) >= l.maxLine
+	}
+	if n > 0 {
+		if l.blocks {
+			l.dispatch(c, lines)
+		} else {
+			if l.work > 0 {
+				protocol.Burn(time.Duration(n) * l.work)
+			}
+			l.mode.Apply(lines)
+			l.send(c, lines, n)
+		}
+		if c.closed {
+			return
+		}
+	}
+	if tooLong {
+		l.tooLong(c)
+		return
+	}
+	l.keepPartial(c, tail, inPartial)
+}
+
+var newline = []byte{'\n'}
+
+// keepPartial stores tail, the start of a line not yet complete, as c's
+// partial line.
+func (l *loop) keepPartial(c *conn, tail []byte, inPartial bool) {
+	switch {
+	case len(tail) == 0:
+		c.partial = c.partial[:0]
+		if cap(c.partial) > keepBuf {
+			c.partial = nil
+		}
+	case inPartial:
+		// tail lies further on in the same buffer: move it to the front.
+		c.partial = c.partial[:copy(c.partial[:cap(c.partial)], tail)]
+	default:
+		c.partial = append(c.partial[:0], tail...)
+	}
+}
+
+// tooLong closes c for a line over max-line, after the replies to the
+// lines before it.
+func (l *loop) tooLong(c *conn) {
+	l.ctr.LineTooLong.Add(1)
+	l.connLog.Warn(l.s.log, "request line longer than max-line; closing the connection", "max_line", l.maxLine)
+	l.startLinger(c)
+}
+
+// send writes b, which holds n whole replies, to c; what the socket does
+// not take waits in c.out, and c is not read until it is written (flush).
+func (l *loop) send(c *conn, b []byte, n int) {
+	if c.pending() {
+		c.out = append(c.out, b...) // behind earlier replies
+		return
+	}
+	w, e := sysWrite(c.fd, b)
+	for e == unix.EINTR {
+		w, e = sysWrite(c.fd, b)
+	}
+	if e != 0 && e != unix.EAGAIN {
+		l.fail(c, &l.ctr.WriteErrors, "write failed; closing the connection", e)
+		return
+	}
+	w = max(w, 0)
+	l.bytesOut += uint64(w)
+	if w == len(b) {
+		l.requests += uint64(n)
+		return
+	}
+	l.requests += uint64(bytes.Count(b[:w], newline))
+	c.out, c.outOff = append(c.out[:0], b[w:]...), 0
+	l.update(c)
+}
+
+// flush writes what waits in c.out; once it is all written, c is read
+// again (or closes, if it was to).
+func (l *loop) flush(c *conn) {
+	b := c.out[c.outOff:]
+	w, e := sysWrite(c.fd, b)
+	for e == unix.EINTR {
+		w, e = sysWrite(c.fd, b)
+	}
+	if e == unix.EAGAIN {
+		return
+	}
+	if e != 0 {
+		l.fail(c, &l.ctr.WriteErrors, "write failed; closing the connection", e)
+		return
+	}
+	l.bytesOut += uint64(w)
+	l.requests += uint64(bytes.Count(b[:w], newline))
+	c.outOff += w
+	if c.pending() {
+		return
+	}
+	c.out, c.outOff = c.out[:0], 0
+	if cap(c.out) > keepBuf {
+		c.out = nil
+	}
+	l.resume(c)
+}
+
+// resume runs when c's output or its job is done.
+func (l *loop) resume(c *conn) {
+	if c.closeAfter && !c.busy && !c.pending() {
+		l.startLinger(c)
+		return
+	}
+	l.update(c)
+}
+
+// update registers the interest c's state calls for: read while open and
+// idle, write while output waits (and then not read: backpressure),
+// nothing while a job of its lines is in the pool.
+func (l *loop) update(c *conn) {
+	want := wantRead
+	switch {
+	case c.phase == phaseLingering:
+	case c.pending():
+		want = wantWrite
+	case c.busy || c.closeAfter:
+		want = 0
+	}
+	if want != c.want {
+		if err := l.p.mod(c.fd, want); err != nil {
+			l.fail(c, &l.ctr.ReadErrors, "could not change what the connection waits for", 0)
+			return
+		}
+		c.want = want
+	}
+}
+
+// startLinger closes c without losing replies, once its job and output
+// are done. Closing a socket that still has unread bytes in its receive
+// buffer makes the kernel send a reset, which can destroy replies the
+// client has not read yet. So: send FIN (shutdown SHUT_WR), read and
+// discard whatever the client still sends until it closes, lingerMax
+// bytes or lingerTime pass (see sweep), then close.
+func (l *loop) startLinger(c *conn) {
+	c.closeAfter = true
+	c.partial = nil
+	if c.busy || c.pending() {
+		l.update(c)
+		return
+	}
+	if c.phase == phaseLingering || c.closed {
+		return
+	}
+	c.phase = phaseLingering
+	l.open.remove(c)
+	l.closing.pushBack(c)
+	c.deadline = l.clock() + lingerTime
+	if unix.Shutdown(c.fd, unix.SHUT_WR) != nil {
+		l.closeConn(c) // the peer is gone already
+		return
+	}
+	l.update(c)
+}
+
+// discard reads and drops what a lingering connection's client sends.
+func (l *loop) discard(c *conn) {
+	n, e := sysRead(c.fd, l.buf)
+	if e == unix.EAGAIN || e == unix.EINTR {
+		return
+	}
+	if c.discarded += max(n, 0); n <= 0 || c.discarded > lingerMax {
+		l.closeConn(c)
+	}
+}
+
+// fail counts the failure that ends c, logs it (rate-limited) and closes
+// c at once.
+func (l *loop) fail(c *conn, ctr *atomic.Uint64, msg string, e unix.Errno) {
+	ctr.Add(1)
+	if e != 0 {
+		l.connLog.Warn(l.s.log, msg, "err", e)
+	} else {
+		l.connLog.Warn(l.s.log, msg)
+	}
+	l.closeConn(c)
+}
+
+// closeConn closes c's socket and forgets it. A job of c still in the
+// pool finishes, and its replies are dropped (streamDone).
+func (l *loop) closeConn(c *conn) {
+	if c.closed {
+		return
+	}
+	unix.Close(c.fd)
+	l.conns[c.fd] = nil
+	c.list.remove(c)
+	c.closed = true
+	c.partial, c.out = nil, nil
+	l.nconns--
+	l.ctr.Active.Add(-1)
+}
+
+// sweep closes idle connections and lingering ones past their deadline.
+// Both lists are in deadline order, so it looks only at what expired.
+func (l *loop) sweep(now int64) {
+	if l.idle > 0 {
+		for c := l.open.head; c != nil && now-c.last >= l.idle; {
+			next := c.next
+			if c.busy || c.pending() || c.closeAfter {
+				// Waiting for its own handler or for the client to read
+				// is not idleness.
+				c.last = now
+				l.open.moveToBack(c)
+			} else {
+				l.ctr.IdleTimeouts.Add(1)
+				l.startLinger(c)
+			}
+			c = next
+		}
+	}
+	for c := l.closing.head; c != nil && now >= c.deadline; {
+		next := c.next
+		l.closeConn(c)
+		c = next
+	}
+}
+
+// dispatch hands lines (n of them, all complete) to the pool; c takes no
+// more lines until the job is done.
+func (l *loop) dispatch(c *conn, lines []byte) {
+	j := l.pool.get()
+	j.c = c
+	j.buf = append(j.buf[:0], lines...)
+	j.sent = 0
+	c.busy, c.job = true, j
+	l.pool.submit(j)
+	l.update(c)
+}
+
+// streamDone takes a reply the pool finished: it is written in order,
+// and once the job's last reply is in, c takes lines again.
+func (l *loop) streamDone(d done) {
+	j, c := d.j, d.j.c
+	mine := !c.closed && c.job == j
+	if mine && d.end > j.sent {
+		l.send(c, j.buf[j.sent:d.end], 1)
+		j.sent = d.end
+	}
+	if !d.last {
+		return
+	}
+	l.pool.release(j)
+	if mine && !c.closed {
+		c.job, c.busy = nil, false
+		l.resume(c)
+	}
+}
+
+// connList is an intrusive doubly linked list of connections.
+type connList struct {
+	head, tail *conn
+}
+
+func (cl *connList) pushBack(c *conn) {
+	c.list, c.prev, c.next = cl, cl.tail, nil
+	if cl.tail != nil {
+		cl.tail.next = c
+	} else {
+		cl.head = c
+	}
+	cl.tail = c
+}
+
+func (cl *connList) remove(c *conn) {
+	if cl == nil || c.list != cl {
+		return
+	}
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else {
+		cl.head = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	} else {
+		cl.tail = c.prev
+	}
+	c.prev, c.next, c.list = nil, nil, nil
+}
+
+func (cl *connList) moveToBack(c *conn) {
+	if c.list != cl || cl.tail == c {
+		return
+	}
+	cl.remove(c)
+	cl.pushBack(c)
+}

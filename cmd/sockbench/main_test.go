@@ -40,7 +40,7 @@ func TestCompletion(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"serve", "--model", ""}, "eventloop prefork threaded"},
+		{[]string{"serve", "--model", ""}, "bare eventloop prefork threaded"},
 		{[]string{"serve", "--net", "tcp"}, "tcp tcp4 tcp6"},
 		{[]string{"serve", "--mode", ""}, "echo upper"},
 		{[]string{"serve", "--spawn", "p"}, "pool per-conn"},

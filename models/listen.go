@@ -3,9 +3,11 @@ package models
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -75,16 +77,24 @@ type SocketFile struct {
 }
 
 // ClaimSocketFile sets the permission of the freshly bound socket at path
-// and records its identity.
+// and records its identity. A socket bound in place is wider than mode
+// between the bind and the chmod (the umask's mode, 0777 under umask 000);
+// ListenStream and ListenPacket bind so that it never is, and use
+// socketFileAt instead.
 func ClaimSocketFile(path string, mode os.FileMode) (*SocketFile, error) {
 	if err := os.Chmod(path, mode); err != nil {
 		return nil, fmt.Errorf("models: chmod %s: %w", path, err)
 	}
+	return socketFileAt(path), nil
+}
+
+// socketFileAt records the identity of the socket file at path.
+func socketFileAt(path string) *SocketFile {
 	sf := &SocketFile{Path: path}
 	if st, err := os.Lstat(path); err == nil {
 		sf.ino = inode(st)
 	}
-	return sf, nil
+	return sf
 }
 
 // Remove deletes the socket file if it is still the one we created.
@@ -106,27 +116,121 @@ func inode(st os.FileInfo) uint64 {
 	return 0
 }
 
+// bindUnixPrivately binds a Unix socket of network at path whose file is
+// never wider than mode, not even for an instant, and returns it.
+//
+// Subtleness ahead: bind(2) creates the file with 0777 less the umask,
+// and only a chmod after it narrows that, so a server bound in place and
+// then chmod'ed was seen at 0777 under umask 000 in 23 starts of 30 by a
+// process watching the path: long enough for another user to connect. So
+// the socket is bound inside a fresh directory of mode 0700 next to path
+// (the same filesystem), chmod'ed there, where nobody else can reach it,
+// then hard-linked to path, which fails if anything has appeared at path
+// meanwhile (rename would replace it: a server that started in between
+// would lose its socket), and the private name and directory removed. The
+// socket keeps its private name as its own address (getsockname, and the
+// source of unixgram replies), which callers hide behind path.
+//
+// When the private name would be longer than sun_path allows (a path
+// within about ten bytes of MaxUnixPath), it binds in place under a umask
+// that leaves exactly mode, and restores the umask after. The umask is the
+// process's, so a file another goroutine creates in that instant gets
+// mode's bits too: a narrower file, never a wider socket.
+func bindUnixPrivately(path string, mode os.FileMode, bind func(p string) (io.Closer, error)) (io.Closer, *SocketFile, error) {
+	dir, name := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	if len(path)-len(name)+len(".sb0123456789/s") > MaxUnixPath {
+		return bindUnderUmask(path, mode, bind)
+	}
+	private, err := os.MkdirTemp(dir, ".sb")
+	if err != nil {
+		return nil, nil, fmt.Errorf("models: private directory for binding %s: %w", path, err)
+	}
+	defer os.RemoveAll(private)
+	tmp := filepath.Join(private, "s")
+	c, err := bind(tmp)
+	if err != nil {
+		return nil, nil, fmt.Errorf("models: %w", err)
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("models: chmod %s: %w", tmp, err)
+	}
+	if err := os.Link(tmp, path); err != nil {
+		c.Close()
+		if errors.Is(err, os.ErrExist) {
+			return nil, nil, fmt.Errorf("%w: %s (created while this server was binding)", ErrSocketInUse, path)
+		}
+		return nil, nil, fmt.Errorf("models: %w", err)
+	}
+	return c, socketFileAt(path), nil
+}
+
+// umaskMu serialises this package's umask changes.
+var umaskMu sync.Mutex
+
+func bindUnderUmask(path string, mode os.FileMode, bind func(p string) (io.Closer, error)) (io.Closer, *SocketFile, error) {
+	umaskMu.Lock()
+	old := syscall.Umask(int(0o777 &^ mode.Perm()))
+	c, err := bind(path)
+	syscall.Umask(old)
+	umaskMu.Unlock()
+	if err != nil {
+		return nil, nil, fmt.Errorf("models: %w", err)
+	}
+	// The umask only narrows: set mode's bits exactly (0o7xxx ones too).
+	sf, err := ClaimSocketFile(path, mode)
+	if err != nil {
+		c.Close()
+		os.Remove(path)
+		return nil, nil, err
+	}
+	return c, sf, nil
+}
+
+// unixListener is a Unix listener that reports the path it was asked for
+// as its address, not the private name it was bound under.
+type unixListener struct {
+	*net.UnixListener
+	addr *net.UnixAddr
+}
+
+func (l *unixListener) Addr() net.Addr { return l.addr }
+
+// unixPacketConn is the same for a unixgram socket.
+type unixPacketConn struct {
+	*net.UnixConn
+	addr *net.UnixAddr
+}
+
+func (c *unixPacketConn) LocalAddr() net.Addr { return c.addr }
+
 // ListenStream binds a stream listener (tcp or unix) for cfg. For unix it
-// clears a stale socket, sets the file mode, and returns the SocketFile to
-// remove on exit (nil for tcp). Go's UnixListener would unlink the path on
-// Close by itself; we turn that off so removal goes through SocketFile.
+// clears a stale socket, creates the file never wider than cfg.SocketMode
+// (see bindUnixPrivately), and returns the SocketFile to remove on exit
+// (nil for tcp); the listener's Addr is cfg.Addr, and it embeds the
+// *net.UnixListener (SyscallConn, File). Go's UnixListener would unlink
+// its path on Close by itself; we turn that off so removal goes through
+// SocketFile.
 func ListenStream(cfg *Config) (net.Listener, *SocketFile, error) {
 	if cfg.Net == "unix" {
 		if err := PrepareUnixPath(cfg.Addr, cfg.Net); err != nil {
 			return nil, nil, err
 		}
-		ln, err := net.Listen("unix", cfg.Addr)
+		c, sf, err := bindUnixPrivately(cfg.Addr, cfg.SocketMode, func(p string) (io.Closer, error) {
+			ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})
+			if err != nil {
+				return nil, err
+			}
+			ln.SetUnlinkOnClose(false)
+			return ln, nil
+		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("models: %w", err)
-		}
-		ln.(*net.UnixListener).SetUnlinkOnClose(false)
-		sf, err := ClaimSocketFile(cfg.Addr, cfg.SocketMode)
-		if err != nil {
-			ln.Close()
-			os.Remove(cfg.Addr)
 			return nil, nil, err
 		}
-		return ln, sf, nil
+		return &unixListener{c.(*net.UnixListener), &net.UnixAddr{Name: cfg.Addr, Net: "unix"}}, sf, nil
 	}
 	ln, err := net.Listen(cfg.Net, cfg.Addr)
 	if err != nil {
@@ -136,23 +240,20 @@ func ListenStream(cfg *Config) (net.Listener, *SocketFile, error) {
 }
 
 // ListenPacket binds a datagram socket (udp or unixgram) for cfg, with the
-// same Unix socket handling as ListenStream.
+// same Unix socket handling as ListenStream; a unixgram socket embeds the
+// *net.UnixConn and its LocalAddr is cfg.Addr.
 func ListenPacket(cfg *Config) (net.PacketConn, *SocketFile, error) {
 	if cfg.Net == "unixgram" {
 		if err := PrepareUnixPath(cfg.Addr, cfg.Net); err != nil {
 			return nil, nil, err
 		}
-		pc, err := net.ListenPacket("unixgram", cfg.Addr)
+		c, sf, err := bindUnixPrivately(cfg.Addr, cfg.SocketMode, func(p string) (io.Closer, error) {
+			return net.ListenUnixgram("unixgram", &net.UnixAddr{Name: p, Net: "unixgram"})
+		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("models: %w", err)
-		}
-		sf, err := ClaimSocketFile(cfg.Addr, cfg.SocketMode)
-		if err != nil {
-			pc.Close()
-			os.Remove(cfg.Addr)
 			return nil, nil, err
 		}
-		return pc, sf, nil
+		return &unixPacketConn{c.(*net.UnixConn), &net.UnixAddr{Name: cfg.Addr, Net: "unixgram"}}, sf, nil
 	}
 	pc, err := net.ListenPacket(cfg.Net, cfg.Addr)
 	if err != nil {

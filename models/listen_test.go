@@ -2,10 +2,12 @@ package models
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -88,4 +90,93 @@ func bindUnix(t *testing.T, network, path string) func() {
 	}
 	t.Cleanup(func() { pc.Close() })
 	return func() { pc.Close() }
+}
+
+// TestSocketFileNeverWider: under umask 000 a socket file, watched by a
+// goroutine polling its mode from the moment the path is free, is never
+// seen wider than the configured mode, for either type, the short way
+// (bound privately, then linked into place) and the long one (a path too
+// long for a private name: bound under a narrowed umask). Bound in place
+// and chmod'ed after, it was seen at 0777 in most starts.
+func TestSocketFileNeverWider(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	short := shortDir(t)
+	long := filepath.Join(short, strings.Repeat("d", MaxUnixPath-len(short)-12))
+	if err := os.Mkdir(long, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{short, long} {
+		for _, network := range []string{"unix", "unixgram"} {
+			path := filepath.Join(dir, "s.sock")
+			mode := os.FileMode(0o640)
+			widest := os.FileMode(0)
+			for range 30 {
+				stop := make(chan struct{})
+				seen := make(chan os.FileMode)
+				go func() {
+					var w os.FileMode
+					for {
+						select {
+						case <-stop:
+							seen <- w
+							return
+						default:
+						}
+						if st, err := os.Lstat(path); err == nil {
+							w |= st.Mode().Perm()
+						}
+					}
+				}()
+				cfg := Config{Net: network, Addr: path, SocketMode: mode}
+				var (
+					c   io.Closer
+					sf  *SocketFile
+					err error
+				)
+				if network == "unix" {
+					c, sf, err = ListenStream(&cfg)
+				} else {
+					c, sf, err = ListenPacket(&cfg)
+				}
+				close(stop)
+				widest |= <-seen
+				if err != nil {
+					t.Fatalf("%s at %s: %v", network, path, err)
+				}
+				if st, err := os.Lstat(path); err != nil || st.Mode().Perm() != mode || st.Mode()&os.ModeSocket == 0 {
+					t.Fatalf("%s: socket file after bind: %v, %v", network, st, err)
+				}
+				c.Close()
+				sf.Remove()
+			}
+			if widest&^mode != 0 {
+				t.Errorf("%s, path of %d bytes: socket file seen with mode %v under umask 000, wider than %v", network, len(path), widest, mode)
+			}
+			if ents, _ := os.ReadDir(dir); len(ents) > 1 {
+				t.Errorf("%s: left in the directory: %v", network, ents)
+			}
+		}
+	}
+}
+
+// TestBindDoesNotReplace: a file that appears at the path while the
+// server binds privately is not replaced; the bind reports the path in use.
+func TestBindDoesNotReplace(t *testing.T) {
+	path := filepath.Join(shortDir(t), "s.sock")
+	_, _, err := bindUnixPrivately(path, 0o600, func(p string) (io.Closer, error) {
+		if err := os.WriteFile(path, []byte("someone else's"), 0o600); err != nil {
+			return nil, err
+		}
+		return net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})
+	})
+	if !errors.Is(err, ErrSocketInUse) {
+		t.Fatalf("err = %v, want ErrSocketInUse", err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "someone else's" {
+		t.Fatalf("the file at the path was replaced: %q, %v", b, err)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 1 {
+		t.Errorf("left in the directory: %v", ents)
+	}
 }

@@ -113,10 +113,11 @@ func TestSocketFileNeverWider(t *testing.T) {
 			widest := os.FileMode(0)
 			for range 30 {
 				stop := make(chan struct{})
+				polling := make(chan struct{})
 				seen := make(chan os.FileMode)
 				go func() {
 					var w os.FileMode
-					for {
+					for n := 0; ; n++ {
 						select {
 						case <-stop:
 							seen <- w
@@ -126,8 +127,12 @@ func TestSocketFileNeverWider(t *testing.T) {
 						if st, err := os.Lstat(path); err == nil {
 							w |= st.Mode().Perm()
 						}
+						if n == 0 {
+							close(polling)
+						}
 					}
 				}()
+				<-polling
 				cfg := Config{Net: network, Addr: path, SocketMode: mode}
 				var (
 					c   io.Closer

@@ -2,6 +2,7 @@ package models
 
 import (
 	"iter"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 )
@@ -113,19 +114,60 @@ func (b *Buffers) Release(h *Hold) bool {
 	return true
 }
 
-// Largest returns the element of conns whose Hold (given by hold) holds
-// the most, or false when none holds anything. Models call it over their
-// connections when Set reported the server over its bound.
-func Largest[T any](conns iter.Seq[T], hold func(T) *Hold) (T, bool) {
+// A Holder is a model's connection with a share of its server's Buffers.
+type Holder interface {
+	comparable
+	Hold() *Hold
+	Remote() string // the peer, for a log line
+}
+
+// Largest returns the connection of conns holding the most, or false when
+// none holds anything.
+func Largest[T Holder](conns iter.Seq[T]) (T, bool) {
 	var (
 		best  T
 		most  int64
 		found bool
 	)
 	for c := range conns {
-		if n := hold(c).Held(); n > most {
+		if n := c.Hold().Held(); n > most {
 			best, most, found = c, n, true
 		}
 	}
 	return best, found
+}
+
+// Shed brings a server back within its bound after the growth of self's
+// share took it past (Set reported over). Again and again, until the
+// server is within the bound or nothing is held: it takes the connection
+// holding the most (largest returns it, picked under the model's own lock,
+// Largest helps), gives its share back at once, so whoever grows next sees
+// the server as it will be, counts it in ctr.OverBuffered, logs it through
+// logs, and has the model close it (closeIt, never called for self). It
+// reports whether self was one: its caller then closes it.
+//
+// Under prefork's pool the total is the pool's and largest sees only this
+// worker's connections: the worker whose connection grew closes its own
+// largest, and does nothing when it holds nothing.
+func Shed[T Holder](b *Buffers, self T, largest func() (T, bool), closeIt func(T), ctr *Counters, logs *RateLog, log *slog.Logger) (closedSelf bool) {
+	for b.Total() > b.max {
+		victim, ok := largest()
+		if !ok {
+			return closedSelf
+		}
+		h := victim.Hold()
+		held := h.Held()
+		if !b.Release(h) {
+			continue
+		}
+		ctr.OverBuffered.Add(1)
+		logs.Warn(log, "server holds more than max-buffered; closing the connection holding the most",
+			"remote", victim.Remote(), "held", held, "max_buffered", b.max)
+		if victim == self {
+			closedSelf = true
+		} else {
+			closeIt(victim)
+		}
+	}
+	return closedSelf
 }

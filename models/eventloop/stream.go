@@ -513,27 +513,16 @@ func (ss *streamSide) account(st *connState) bool {
 // be.
 func (ss *streamSide) shed(cur *connState) (self bool) {
 	s := ss.s
-	for s.bufs.Total() > s.bufs.Max() {
+	largest := func() (*connState, bool) {
 		ss.regMu.Lock()
-		victim, ok := models.Largest(maps.Keys(ss.reg), func(st *connState) *models.Hold { return &st.hold })
+		defer ss.regMu.Unlock()
+		victim, ok := models.Largest(maps.Keys(ss.reg))
 		if ok {
 			delete(ss.reg, victim)
 		}
-		ss.regMu.Unlock()
-		if !ok {
-			return self
-		}
-		held := victim.hold.Held()
-		if !s.bufs.Release(&victim.hold) {
-			continue
-		}
-		s.ctr.OverBuffered.Add(1)
-		s.logs.Warn(s.log, "server holds more than max-buffered; closing the connection holding the most",
-			"remote", victim.c.RemoteAddr().String(), "held", held, "max_buffered", s.bufs.Max())
-		if victim == cur {
-			self = true
-			continue
-		}
+		return victim, ok
+	}
+	closeIt := func(victim *connState) {
 		victim.loop.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			if !victim.gone.Load() {
 				victim.loop.el.Close(victim.c)
@@ -541,8 +530,12 @@ func (ss *streamSide) shed(cur *connState) (self bool) {
 			return nil
 		}))
 	}
-	return self
+	return models.Shed(s.bufs, cur, largest, closeIt, &s.ctr, &s.logs, s.log)
 }
+
+// Hold and Remote make a connState a models.Holder.
+func (st *connState) Hold() *models.Hold { return &st.hold }
+func (st *connState) Remote() string     { return st.c.RemoteAddr().String() }
 
 // appendLine adds the reply to line to batch, or line itself when the
 // pool will answer it.

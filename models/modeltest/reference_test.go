@@ -142,9 +142,13 @@ type refServer struct {
 
 // refConn is what the reference server keeps per connection.
 type refConn struct {
+	c         net.Conn
 	lingering bool // closing: Shutdown leaves its deadline alone
 	hold      models.Hold
 }
+
+func (rc *refConn) Hold() *models.Hold { return &rc.hold }
+func (rc *refConn) Remote() string     { return rc.c.RemoteAddr().String() }
 
 func (s *refServer) Addr() string { return s.addr }
 func (s *refServer) Stats() models.Stats {
@@ -318,7 +322,7 @@ func (s *refServer) acceptLoop() {
 		}
 		s.cnt.Active.Add(1)
 		s.mu.Lock()
-		s.conns[c] = &refConn{}
+		s.conns[c] = &refConn{c: c}
 		s.mu.Unlock()
 		if s.bugs.leakPerConn {
 			s.leaks.Add(1)
@@ -369,7 +373,7 @@ var errShed = errors.New("reference: closed for max-buffered")
 func (r *countReader) Read(p []byte) (int, error) {
 	s := r.s
 	partial := r.lr.Buffered()
-	if s.bufs != nil && s.bufs.Set(&r.rc.hold, partial) && s.shed(r.c) {
+	if s.bufs != nil && s.bufs.Set(&r.rc.hold, partial) && s.shed(r.rc) {
 		return 0, errShed
 	}
 	if !s.bugs.idleFromAccept || !r.armed {
@@ -411,33 +415,16 @@ func (r *countReader) arm(partial bool) {
 
 // shed closes the connections holding the most until the server is within
 // max-buffered, and reports whether self was one.
-func (s *refServer) shed(self net.Conn) (closed bool) {
+func (s *refServer) shed(self *refConn) (closed bool) {
 	if s.bugs.noMaxBuffered {
 		return false
 	}
-	for s.bufs.Total() > s.bufs.Max() {
+	largest := func() (*refConn, bool) {
 		s.mu.Lock()
-		victim, ok := models.Largest(maps.Keys(s.conns), func(c net.Conn) *models.Hold { return &s.conns[c].hold })
-		var h *models.Hold
-		if ok {
-			h = &s.conns[victim].hold
-		}
-		s.mu.Unlock()
-		if !ok {
-			return closed
-		}
-		if !s.bufs.Release(h) {
-			continue
-		}
-		s.cnt.OverBuffered.Add(1)
-		s.warn("over max-buffered; closing the connection holding the most")
-		if victim == self {
-			closed = true
-		} else {
-			victim.Close()
-		}
+		defer s.mu.Unlock()
+		return models.Largest(maps.Values(s.conns))
 	}
-	return closed
+	return models.Shed(s.bufs, self, largest, func(rc *refConn) { rc.c.Close() }, &s.cnt, &s.logs, s.cfg.Logger)
 }
 
 func (s *refServer) serveConn(c net.Conn) {
@@ -481,7 +468,7 @@ func (s *refServer) serveConn(c net.Conn) {
 			return false
 		}
 		if s.bufs != nil {
-			if s.bufs.Set(&rc.hold, lr.Buffered()+len(out)) && s.shed(c) {
+			if s.bufs.Set(&rc.hold, lr.Buffered()+len(out)) && s.shed(rc) {
 				return false
 			}
 			defer s.bufs.Set(&rc.hold, lr.Buffered())

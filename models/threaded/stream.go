@@ -76,6 +76,10 @@ func newConn(c net.Conn, cfg *models.Config, ctr *models.Counters, log *slog.Log
 	return &conn{c: c, cfg: cfg, ctr: ctr, log: log, logs: logs, idle: cfg.IdleTimeout, lineTO: cfg.LineBound()}
 }
 
+// Hold and Remote make a conn a models.Holder.
+func (cn *conn) Hold() *models.Hold { return &cn.hold }
+func (cn *conn) Remote() string     { return remoteAddr(cn.c) }
+
 // Read reads from the socket, arming the idle and line timeouts first.
 // It is called only when the LineReader holds no complete line, so what
 // it holds (Buffered) is the start of a line not yet complete.

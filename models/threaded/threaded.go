@@ -354,27 +354,12 @@ func (s *Server) serveConn(cn *conn) {
 // reports whether cn itself was one (it then stops at once). The others
 // are closed under their goroutines, which see net.ErrClosed and leave.
 func (s *Server) shed(cn *conn) (self bool) {
-	for s.bufs.Total() > s.bufs.Max() {
+	largest := func() (*conn, bool) {
 		s.mu.Lock()
-		victim, ok := models.Largest(maps.Keys(s.conns), func(c *conn) *models.Hold { return &c.hold })
-		s.mu.Unlock()
-		if !ok {
-			return self
-		}
-		held := victim.hold.Held()
-		if !s.bufs.Release(&victim.hold) {
-			continue
-		}
-		s.ctr.OverBuffered.Add(1)
-		s.logs.Warn(s.log, "server holds more than max-buffered; closing the connection holding the most",
-			"remote", remoteAddr(victim.c), "held", held, "max_buffered", s.bufs.Max())
-		if victim == cn {
-			self = true
-		} else {
-			victim.c.Close()
-		}
+		defer s.mu.Unlock()
+		return models.Largest(maps.Keys(s.conns))
 	}
-	return self
+	return models.Shed(s.bufs, cn, largest, func(c *conn) { c.c.Close() }, &s.ctr, &s.logs, s.log)
 }
 
 // ServeConn serves one stream connection to its end and closes it: the

@@ -60,7 +60,6 @@ type conn struct {
 	lineDL    time.Time     // when that line must be complete; zero: no partial line
 	dl        time.Time     // the read deadline last set
 	lineBound bool          // dl is lineDL (not the idle timeout)
-	unsent    int           // reply bytes being written
 
 	// Config.MaxBuffered: nil without a bound.
 	bufs *models.Buffers

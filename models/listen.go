@@ -1,11 +1,14 @@
 package models
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -89,16 +92,24 @@ type SocketFile struct {
 }
 
 // ClaimSocketFile sets the permission of the freshly bound socket at path
-// and records its identity.
+// and records its identity. A socket bound with nothing more than
+// net.Listen is wider than mode between the bind and the chmod (the
+// umask's mode, 0777 under umask 000); ListenStream and ListenPacket bind
+// so that it never is (see bindUnixSocket).
 func ClaimSocketFile(path string, mode os.FileMode) (*SocketFile, error) {
 	if err := os.Chmod(path, mode); err != nil {
 		return nil, fmt.Errorf("models: chmod %s: %w", path, err)
 	}
+	return socketFileAt(path), nil
+}
+
+// socketFileAt records the identity of the socket file at path.
+func socketFileAt(path string) *SocketFile {
 	sf := &SocketFile{Path: path}
 	if st, err := os.Lstat(path); err == nil {
 		sf.ino = inode(st)
 	}
-	return sf, nil
+	return sf
 }
 
 // Remove deletes the socket file if it is still the one we created.
@@ -120,25 +131,165 @@ func inode(st os.FileInfo) uint64 {
 	return 0
 }
 
+// bindUnixSocket binds a Unix socket of network at path whose file is never
+// wider than mode, not even for an instant, and returns it.
+//
+// Subtleness ahead: bind(2) creates the file with the socket's own mode
+// (0777) less the umask, and a chmod after it comes too late: a server
+// bound that way was seen at 0777 under umask 000 in 23 starts of 30 by a
+// process watching the path, long enough for another user to connect. On
+// Linux the socket's own mode is that of its inode, which fchmod(2) on the
+// socket sets before the bind: the file is then created with mode less
+// the umask, never wider, and the chmod after it only restores bits the
+// umask took. The socket is bound at path itself, so tools (ss -x,
+// /proc/net/unix, lsof) and getsockname know it by its name. Where fchmod
+// on a socket is refused (the BSDs and macOS), bindUnixPrivately does it
+// the portable way.
+func bindUnixSocket(path, network string, mode os.FileMode) (io.Closer, *SocketFile, error) {
+	fchmodRefused := false
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var ferr error
+		if err := rc.Control(func(fd uintptr) { ferr = syscall.Fchmod(int(fd), uint32(mode.Perm())) }); err != nil {
+			return err
+		}
+		fchmodRefused = ferr != nil
+		return ferr
+	}}
+	c, err := listenUnix(lc, network, path)
+	if fchmodRefused {
+		return bindUnixPrivately(path, network, mode)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("models: %w", err)
+	}
+	sf, err := ClaimSocketFile(path, mode)
+	if err != nil {
+		c.Close()
+		os.Remove(path)
+		return nil, nil, err
+	}
+	return c, sf, nil
+}
+
+// listenUnix binds a Unix socket of network at path with lc. A stream
+// listener will not unlink its path on Close: removal goes through
+// SocketFile, which checks the file is still ours.
+func listenUnix(lc net.ListenConfig, network, path string) (io.Closer, error) {
+	if network == "unix" {
+		ln, err := lc.Listen(context.Background(), network, path)
+		if err != nil {
+			return nil, err
+		}
+		ln.(*net.UnixListener).SetUnlinkOnClose(false)
+		return ln, nil
+	}
+	return lc.ListenPacket(context.Background(), network, path)
+}
+
+// bindUnixPrivately is bindUnixSocket where fchmod on a socket is refused: the
+// socket is bound inside a fresh directory of mode 0700 next to path (the
+// same filesystem), chmod'ed there, where nobody else can reach it, then
+// hard-linked to path, which fails if anything has appeared at path
+// meanwhile (rename would replace it: a server that started in between
+// would lose its socket), and the private name and directory removed. The
+// socket keeps its private name as its own address (getsockname, the
+// source of unixgram replies, what ss -x shows), which ListenStream and
+// ListenPacket hide behind path.
+//
+// When the private name would be longer than sun_path allows (a path
+// within about ten bytes of protocol.MaxUnixPath), it binds in place under a umask
+// that leaves exactly mode, and restores the umask after. The umask is the
+// process's, so a file another goroutine creates in that instant gets
+// mode's bits too: a narrower file, never a wider socket.
+func bindUnixPrivately(path, network string, mode os.FileMode) (io.Closer, *SocketFile, error) {
+	dir, name := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	if len(path)-len(name)+len(".sb0123456789/s") > protocol.MaxUnixPath {
+		return bindUnderUmask(path, network, mode)
+	}
+	private, err := os.MkdirTemp(dir, ".sb")
+	if err != nil {
+		return nil, nil, fmt.Errorf("models: private directory for binding %s: %w", path, err)
+	}
+	defer os.RemoveAll(private)
+	tmp := filepath.Join(private, "s")
+	c, err := listenUnix(net.ListenConfig{}, network, tmp)
+	if err != nil {
+		return nil, nil, fmt.Errorf("models: %w", err)
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("models: chmod %s: %w", tmp, err)
+	}
+	if err := os.Link(tmp, path); err != nil {
+		c.Close()
+		if errors.Is(err, os.ErrExist) {
+			return nil, nil, fmt.Errorf("%w: %s (created while this server was binding)", ErrSocketInUse, path)
+		}
+		return nil, nil, fmt.Errorf("models: %w", err)
+	}
+	return c, socketFileAt(path), nil
+}
+
+// umaskMu serialises this package's umask changes.
+var umaskMu sync.Mutex
+
+func bindUnderUmask(path, network string, mode os.FileMode) (io.Closer, *SocketFile, error) {
+	umaskMu.Lock()
+	old := syscall.Umask(int(0o777 &^ mode.Perm()))
+	c, err := listenUnix(net.ListenConfig{}, network, path)
+	syscall.Umask(old)
+	umaskMu.Unlock()
+	if err != nil {
+		return nil, nil, fmt.Errorf("models: %w", err)
+	}
+	// The umask only narrows: set mode's bits exactly (0o7xxx ones too).
+	sf, err := ClaimSocketFile(path, mode)
+	if err != nil {
+		c.Close()
+		os.Remove(path)
+		return nil, nil, err
+	}
+	return c, sf, nil
+}
+
+// unixListener is a Unix listener that reports the path it was asked for
+// as its address, not the private name bindUnixPrivately bound it under.
+type unixListener struct {
+	*net.UnixListener
+	addr *net.UnixAddr
+}
+
+func (l *unixListener) Addr() net.Addr { return l.addr }
+
+// unixPacketConn is the same for a unixgram socket.
+type unixPacketConn struct {
+	*net.UnixConn
+	addr *net.UnixAddr
+}
+
+func (c *unixPacketConn) LocalAddr() net.Addr { return c.addr }
+
 // ListenStream binds a stream listener (tcp or unix) for cfg. For unix it
-// clears a stale socket, sets the file mode, and returns the SocketFile to
-// remove on exit (nil for tcp). Go's UnixListener would unlink the path on
-// Close by itself; we turn that off so removal goes through SocketFile.
+// clears a stale socket, creates the file never wider than cfg.SocketMode
+// (see bindUnixSocket), and returns the SocketFile to remove on exit (nil for
+// tcp); the listener's Addr is cfg.Addr. Go's UnixListener would unlink
+// its path on Close by itself; we turn that off so removal goes through
+// SocketFile.
 func ListenStream(cfg *Config) (net.Listener, *SocketFile, error) {
 	if cfg.Transport() == protocol.Unix {
 		if err := PrepareUnixPath(cfg.Addr, cfg.Net); err != nil {
 			return nil, nil, err
 		}
-		ln, err := net.Listen("unix", cfg.Addr)
+		c, sf, err := bindUnixSocket(cfg.Addr, cfg.Net, cfg.SocketMode)
 		if err != nil {
-			return nil, nil, fmt.Errorf("models: %w", err)
-		}
-		ln.(*net.UnixListener).SetUnlinkOnClose(false)
-		sf, err := ClaimSocketFile(cfg.Addr, cfg.SocketMode)
-		if err != nil {
-			ln.Close()
-			os.Remove(cfg.Addr)
 			return nil, nil, err
+		}
+		ln := c.(*net.UnixListener)
+		if ln.Addr().String() != cfg.Addr {
+			return &unixListener{ln, &net.UnixAddr{Name: cfg.Addr, Net: "unix"}}, sf, nil
 		}
 		return ln, sf, nil
 	}
@@ -156,15 +307,13 @@ func ListenPacket(cfg *Config) (net.PacketConn, *SocketFile, error) {
 		if err := PrepareUnixPath(cfg.Addr, cfg.Net); err != nil {
 			return nil, nil, err
 		}
-		pc, err := net.ListenPacket("unixgram", cfg.Addr)
+		c, sf, err := bindUnixSocket(cfg.Addr, cfg.Net, cfg.SocketMode)
 		if err != nil {
-			return nil, nil, fmt.Errorf("models: %w", err)
-		}
-		sf, err := ClaimSocketFile(cfg.Addr, cfg.SocketMode)
-		if err != nil {
-			pc.Close()
-			os.Remove(cfg.Addr)
 			return nil, nil, err
+		}
+		pc := c.(*net.UnixConn)
+		if pc.LocalAddr().String() != cfg.Addr {
+			return &unixPacketConn{pc, &net.UnixAddr{Name: cfg.Addr, Net: "unixgram"}}, sf, nil
 		}
 		return pc, sf, nil
 	}

@@ -25,8 +25,9 @@ import (
 
 // Defaults for Config fields left zero.
 const (
-	DefaultGrace      = 5 * time.Second
-	DefaultSocketMode = os.FileMode(0o600)
+	DefaultGrace       = 5 * time.Second
+	DefaultSocketMode  = os.FileMode(0o600)
+	DefaultLineTimeout = 5 * time.Second
 )
 
 // Upper bounds of Config fields. A typo must not turn into a million
@@ -73,6 +74,27 @@ type Config struct {
 	// IdleTimeout closes a stream connection that sends nothing for this
 	// long. 0 means never.
 	IdleTimeout time.Duration `json:"idle_timeout"`
+	// LineTimeout bounds the time from the first byte of a request line to
+	// its '\n' on stream transports; a connection whose line takes longer
+	// is closed (after the replies to its earlier lines) and counted in
+	// LineTimeouts. It is the bound IdleTimeout cannot give: every byte is
+	// activity, so a client trickling a byte a second is never idle and,
+	// with MaxConns, 200 such clients would hold 200 places for ever, as
+	// net/http's ReadHeaderTimeout guards against slow headers beside its
+	// IdleTimeout. A connection between lines (nothing partial) is bounded
+	// by IdleTimeout only. 0 means DefaultLineTimeout; negative means no
+	// bound.
+	LineTimeout time.Duration `json:"line_timeout"`
+	// MaxBuffered bounds the bytes the whole server holds for clients: the
+	// start of lines not complete yet, lines read and not answered yet, and
+	// replies written to a socket that does not take them. Past it the
+	// connection holding the most is closed and counted in OverBuffered.
+	// Without it memory is bounded only per connection (MaxLine and a
+	// model's reply buffer), so 2,000 clients each holding a 60 KiB partial
+	// line make a server hold 120 MB. 0 means no server-wide bound; when
+	// set it must be at least MaxLine. Stream transports only: datagram
+	// servers hold a fixed number of datagrams whatever the clients do.
+	MaxBuffered int64 `json:"max_buffered"`
 	// Cost is the per-request handler cost (--work, --block).
 	Cost protocol.Cost `json:"cost"`
 	// Grace bounds a graceful shutdown. 0 means DefaultGrace.
@@ -132,6 +154,7 @@ func (c *Config) Normalize() error {
 		{"workers", c.Workers < 0, c.Workers}, {"max-conns", c.MaxConns < 0, c.MaxConns},
 		{"max-line", c.MaxLine < 0, c.MaxLine}, {"idle-timeout", c.IdleTimeout < 0, c.IdleTimeout},
 		{"grace", c.Grace < 0, c.Grace}, {"work", c.Cost.Work < 0, c.Cost.Work}, {"block", c.Cost.Block < 0, c.Cost.Block},
+		{"max-buffered", c.MaxBuffered < 0, c.MaxBuffered},
 	} {
 		if f.negative {
 			return bad(f.name, nil, "must not be negative (got %v)", f.value)
@@ -152,8 +175,14 @@ func (c *Config) Normalize() error {
 	if c.MaxLine > MaxMaxLine {
 		return bad("max-line", nil, "must be at most %d bytes (64 MiB), the memory a server may hold per connection (got %d)", MaxMaxLine, c.MaxLine)
 	}
+	if c.MaxBuffered > 0 && c.MaxBuffered < int64(c.MaxLine) {
+		return bad("max-buffered", nil, "must be 0 (no bound) or at least max-line %d, or one client's longest line could not be held (got %d)", c.MaxLine, c.MaxBuffered)
+	}
 	if c.Grace == 0 {
 		c.Grace = DefaultGrace
+	}
+	if c.LineTimeout == 0 {
+		c.LineTimeout = DefaultLineTimeout
 	}
 	if c.SocketMode == 0 {
 		c.SocketMode = DefaultSocketMode
@@ -169,6 +198,10 @@ func (c *Config) Transport() protocol.Transport {
 	t, _ := protocol.ParseTransport(c.Net)
 	return t
 }
+
+// LineBound is the line timeout a model enforces: LineTimeout, or 0 when
+// it is negative (no bound). Call it on a normalized Config.
+func (c *Config) LineBound() time.Duration { return max(c.LineTimeout, 0) }
 
 // IsStream reports whether the transport is a byte stream (framed in lines).
 func (c *Config) IsStream() bool { return c.Transport().IsStream() }

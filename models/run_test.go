@@ -88,6 +88,8 @@ func TestNormalizeBounds(t *testing.T) {
 		{func(c *Config) { c.MaxLine = 1 }, "max-line must be at least 2"},
 		{func(c *Config) { c.Workers = MaxWorkers + 1 }, "workers must be at most 1024"},
 		{func(c *Config) { c.MaxLine = MaxMaxLine + 1 }, "max-line must be at most"},
+		{func(c *Config) { c.MaxBuffered = -1 }, "max-buffered must not be negative"},
+		{func(c *Config) { c.MaxBuffered = 1000 }, "max-buffered must be 0 (no bound) or at least max-line"},
 	}
 	for _, tc := range cases {
 		cfg := base
@@ -109,5 +111,23 @@ func TestNormalizeBounds(t *testing.T) {
 	cfg.Workers, cfg.MaxLine = MaxWorkers, MaxMaxLine
 	if err := cfg.Normalize(); err != nil {
 		t.Errorf("the largest allowed workers and max-line: %v", err)
+	}
+}
+
+// TestNormalizeLineTimeout: 0 is the default bound, a negative one none,
+// and LineBound says which.
+func TestNormalizeLineTimeout(t *testing.T) {
+	for _, tc := range []struct{ in, bound time.Duration }{
+		{0, DefaultLineTimeout},
+		{time.Second, time.Second},
+		{-1, 0},
+	} {
+		cfg := Config{Net: "tcp", Addr: "127.0.0.1:0", LineTimeout: tc.in}
+		if err := cfg.Normalize(); err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.LineBound(); got != tc.bound {
+			t.Errorf("LineTimeout %v: LineBound %v, want %v", tc.in, got, tc.bound)
+		}
 	}
 }

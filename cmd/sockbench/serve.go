@@ -36,6 +36,8 @@ type serveFlags struct {
 	maxConns    int
 	maxLine     int
 	idleTimeout time.Duration
+	lineTimeout time.Duration
+	maxBuffered int64
 	work        time.Duration
 	block       time.Duration
 	grace       time.Duration
@@ -82,6 +84,8 @@ and unixgram; echo returns them unchanged, upper maps ASCII a-z to A-Z.`,
 	fl.IntVar(&f.maxConns, "max-conns", 0, fmt.Sprintf("most stream connections at once; more are closed at once (0: no limit; for prefork --spawn per-conn, %d processes)", prefork.DefaultPerConnLimit))
 	fl.IntVar(&f.maxLine, "max-line", protocol.DefaultMaxLine, "longest request line in bytes, '\\n' included; a longer one closes its connection")
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", 0, "close a stream connection that sends nothing for this long (0: never)")
+	fl.DurationVar(&f.lineTimeout, "line-timeout", models.DefaultLineTimeout, "close a stream connection whose request line is not complete this long after its first byte, as a client trickling bytes would (0: never)")
+	fl.Int64Var(&f.maxBuffered, "max-buffered", 0, "most bytes the server holds for all its stream clients (partial lines, unanswered lines, unsent replies); past it the connection holding the most is closed (0: no bound; at least --max-line)")
 	fl.DurationVar(&f.work, "work", 0, "CPU time to burn per request")
 	fl.DurationVar(&f.block, "block", 0, "time to wait per request, as a blocking call would")
 	fl.DurationVar(&f.grace, "grace", models.DefaultGrace, "longest graceful shutdown after SIGTERM/SIGINT")
@@ -130,8 +134,11 @@ func runServe(ctx context.Context, f *serveFlags) error {
 // flag a refused field came from.
 func serveConfig(f *serveFlags, log *slog.Logger) (models.Config, error) {
 	cfg := models.Config{Net: f.network, Mode: f.mode, Workers: f.workers, MaxConns: f.maxConns,
-		MaxLine: f.maxLine, IdleTimeout: f.idleTimeout, Cost: protocol.Cost{Work: f.work, Block: f.block},
-		Grace: f.grace, Logger: log}
+		MaxLine: f.maxLine, IdleTimeout: f.idleTimeout, LineTimeout: f.lineTimeout, MaxBuffered: f.maxBuffered,
+		Cost: protocol.Cost{Work: f.work, Block: f.block}, Grace: f.grace, Logger: log}
+	if f.lineTimeout == 0 {
+		cfg.LineTimeout = -1 // the flag's 0 is "never", as --idle-timeout's; Config's 0 is the default
+	}
 
 	if !hasModel(f.model) {
 		return cfg, usagef("unknown model %q (want one of: %s)", f.model, strings.Join(models.Names(), ", "))
@@ -142,6 +149,10 @@ func serveConfig(f *serveFlags, log *slog.Logger) (models.Config, error) {
 		return cfg, usagef("--net must not be empty (want %s)", protocol.TransportsWanted)
 	case err != nil:
 		return cfg, usagef("unknown --net %q (want %s)", f.network, protocol.TransportsWanted)
+	}
+	if f.lineTimeout < 0 {
+		// Config reads a negative line timeout as "none"; the flag says that with 0.
+		return cfg, usagef("--line-timeout must not be negative (got %v; 0 means never)", f.lineTimeout)
 	}
 	if f.grace == 0 {
 		// Normalize would read 0 as "the default"; a flag given as 0 is a mistake.
@@ -183,8 +194,8 @@ func serveConfig(f *serveFlags, log *slog.Logger) (models.Config, error) {
 	} else if err := checkHostPort(cfg.Addr, tr, log); err != nil {
 		return cfg, err
 	}
-	if !tr.IsStream() && (f.maxConns > 0 || f.idleTimeout > 0) {
-		log.Warn("--max-conns and --idle-timeout apply to stream transports (tcp, unix) only; ignored", "net", f.network)
+	if !tr.IsStream() && (f.maxConns > 0 || f.idleTimeout > 0 || f.maxBuffered > 0) {
+		log.Warn("--max-conns, --idle-timeout and --max-buffered apply to stream transports (tcp, unix) only; ignored", "net", f.network)
 	}
 	return cfg, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sockbench/sockbench/models"
 )
 
 // The serve tests run the real binary, as a user or the orchestrator
@@ -113,6 +116,12 @@ func TestServeBadInput(t *testing.T) {
 		{[]string{"--block", "-1ms"}, "--block must not be negative"},
 		{[]string{"--work=-1s"}, "--work must not be negative"},
 		{[]string{"--idle-timeout", "-5s"}, "--idle-timeout must not be negative"},
+		{[]string{"--line-timeout", "-1s"}, "--line-timeout must not be negative"},
+		{[]string{"--line-timeout", "5"}, `"--line-timeout" flag: want a duration`},
+		{[]string{"--max-buffered", "-1"}, "--max-buffered must not be negative"},
+		{[]string{"--max-buffered", "1000"}, "--max-buffered must be 0 (no bound) or at least max-line"},
+		{[]string{"--max-buffered", "lots"}, `"--max-buffered" flag: want a whole number`},
+		{[]string{"--model", "prefork", "--spawn", "per-conn", "--max-buffered", "1000000"}, "--max-buffered does not apply to --spawn per-conn"},
 		{[]string{"--grace", "-1s"}, "--grace must not be negative"},
 		{[]string{"--work", "soon"}, `invalid argument "soon"`},
 		{[]string{"--workers", "-2"}, "--workers must not be negative"},
@@ -362,6 +371,57 @@ func TestServeWarnsOffLoopback(t *testing.T) {
 	srv.stop(t)
 	if s := srv.stderr.String(); !strings.Contains(s, "non-loopback") || strings.Count(s, "\n") != 1 {
 		t.Fatalf("stderr %q, want one warning line", s)
+	}
+}
+
+// TestServeBoundsFlags: --line-timeout and --max-buffered reach the
+// Config (--line-timeout 0 is "never", as --idle-timeout's is), and a
+// running server closes a client whose line is not complete in time and
+// counts it in its final stats.
+func TestServeBoundsFlags(t *testing.T) {
+	t.Parallel()
+	log := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct {
+		line, want time.Duration
+		maxBuf     int64
+	}{
+		{models.DefaultLineTimeout, models.DefaultLineTimeout, 0},
+		{0, -1, 0},
+		{300 * time.Millisecond, 300 * time.Millisecond, 1 << 20},
+	} {
+		f := &serveFlags{model: "threaded", network: "tcp", maxLine: 64 << 10, grace: time.Second, socketMode: "0600",
+			lineTimeout: tc.line, maxBuffered: tc.maxBuf}
+		cfg, err := serveConfig(f, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.LineTimeout != tc.want || cfg.MaxBuffered != tc.maxBuf {
+			t.Errorf("--line-timeout %v --max-buffered %d: Config has %v and %d, want %v and %d",
+				tc.line, tc.maxBuf, cfg.LineTimeout, cfg.MaxBuffered, tc.want, tc.maxBuf)
+		}
+	}
+
+	srv := startServe(t, "--addr", "127.0.0.1:0", "--line-timeout", "300ms", "--max-buffered", "1048576")
+	c, err := net.DialTimeout("tcp", srv.addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	if _, err := c.Write([]byte("a line that never ends")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := c.Read(make([]byte, 64)); err != io.EOF {
+		t.Fatalf("a line left incomplete: read %d, %v; want EOF", n, err)
+	}
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Errorf("closed after %v, before --line-timeout 300ms", took)
+	}
+	c.Close()
+	srv.stop(t)
+	if !strings.Contains(srv.stderr.String(), "line_timeouts=1 ") {
+		t.Errorf("final stats do not count the line timeout: %q", srv.stderr.String())
 	}
 }
 

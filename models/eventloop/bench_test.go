@@ -92,7 +92,7 @@ func (s *bareServer) Start() error {
 	go func() {
 		s.done <- gnet.Run(s, "tcp://"+s.addr,
 			gnet.WithNumEventLoop(s.cfg.Workers), gnet.WithMulticore(s.cfg.Workers > 1),
-			gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithLogger(gnetLogger{slog.New(slog.DiscardHandler)}))
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithLogger(gnetLogger{slog.New(slog.DiscardHandler), new(models.RateLog)}))
 	}()
 	select {
 	case <-s.booted: // gnet has bound the listener; its loops start next

@@ -52,10 +52,21 @@
 // gnet has no unixgram transport, so Start refuses it with
 // models.ErrUnsupportedNet.
 //
-// Idle timeouts and lingering closes are driven by gnet's ticker: each
-// tick runs a sweep on every loop over an intrusive list of its
-// connections kept in order of last activity, so the cost is one list
-// move per read and the sweep only looks at connections that expired.
+// Idle timeouts, line timeouts and lingering closes are driven by gnet's
+// ticker: each tick runs a sweep on every loop over intrusive lists of its
+// connections, one kept in order of last activity, one of the connections
+// holding a partial line in the order their lines began; the cost is one
+// list move per read (with an idle timeout) and two per partial line (none
+// when every read ends on a line's end, as a benchmark's do), and the
+// sweep only looks at connections that expired. No timer or goroutine is
+// tied to a connection, let alone to a byte.
+//
+// Config.MaxBuffered: each connection reports what it holds (its partial
+// line, what gnet read while it waited for its job or writer, the lines
+// and replies a job or writer holds) to a models.Buffers; past the bound
+// the connection holding the most, on whatever loop, is closed. Without
+// the bound none of this runs.
+//
 // Max-conns is checked in OnOpen: a connection past it is closed there and
 // counted in Rejected.
 //
@@ -114,7 +125,8 @@ type server struct {
 	ctr     models.Counters
 	blocks  bool // handlers go to the pool
 	maxLine int
-	backlog int // bytes a connection may have waiting, in or out, before it is dropped
+	backlog int   // bytes a connection may have waiting, in or out, before it is dropped
+	lineTO  int64 // Config.LineBound in ns; 0: none
 	tick    time.Duration
 	t0      time.Time
 	clock   atomic.Int64 // coarse time since t0 in ns, set on every tick
@@ -135,6 +147,11 @@ type server struct {
 
 	stream *streamSide
 	packet *packetSide
+
+	// logs limits every log line a client can cause (see models.RateLog).
+	logs models.RateLog
+	// bufs is the account of Config.MaxBuffered; nil without a bound.
+	bufs *models.Buffers
 }
 
 // New builds an eventloop server for cfg (already normalized by
@@ -161,16 +178,20 @@ func New(cfg models.Config) (models.Server, error) {
 		log:     cfg.Logger.With("model", Name),
 		blocks:  cfg.Cost.Blocks(),
 		maxLine: cfg.MaxLine,
+		lineTO:  int64(cfg.LineBound()),
 		tick:    maxTick,
 		t0:      time.Now(),
 		pool:    newPool(size),
+		bufs:    models.NewBuffers(cfg.MaxBuffered),
 	}
 	s.backlog = 64 * cfg.MaxLine
 	if s.backlog < 1<<20 {
 		s.backlog = 1 << 20
 	}
-	if it := cfg.IdleTimeout / 4; it > 0 && it < s.tick {
-		s.tick = max(it, time.Millisecond)
+	for _, d := range []time.Duration{cfg.IdleTimeout, cfg.LineBound()} {
+		if it := d / 4; it > 0 && it < s.tick {
+			s.tick = max(it, time.Millisecond)
+		}
 	}
 	s.taskCtx, s.cancelTasks = context.WithCancel(context.Background())
 	return s, nil
@@ -215,7 +236,11 @@ func (s *server) Addr() string {
 }
 
 // Stats reads the counters.
-func (s *server) Stats() models.Stats { return s.ctr.Snapshot() }
+func (s *server) Stats() models.Stats {
+	st := s.ctr.Snapshot()
+	st.Buffered = s.bufs.Mine()
+	return st
+}
 
 // Shutdown stops accepting (streams) or taking new blocking work
 // (datagrams), answers every request already read — including those still
@@ -238,6 +263,7 @@ func (s *server) Shutdown(ctx context.Context) error {
 		} else {
 			s.stopErr = s.packet.shutdown(ctx)
 		}
+		s.logs.Flush()
 		s.log.Debug("stopped", "stats", s.Stats().String())
 	})
 	return s.stopErr
@@ -271,7 +297,7 @@ func (s *server) gnetOptions() []gnet.Option {
 		gnet.WithNumEventLoop(s.cfg.Workers),
 		gnet.WithMulticore(s.cfg.Workers > 1),
 		gnet.WithTicker(true),
-		gnet.WithLogger(gnetLogger{s.log.With("lib", "gnet")}),
+		gnet.WithLogger(gnetLogger{s.log.With("lib", "gnet"), &s.logs}),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 	}
 }
@@ -280,15 +306,24 @@ func (s *server) gnetOptions() []gnet.Option {
 // only the ready line belongs) to the server's logger. gnet's Infof is
 // start-up chatter ("Starting gnet client with 2 event loops"), logged at
 // debug level; its Fatalf is logged as an error: a library must not exit
-// the process. gnet keeps one logger per process, so with several servers
-// in one process (tests) gnet's messages go to the last one started.
-type gnetLogger struct{ l *slog.Logger }
+// the process. gnet logs some errors per connection, so every line goes
+// through the server's RateLog, grouped by gnet's format string. gnet
+// keeps one logger per process, so with several servers in one process
+// (tests) gnet's messages go to the last one started.
+type gnetLogger struct {
+	l    *slog.Logger
+	logs *models.RateLog
+}
 
-func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...)) }
-func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug(fmt.Sprintf(f, a...)) }
-func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...)) }
-func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }
-func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) logf(level slog.Level, f string, a []any) {
+	g.logs.LogAs(f, g.l, level, fmt.Sprintf(f, a...))
+}
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.logf(slog.LevelDebug, f, a) }
+func (g gnetLogger) Infof(f string, a ...any)  { g.logf(slog.LevelDebug, f, a) }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.logf(slog.LevelWarn, f, a) }
+func (g gnetLogger) Errorf(f string, a ...any) { g.logf(slog.LevelError, f, a) }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.logf(slog.LevelError, f, a) }
 
 // netAddrString formats a listener address the way Addr reports it.
 func netAddrString(a net.Addr) string {

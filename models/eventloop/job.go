@@ -51,7 +51,7 @@ func (ss *streamSide) dispatch(c gnet.Conn, st *connState) bool {
 		bufs.Put(st.job)
 		st.job = nil
 		st.countFailure(&ss.s.ctr.WriteErrors)
-		ss.s.log.Warn("no descriptor for a blocking handler's replies; closing", "err", err)
+		ss.s.logs.Warn(ss.s.log, "no descriptor for a blocking handler's replies; closing", "err", err)
 		return false
 	}
 	st.busy = true
@@ -111,9 +111,10 @@ func (j *blockJob) run() {
 	if detached {
 		bufs.Put(st.job)
 		st.job = nil
-		st.side.closed()
+		st.side.closed(st)
 		return
 	}
+	st.heldOut.Store(0)
 	s.stopMu.RLock()
 	if !s.stopped {
 		st.c.EventLoop().Execute(context.Background(), st.jobDoneFn)
@@ -139,7 +140,6 @@ func (j *blockJob) answer(conn net.Conn, b []byte) bool {
 			return false
 		}
 		s.ctr.Requests.Add(1)
-		s.ctr.BytesIn.Add(uint64(n))
 		s.ctr.BytesOut.Add(uint64(n))
 	}
 	return true
@@ -197,6 +197,10 @@ func (st *connState) detach(c gnet.Conn) bool {
 			end += n
 		}
 		tail.B = tail.B[:end]
+		if st.partial != nil && end > 0 {
+			end -= len(st.partial.B) // counted when it was taken
+		}
+		s.ctr.BytesIn.Add(uint64(end))
 	}
 	js := &st.js
 	js.mu.Lock()

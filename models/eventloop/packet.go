@@ -156,17 +156,18 @@ func (h *packetHandler) OnTraffic(c gnet.Conn) gnet.Action {
 		j := &dgramJob{s: s, c: c, buf: bufs.Get(),
 			addr: net.UDPAddr{IP: slices.Clone(ua.IP), Port: ua.Port, Zone: strings.Clone(ua.Zone)}}
 		j.buf.B = append(j.buf.B[:0], req...)
+		s.ctr.BytesIn.Add(uint64(len(req)))
 		s.pool.submit(j)
 		return gnet.None
 	}
 	protocol.Burn(s.cfg.Cost.Work)
 	s.cfg.Mode.Apply(req)
+	s.ctr.BytesIn.Add(uint64(len(req)))
 	if _, err := c.Write(req); err != nil {
 		s.ctr.WriteErrors.Add(1)
 		return gnet.None
 	}
 	s.ctr.Requests.Add(1)
-	s.ctr.BytesIn.Add(uint64(len(req)))
 	s.ctr.BytesOut.Add(uint64(len(req)))
 	return gnet.None
 }
@@ -193,7 +194,6 @@ func (j *dgramJob) run() {
 	s.stopMu.RUnlock()
 	if err == nil {
 		s.ctr.Requests.Add(1)
-		s.ctr.BytesIn.Add(uint64(len(j.buf.B)))
 		s.ctr.BytesOut.Add(uint64(len(j.buf.B)))
 	} else if err != errStopped {
 		s.ctr.WriteErrors.Add(1)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"sync"
@@ -33,6 +34,10 @@ type streamSide struct {
 	loopsMu  sync.Mutex
 	loops    map[gnet.EventLoop]*loopState
 	loopList []*loopState
+
+	// With Config.MaxBuffered only: every open connection, for shed.
+	regMu sync.Mutex
+	reg   map[*connState]struct{}
 }
 
 // loopState is what one event loop knows about its connections. Only that
@@ -41,6 +46,7 @@ type loopState struct {
 	el      gnet.EventLoop
 	active  connList // open connections, least recently active first
 	closing connList // flushing or lingering, in order of deadline
+	lines   lineList // connections holding a partial line, oldest line first
 	sweep   gnet.Runnable
 	drain   gnet.Runnable
 	out     bytebufferpool.ByteBuffer // the replies of one read, reused by every connection of the loop
@@ -69,8 +75,12 @@ type connState struct {
 	discarded  int
 
 	partial   *bytebufferpool.ByteBuffer // start of a line not yet complete
-	busy      bool                       // a job is in the pool
-	stalled   bool                       // the socket was full: a writer is in the pool (write.go)
+	lineStart int64                      // when partial began (preciseNow), if in loop.lines
+	lprev     *connState                 // loop.lines links
+	lnext     *connState
+	inLines   bool
+	busy      bool // a job is in the pool
+	stalled   bool // the socket was full: a writer is in the pool (write.go)
 	w         writeState
 	resumeFn  gnet.Runnable
 	job       *bytebufferpool.ByteBuffer // the lines of that job
@@ -83,6 +93,12 @@ type connState struct {
 	js        jobSync       // blocking handlers only (job.go)
 	jobDoneFn gnet.Runnable // st.jobDone
 	handedOff bool          // gnet closed c and a detached job finishes it
+
+	// Config.MaxBuffered only. hold is set on the loop (account);
+	// heldOut is what a job or writer holds, set when it is handed over
+	// and cleared by the job or writer when it is done.
+	hold    models.Hold
+	heldOut atomic.Int64
 }
 
 // bufs holds the buffers of partial lines, jobs and replies waiting for a
@@ -107,6 +123,9 @@ func (s *server) startStream() error {
 		acceptDone: make(chan struct{}),
 		drained:    make(chan struct{}),
 		loops:      map[gnet.EventLoop]*loopState{},
+	}
+	if s.bufs != nil {
+		ss.reg = map[*connState]struct{}{}
 	}
 	cli, err := gnet.NewClient(&streamHandler{ss: ss}, append(s.gnetOptions(),
 		gnet.WithReadBufferCap(64<<10), gnet.WithLoadBalancing(gnet.LeastConnections))...)
@@ -140,7 +159,7 @@ func (ss *streamSide) acceptLoop() {
 			}
 			s.ctr.AcceptErrors.Add(1)
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed; retrying", "err", err, "in", backoff)
+			s.logs.Warn(s.log, "accept failed; retrying", "err", err, "in", backoff)
 			t := time.NewTimer(backoff)
 			select {
 			case <-t.C:
@@ -154,8 +173,11 @@ func (ss *streamSide) acceptLoop() {
 		// EnrollContext dups the descriptor, closes nc, and returns once
 		// the loop has run OnOpen.
 		if _, err := ss.cli.EnrollContext(nc, nil); err != nil {
+			// Out of descriptors, the accept took the last one and
+			// EnrollContext's dup fails: one of these per connection
+			// refused, tens of thousands a second in a flood.
 			s.ctr.AcceptErrors.Add(1)
-			s.log.Warn("could not hand a connection to an event loop", "err", err)
+			s.logs.Warn(s.log, "could not hand a connection to an event loop", "err", err)
 		}
 	}
 }
@@ -211,6 +233,11 @@ func (h *streamHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	st.loop.active.pushBack(st)
 	st.loop.conns.Add(1)
+	if ss.reg != nil {
+		ss.regMu.Lock()
+		ss.reg[st] = struct{}{}
+		ss.regMu.Unlock()
+	}
 	c.SetContext(st)
 	return nil, gnet.None
 }
@@ -228,9 +255,12 @@ func (h *streamHandler) OnTraffic(c gnet.Conn) gnet.Action {
 		return gnet.None
 	case st.waiting():
 		h.ss.touch(st)
+		if h.ss.account(st) {
+			return gnet.Close
+		}
 		if c.InboundBuffered() > s.backlog {
 			st.countFailure(&s.ctr.WriteErrors)
-			s.log.Warn("client is too far ahead of its replies; closing", "remote", c.RemoteAddr().String(), "buffered", c.InboundBuffered())
+			s.logs.Warn(s.log, "client is too far ahead of its replies; closing", "remote", c.RemoteAddr().String(), "buffered", c.InboundBuffered())
 			return gnet.Close
 		}
 		return gnet.None
@@ -250,7 +280,13 @@ func (h *streamHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 	ss := h.ss
 	s := ss.s
 	st.list.remove(st)
+	st.loop.lines.remove(st)
 	st.loop.conns.Add(-1)
+	if ss.reg != nil {
+		ss.regMu.Lock()
+		delete(ss.reg, st)
+		ss.regMu.Unlock()
+	}
 	detached, jobDetached := false, false
 	if st.phase == phaseOpen && errors.Is(err, io.EOF) {
 		switch {
@@ -270,7 +306,10 @@ func (h *streamHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 		st.partial = nil
 	}
 	if detached {
-		return gnet.None // the finisher owns the connection and its Active count now
+		return gnet.None // the finisher owns the connection, its Active count and its hold now
+	}
+	if s.bufs != nil {
+		s.bufs.Release(&st.hold)
 	}
 	if err != nil && st.phase == phaseOpen && !errors.Is(err, io.EOF) {
 		var se *os.SyscallError
@@ -358,6 +397,7 @@ func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
 			data = data[i+1:]
 			bufs.Put(p)
 			st.partial = nil
+			st.loop.lines.remove(st)
 		} else if len(p.B)+len(data) >= s.maxLine {
 			tooLong = true
 		} else {
@@ -375,6 +415,10 @@ func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
 			st.partial = bufs.Get()
 			st.partial.B = append(st.partial.B[:0], data...)
 			data = data[len(data):]
+			if s.lineTO > 0 {
+				st.lineStart = s.preciseNow()
+				st.loop.lines.pushBack(st)
+			}
 			break
 		}
 		if s.blocks && lines > 0 && len(batch.B)+n > s.maxLine {
@@ -389,6 +433,9 @@ func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
 	if st.draining {
 		st.budget -= consumed
 	}
+	// Counted as taken, complete lines and partial ones alike, before any
+	// job answers them: Stats.BytesIn is what the server has read.
+	s.ctr.BytesIn.Add(uint64(consumed))
 	if len(data) == 0 || tooLong {
 		c.Discard(total) // past a draining connection's budget: dropped
 	} else {
@@ -402,6 +449,9 @@ func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
 		}
 	case s.blocks:
 		st.job = batch
+		if s.bufs != nil {
+			st.heldOut.Store(int64(len(batch.B)))
+		}
 		if !ss.dispatch(c, st) {
 			return true
 		}
@@ -410,13 +460,12 @@ func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
 			return true
 		}
 		s.ctr.Requests.Add(uint64(lines))
-		s.ctr.BytesIn.Add(uint64(bytesIn))
 		s.ctr.BytesOut.Add(uint64(bytesIn))
 	}
 
 	if tooLong {
 		s.ctr.LineTooLong.Add(1)
-		s.log.Warn("request line longer than max-line; closing the connection",
+		s.logs.Warn(s.log, "request line longer than max-line; closing the connection",
 			"remote", c.RemoteAddr().String(), "max_line", s.maxLine)
 		if st.waiting() {
 			st.stopAfter = true
@@ -431,11 +480,62 @@ func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
 	}
 	if c.OutboundBuffered() > s.backlog {
 		st.countFailure(&s.ctr.WriteErrors)
-		s.log.Warn("client does not read its replies; closing", "remote", c.RemoteAddr().String(), "buffered", c.OutboundBuffered())
+		s.logs.Warn(s.log, "client does not read its replies; closing", "remote", c.RemoteAddr().String(), "buffered", c.OutboundBuffered())
 		return true
 	}
-	return false
+	return ss.account(st)
 }
+
+// account reports what st holds to the server's Buffers (a no-op without
+// Config.MaxBuffered) and, when that takes the server past the bound,
+// sheds; it returns true when st itself must close. It runs on st's loop:
+// gnet's buffer is read there only.
+func (ss *streamSide) account(st *connState) bool {
+	s := ss.s
+	if s.bufs == nil || st.phase != phaseOpen {
+		return false
+	}
+	n := int(st.heldOut.Load())
+	if st.partial != nil {
+		n += len(st.partial.B)
+	}
+	if st.waiting() {
+		n += st.c.InboundBuffered()
+	}
+	return s.bufs.Set(&st.hold, n) && ss.shed(st)
+}
+
+// shed closes the connections holding the most, on whichever loop, until
+// the server is within Config.MaxBuffered again, counting each in
+// OverBuffered, and reports whether cur (on the calling loop) was one;
+// the others are closed on their own loops. Each victim's share is given
+// back at once, so the next connection to grow sees the server as it will
+// be.
+func (ss *streamSide) shed(cur *connState) (self bool) {
+	s := ss.s
+	largest := func() (*connState, bool) {
+		ss.regMu.Lock()
+		defer ss.regMu.Unlock()
+		victim, ok := models.Largest(maps.Keys(ss.reg))
+		if ok {
+			delete(ss.reg, victim)
+		}
+		return victim, ok
+	}
+	closeIt := func(victim *connState) {
+		victim.loop.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			if !victim.gone.Load() {
+				victim.loop.el.Close(victim.c)
+			}
+			return nil
+		}))
+	}
+	return models.Shed(s.bufs, cur, largest, closeIt, &s.ctr, &s.logs, s.log)
+}
+
+// Hold and Remote make a connState a models.Holder.
+func (st *connState) Hold() *models.Hold { return &st.hold }
+func (st *connState) Remote() string     { return st.c.RemoteAddr().String() }
 
 // appendLine adds the reply to line to batch, or line itself when the
 // pool will answer it.
@@ -465,6 +565,7 @@ func (ss *streamSide) startLinger(c gnet.Conn, st *connState) {
 		bufs.Put(st.partial)
 		st.partial = nil
 	}
+	st.loop.lines.remove(st)
 	if c.OutboundBuffered() > 0 {
 		st.phase = phaseFlushing
 		return
@@ -493,6 +594,21 @@ func (ss *streamSide) sweep(ls *loopState, now int64) {
 				ls.active.moveToBack(st)
 			} else {
 				s.ctr.IdleTimeouts.Add(1)
+				ss.startLinger(st.c, st)
+			}
+			st = next
+		}
+	}
+	if lt := s.lineTO; lt > 0 {
+		for st := ls.lines.head; st != nil && now-st.lineStart >= lt; {
+			next := st.lnext
+			ls.lines.remove(st)
+			s.ctr.LineTimeouts.Add(1)
+			s.logs.Warn(s.log, "request line not complete within line-timeout; closing the connection",
+				"remote", st.c.RemoteAddr().String(), "line_timeout", time.Duration(lt))
+			if st.waiting() {
+				st.stopAfter = true // once its job or writer is done
+			} else {
 				ss.startLinger(st.c, st)
 			}
 			st = next
@@ -601,4 +717,39 @@ func (l *connList) moveToBack(st *connState) {
 	}
 	l.remove(st)
 	l.pushBack(st)
+}
+
+// lineList is the intrusive list of a loop's connections holding a
+// partial line, through their own links (a connection is on one connList
+// and maybe on this one too).
+type lineList struct {
+	head, tail *connState
+}
+
+func (l *lineList) pushBack(st *connState) {
+	l.remove(st)
+	st.inLines, st.lprev, st.lnext = true, l.tail, nil
+	if l.tail != nil {
+		l.tail.lnext = st
+	} else {
+		l.head = st
+	}
+	l.tail = st
+}
+
+func (l *lineList) remove(st *connState) {
+	if !st.inLines {
+		return
+	}
+	if st.lprev != nil {
+		st.lprev.lnext = st.lnext
+	} else {
+		l.head = st.lnext
+	}
+	if st.lnext != nil {
+		st.lnext.lprev = st.lprev
+	} else {
+		l.tail = st.lprev
+	}
+	st.lprev, st.lnext, st.inLines = nil, nil, false
 }

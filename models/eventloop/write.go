@@ -67,11 +67,14 @@ func (ss *streamSide) send(c gnet.Conn, st *connState, b []byte) bool {
 	fd, err := c.Dup()
 	if err != nil {
 		st.countFailure(&ss.s.ctr.WriteErrors)
-		ss.s.log.Warn("socket full and no descriptor to wait on it; closing", "err", err)
+		ss.s.logs.Warn(ss.s.log, "socket full and no descriptor to wait on it; closing", "err", err)
 		return true
 	}
 	rest := bufs.Get()
 	rest.B = append(rest.B[:0], b...)
+	if ss.s.bufs != nil {
+		st.heldOut.Store(int64(len(rest.B)))
+	}
 	st.stalled = true
 	st.w.mu.Lock()
 	st.w.out, st.w.running, st.w.failed = rest, true, false
@@ -114,9 +117,10 @@ func (w *writer) run() {
 				conn.Close()
 			}
 			if detached {
-				st.side.closed()
+				st.side.closed(st)
 				return
 			}
+			st.heldOut.Store(0)
 			s.stopMu.RLock()
 			if !s.stopped {
 				st.c.EventLoop().Execute(context.Background(), st.resumeFn)
@@ -225,8 +229,12 @@ func (ss *streamSide) detachWriter(c gnet.Conn, st *connState) bool {
 			req = req[n:]
 			lines++
 		}
+		taken := len(tail.B)
+		if st.partial != nil && lines > 0 {
+			taken -= len(st.partial.B) // counted when it was taken
+		}
 		s.ctr.Requests.Add(uint64(lines))
-		s.ctr.BytesIn.Add(uint64(len(tail.B)))
+		s.ctr.BytesIn.Add(uint64(taken))
 		s.ctr.BytesOut.Add(uint64(len(tail.B)))
 	}
 	ws := &st.w
@@ -265,7 +273,10 @@ func (ss *streamSide) detachWriter(c gnet.Conn, st *connState) bool {
 
 // closed accounts for a connection a writer or finisher closed after gnet
 // had let go of it.
-func (ss *streamSide) closed() {
+func (ss *streamSide) closed(st *connState) {
+	if ss.s.bufs != nil {
+		ss.s.bufs.Release(&st.hold)
+	}
 	if ss.s.ctr.Active.Add(-1) == 0 && ss.s.draining.Load() {
 		ss.signalDrained()
 	}

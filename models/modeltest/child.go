@@ -2,6 +2,7 @@ package modeltest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,6 +34,9 @@ type childSpec struct {
 	Config models.Config `json:"config"`
 	// NoFile, when set, lowers RLIMIT_NOFILE before the server starts.
 	NoFile uint64 `json:"nofile,omitempty"`
+	// LiveStats, when set, makes the child print "live {json}" with the
+	// server's Stats this often while it runs.
+	LiveStats time.Duration `json:"live_stats,omitempty"`
 }
 
 func init() { models.RegisterChild(ChildRole, childMain) }
@@ -40,7 +44,9 @@ func init() { models.RegisterChild(ChildRole, childMain) }
 // childMain serves one model as `sockbench serve` would: the ready line on
 // stdout, SIGTERM for a graceful stop. On exit it prints one more line,
 // "stats {json}", with the server's final Stats so the suite can compare
-// them with what its clients received.
+// them with what its clients received; with LiveStats it prints "live
+// {json}" lines while it runs, so the suite can wait for the server to
+// have read something.
 func childMain() int {
 	var spec childSpec
 	if err := json.Unmarshal([]byte(os.Getenv(SpecEnv)), &spec); err != nil {
@@ -64,7 +70,30 @@ func childMain() int {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", ChildRole, err)
 		return 2
 	}
-	err = models.Run(context.Background(), srv, cfg, os.Stdout)
+	out := &lockedWriter{w: os.Stdout}
+	ran := make(chan struct{})
+	var live sync.WaitGroup
+	if spec.LiveStats > 0 {
+		live.Add(1)
+		go func() {
+			defer live.Done()
+			t := time.NewTicker(spec.LiveStats)
+			defer t.Stop()
+			for {
+				select {
+				case <-ran:
+					return
+				case <-t.C:
+				}
+				if st, err := json.Marshal(srv.Stats()); err == nil {
+					fmt.Fprintf(out, "live %s\n", st)
+				}
+			}
+		}()
+	}
+	err = models.Run(context.Background(), srv, cfg, out)
+	close(ran)
+	live.Wait()
 	if st, jerr := json.Marshal(srv.Stats()); jerr == nil {
 		fmt.Printf("stats %s\n", st)
 	}
@@ -73,6 +102,18 @@ func childMain() int {
 		return 1
 	}
 	return 0
+}
+
+// lockedWriter serialises whole writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (lw *lockedWriter) Write(p []byte) (int, error) {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	return lw.w.Write(p)
 }
 
 // proc is a server the suite runs in a subprocess.
@@ -89,6 +130,7 @@ type proc struct {
 
 	mu    sync.Mutex
 	stats *models.Stats
+	live  *models.Stats // the last "live" line (childSpec.LiveStats)
 }
 
 // startLimit bounds starting a subprocess (fork and exec), scaled like
@@ -100,7 +142,16 @@ const startLimit = 10 * time.Second
 // RLIMIT_NOFILE. The process is killed, if still running, when the test ends.
 func (e *env) startProc(cfg models.Config, nofile uint64) *proc {
 	e.t.Helper()
-	spec, err := json.Marshal(childSpec{Model: e.model, Config: cfg, NoFile: nofile})
+	return e.startProcSpec(childSpec{Model: e.model, Config: cfg, NoFile: nofile})
+}
+
+// startProcSpec is startProc with the whole child spec (Model is the
+// check's model whatever it says).
+func (e *env) startProcSpec(cs childSpec) *proc {
+	e.t.Helper()
+	cs.Model = e.model
+	cfg := cs.Config
+	spec, err := json.Marshal(cs)
 	if err != nil {
 		e.t.Fatalf("marshal child spec: %v", err)
 	}
@@ -153,6 +204,13 @@ func (e *env) startProc(cfg models.Config, nofile uint64) *proc {
 				if err := json.Unmarshal([]byte(line[len("stats "):]), &st); err == nil {
 					p.mu.Lock()
 					p.stats = &st
+					p.mu.Unlock()
+				}
+			case strings.HasPrefix(line, "live "):
+				var st models.Stats
+				if err := json.Unmarshal([]byte(line[len("live "):]), &st); err == nil {
+					p.mu.Lock()
+					p.live = &st
 					p.mu.Unlock()
 				}
 			}
@@ -220,6 +278,25 @@ func (p *proc) terminate(timeout time.Duration) (time.Duration, error) {
 	return took, p.waitErr
 }
 
+// waitLive waits until cond holds on the Stats the child prints while it
+// runs (childSpec.LiveStats), or fails after timeout.
+func (p *proc) waitLive(what string, timeout time.Duration, cond func(models.Stats) bool) {
+	p.e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		p.mu.Lock()
+		st := p.live
+		p.mu.Unlock()
+		if st != nil && cond(*st) {
+			return
+		}
+		if time.Now().After(deadline) || !p.alive() {
+			p.e.t.Fatalf("the subprocess server's live stats never showed %s (last: %v); stderr:\n%s", what, st, p.stderr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // finalStats returns the Stats the child printed on exit.
 func (p *proc) finalStats() (models.Stats, error) {
 	p.mu.Lock()
@@ -230,16 +307,26 @@ func (p *proc) finalStats() (models.Stats, error) {
 	return *p.stats, nil
 }
 
-// tailBuffer keeps the last max bytes written to it.
+// tailBuffer keeps the last max bytes written to it, and counts every
+// line.
 type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
+	mu    sync.Mutex
+	max   int
+	b     []byte
+	lines int
+}
+
+// Lines is how many lines were written in all.
+func (tb *tailBuffer) Lines() int {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return tb.lines
 }
 
 func (tb *tailBuffer) Write(p []byte) (int, error) {
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
+	tb.lines += bytes.Count(p, []byte{'\n'})
 	tb.b = append(tb.b, p...)
 	if len(tb.b) > tb.max {
 		tb.b = append(tb.b[:0], tb.b[len(tb.b)-tb.max:]...)

@@ -103,7 +103,10 @@ func (e *env) unixPath() string {
 
 // config returns the Config every check starts from.
 func (e *env) config() models.Config {
-	cfg := models.Config{Net: e.net, Mode: e.mode, Grace: e.d(testGrace), Workers: 2}
+	// The line timeout is the default, scaled like every other wait, so a
+	// slow (emulated) machine does not cut off clients the checks drive.
+	cfg := models.Config{Net: e.net, Mode: e.mode, Grace: e.d(testGrace), Workers: 2,
+		LineTimeout: e.d(models.DefaultLineTimeout)}
 	if tr := transport(e.net); tr.IsUnix() {
 		cfg.Addr = e.unixPath()
 	} else {

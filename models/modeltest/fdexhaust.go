@@ -17,13 +17,18 @@ const (
 	// exhaustMaxAcceptErrRate bounds failed accepts per second: a server
 	// that backs off fails a few hundred times a second at most.
 	exhaustMaxAcceptErrRate = 2000
+	// exhaustMaxLogLines bounds the server's log lines from the flood to
+	// the end of the exhaustion: a line per refused connection was 42,056
+	// lines in three seconds of a real flood.
+	exhaustMaxLogLines = 20
 )
 
 // checkFDExhaustion runs the server in a subprocess with RLIMIT_NOFILE=64
 // and opens far more connections than it can hold. While it is out of fds
-// it must keep answering the connections it has, stay alive, and not spin
-// (its CPU time, from /proc, stays low); once the clients leave it must
-// accept and serve again, and still stop cleanly on SIGTERM.
+// it must keep answering the connections it has, stay alive, not spin
+// (its CPU time, from /proc, stays low) and not log a line per refused
+// connection; once the clients leave it must accept and serve again, and
+// still stop cleanly on SIGTERM.
 func checkFDExhaustion(e *env) {
 	if _, err := procCPU(os.Getpid()); err != nil {
 		e.t.Logf("server CPU use is not measured here: %v", err)
@@ -49,6 +54,7 @@ func checkFDExhaustion(e *env) {
 		}
 	}()
 	var dialErrs int
+	logged := p.stderr.Lines()
 	for range exhaustFlood {
 		c, err := net.DialTimeout(e.net, p.addr, e.d(2*time.Second))
 		if err != nil {
@@ -92,6 +98,10 @@ func checkFDExhaustion(e *env) {
 		e.t.Fatalf("the server died while out of fds: %v; stderr:\n%s", p.waitErr, p.stderr)
 	}
 	exhaustedFor := time.Since(start)
+	if n := p.stderr.Lines() - logged; n > exhaustMaxLogLines {
+		e.t.Errorf("the server logged %d lines while %d connections flooded it out of fds, more than %d: log lines a client can cause must be rate-limited; stderr:\n%s",
+			n, exhaustFlood, exhaustMaxLogLines, p.stderr)
+	}
 
 	// The flood leaves: the server must accept and serve again.
 	for _, c := range flood {

@@ -78,6 +78,27 @@ const (
 	// is not stolen (models.ErrSocketInUse), a non-socket file is left
 	// alone, and the file is gone after shutdown.
 	CheckSocketFile = "socket-file"
+	// CheckSocketUmask (unix transports only): under umask 000 the socket
+	// file is never seen wider than Config.SocketMode, not even while the
+	// server starts.
+	CheckSocketUmask = "socket-umask"
+	// CheckLineTimeout: clients trickling a line a byte at a time are
+	// closed after Config.LineTimeout, so they cannot hold MaxConns places
+	// for ever; clients completing their lines in time are not.
+	CheckLineTimeout = "line-timeout"
+	// CheckSlowPeer (datagrams): a client that never reads its replies
+	// neither blocks the server's readers nor its shutdown; what cannot be
+	// sent is counted.
+	CheckSlowPeer = "slow-peer"
+	// CheckShortGrace: SIGTERM with a grace too short for a request in
+	// flight ends the server with a non-zero exit status.
+	CheckShortGrace = "short-grace"
+	// CheckLogFlood: log lines clients can cause are rate-limited, and the
+	// log still accounts for every event once the server has stopped.
+	CheckLogFlood = "log-flood"
+	// CheckMaxBuffered: past Config.MaxBuffered the connections holding the
+	// most are closed and counted, and the server stays within the bound.
+	CheckMaxBuffered = "max-buffered"
 )
 
 // Option configures Run and Benchmark.
@@ -195,6 +216,12 @@ func init() {
 		{name: CheckFDExhaustion, stream: true, fn: checkFDExhaustion},
 		{name: CheckAddrInUse, stream: true, dgram: true, ip: true, fn: checkAddrInUse},
 		{name: CheckSocketFile, stream: true, dgram: true, unix: true, fn: checkSocketFile},
+		{name: CheckSocketUmask, stream: true, dgram: true, unix: true, serial: true, fn: checkSocketUmask},
+		{name: CheckLineTimeout, stream: true, fn: checkLineTimeout},
+		{name: CheckSlowPeer, dgram: true, fn: checkSlowPeer},
+		{name: CheckShortGrace, stream: true, dgram: true, fn: checkShortGrace},
+		{name: CheckLogFlood, stream: true, dgram: true, fn: checkLogFlood},
+		{name: CheckMaxBuffered, stream: true, fn: checkMaxBuffered},
 	}
 }
 
@@ -230,9 +257,10 @@ func transport(network string) protocol.Transport {
 
 // Run runs the whole conformance suite against the registered model
 // (t.Run per net × mode × check, "tcp/echo/pipelined"). Every check that
-// reads replies runs in both modes; the resource and binding checks (leaks,
-// fd-exhaustion, cost, addr-in-use, socket-file), where the mode changes
-// nothing, run in echo mode only.
+// reads replies runs in both modes; the resource, binding and abuse checks
+// (leaks, fd-exhaustion, cost, addr-in-use, socket-file, socket-umask,
+// line-timeout, slow-peer, short-grace, log-flood, max-buffered), where
+// the mode changes nothing, run in echo mode only.
 func Run(t *testing.T, model string, opts ...Option) {
 	t.Helper()
 	o := newOptions(opts)

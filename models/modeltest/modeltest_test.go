@@ -140,6 +140,14 @@ func TestChecksFailOnBrokenServers(t *testing.T) {
 		{"modeltest-broken-reply-first-peer", "udp", protocol.Echo, CheckDatagramSizes, "no reply", 0.2},
 		{"modeltest-broken-reply-first-peer", "udp", protocol.Upper, CheckConcurrent, "no reply", 0.2},
 		{"modeltest-broken-stop-on-accept-err", "tcp", protocol.Echo, CheckFDExhaustion, "no new connection was served", 0.5},
+		{"modeltest-broken-no-line-timeout", "tcp", protocol.Echo, CheckLineTimeout, "still open", 0.2},
+		{"modeltest-broken-line-timer-once", "unix", protocol.Echo, CheckLineTimeout, "was cut off", 1},
+		{"modeltest-broken-blocking-reply", "unixgram", protocol.Echo, CheckSlowPeer, "stopped reading", 0.3},
+		{"modeltest-broken-exit-zero-forced", "tcp", protocol.Echo, CheckShortGrace, "exited 0", 1},
+		{"modeltest-broken-exit-zero-forced", "udp", protocol.Echo, CheckShortGrace, "exited 0", 1},
+		{"modeltest-broken-log-every-event", "tcp", protocol.Echo, CheckLogFlood, "must be rate-limited", 1},
+		{"modeltest-broken-log-every-event", "unixgram", protocol.Echo, CheckLogFlood, "must be rate-limited", 1},
+		{"modeltest-broken-no-max-buffered", "unix", protocol.Echo, CheckMaxBuffered, "over_buffered", 0.2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.model+"/"+tc.net+"/"+tc.check, func(t *testing.T) {
@@ -156,6 +164,24 @@ func TestChecksFailOnBrokenServers(t *testing.T) {
 				t.Errorf("failures do not mention %q:\n%s", tc.want, all)
 			}
 			t.Logf("failed as it should:\n%s", all)
+		})
+	}
+}
+
+// TestSerialChecksFailOnBrokenServers is apart from the table too: its
+// check sets the process's umask and must run alone.
+func TestSerialChecksFailOnBrokenServers(t *testing.T) {
+	for _, network := range []string{"unix", "unixgram"} {
+		t.Run(network, func(t *testing.T) {
+			f := runFake(t, "modeltest-broken-chmod-after-bind", network, protocol.Echo, CheckSocketUmask)
+			if !f.Failed() {
+				t.Fatalf("the umask check passed against a server that chmods its socket after binding it")
+			}
+			if all := strings.Join(f.msgs, "\n"); !strings.Contains(all, "wider than") {
+				t.Errorf("failures do not say the mode was too wide:\n%s", all)
+			} else {
+				t.Logf("failed as it should:\n%s", all)
+			}
 		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -54,6 +55,13 @@ type bugs struct {
 	leakFDPerConn    bool // keeps a duplicate fd of every connection until Shutdown
 	idleFromAccept   bool // arms the idle timeout once, at accept: busy clients are cut off too
 	forgetOnShutdown bool // at shutdown, drops the requests it has read but not answered (uncounted)
+	noLineTimeout    bool // ignores Config.LineTimeout
+	lineTimerOnce    bool // arms the line timeout at the first partial line and never again
+	blockingReply    bool // datagram replies wait while the socket cannot take them
+	logEveryEvent    bool // logs every per-connection event, with no RateLog
+	exitZeroForced   bool // Shutdown returns nil even when its grace ran out
+	chmodAfterBind   bool // binds the Unix socket in place, then chmods it
+	noMaxBuffered    bool // accounts Config.MaxBuffered but never closes anyone
 }
 
 var refVariants = map[string]bugs{
@@ -86,12 +94,22 @@ var refVariants = map[string]bugs{
 	"modeltest-broken-leak-fd-per-conn":    {leakFDPerConn: true},
 	"modeltest-broken-idle-from-accept":    {idleFromAccept: true},
 	"modeltest-broken-forget-on-shutdown":  {forgetOnShutdown: true},
+	"modeltest-broken-no-line-timeout":     {noLineTimeout: true},
+	"modeltest-broken-line-timer-once":     {lineTimerOnce: true},
+	"modeltest-broken-blocking-reply":      {blockingReply: true},
+	"modeltest-broken-log-every-event":     {logEveryEvent: true},
+	"modeltest-broken-exit-zero-forced":    {exitZeroForced: true},
+	"modeltest-broken-chmod-after-bind":    {chmodAfterBind: true},
+	"modeltest-broken-no-max-buffered":     {noMaxBuffered: true},
 }
 
 func init() {
 	for name, b := range refVariants {
 		models.Register(name, func(cfg models.Config) (models.Server, error) {
-			return &refServer{cfg: cfg, bugs: b, conns: map[net.Conn]bool{}, stop: make(chan struct{})}, nil
+			s := &refServer{cfg: cfg, bugs: b, conns: map[net.Conn]*refConn{}, stop: make(chan struct{}),
+				bufs: models.NewBuffers(cfg.MaxBuffered)}
+			s.hard, s.cut = context.WithCancel(context.Background())
+			return s, nil
 		})
 	}
 }
@@ -100,25 +118,54 @@ type refServer struct {
 	cfg  models.Config
 	bugs bugs
 	cnt  models.Counters
+	logs models.RateLog
+	bufs *models.Buffers
 
 	ln   net.Listener
 	pc   net.PacketConn
+	raw  syscall.RawConn // unixgram: for replies that never wait
 	sf   *models.SocketFile
 	addr string
 
 	mu      sync.Mutex
-	conns   map[net.Conn]bool // true once the connection is lingering
+	conns   map[net.Conn]*refConn
 	closing atomic.Bool
 	costMu  sync.Mutex
-	stop    chan struct{} // closed by Shutdown
+	stop    chan struct{}   // closed by Shutdown
+	hard    context.Context // ended when Shutdown's grace ran out: cuts handler costs short
+	cut     context.CancelFunc
 	wg      sync.WaitGroup
 	leaks   sync.WaitGroup
 	leaked  []*os.File // leakFDPerConn
 	peer    net.Addr   // replyFirstPeer, under mu
 }
 
-func (s *refServer) Addr() string        { return s.addr }
-func (s *refServer) Stats() models.Stats { return s.cnt.Snapshot() }
+// refConn is what the reference server keeps per connection.
+type refConn struct {
+	c         net.Conn
+	lingering bool // closing: Shutdown leaves its deadline alone
+	hold      models.Hold
+}
+
+func (rc *refConn) Hold() *models.Hold { return &rc.hold }
+func (rc *refConn) Remote() string     { return rc.c.RemoteAddr().String() }
+
+func (s *refServer) Addr() string { return s.addr }
+func (s *refServer) Stats() models.Stats {
+	st := s.cnt.Snapshot()
+	st.Buffered = s.bufs.Mine()
+	return st
+}
+
+// warn logs a line a client caused, through the server's RateLog unless
+// the variant logs every one.
+func (s *refServer) warn(msg string, args ...any) {
+	if s.bugs.logEveryEvent {
+		s.cfg.Logger.Warn(msg, args...)
+		return
+	}
+	s.logs.Warn(s.cfg.Logger, msg, args...)
+}
 
 func (s *refServer) Start() error {
 	if s.closing.Load() {
@@ -139,6 +186,9 @@ func (s *refServer) Start() error {
 	if s.bugs.reusePort && !s.cfg.IsUnix() {
 		return s.startReusePort()
 	}
+	if s.bugs.chmodAfterBind && s.cfg.IsUnix() {
+		return s.startChmodAfterBind()
+	}
 	if s.cfg.IsStream() {
 		ln, sf, err := models.ListenStream(&s.cfg)
 		if err != nil {
@@ -153,11 +203,58 @@ func (s *refServer) Start() error {
 	if err != nil {
 		return err
 	}
+	s.startPacket(pc, sf)
+	return nil
+}
+
+func (s *refServer) startPacket(pc net.PacketConn, sf *models.SocketFile) {
 	s.pc, s.sf, s.addr = pc, sf, pc.LocalAddr().String()
+	if sc, ok := pc.(interface {
+		syscall.Conn
+		SetWriteBuffer(int) error
+	}); ok && s.cfg.Net == "unixgram" {
+		sc.SetWriteBuffer(models.DgramSocketBuffer)
+		s.raw, _ = sc.SyscallConn()
+	}
 	for range s.cfg.Workers {
 		s.wg.Add(1)
 		go s.packetLoop()
 	}
+}
+
+// startChmodAfterBind binds the Unix socket at its path and chmods it
+// afterwards, as servers commonly do: between the two the file has the
+// umask's mode.
+func (s *refServer) startChmodAfterBind() error {
+	if err := models.PrepareUnixPath(s.cfg.Addr, s.cfg.Net); err != nil {
+		return err
+	}
+	if s.cfg.IsStream() {
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: s.cfg.Addr, Net: "unix"})
+		if err != nil {
+			return err
+		}
+		ln.SetUnlinkOnClose(false)
+		sf, err := models.ClaimSocketFile(s.cfg.Addr, s.cfg.SocketMode)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		s.ln, s.sf, s.addr = ln, sf, s.cfg.Addr
+		s.wg.Add(1)
+		go s.acceptLoop()
+		return nil
+	}
+	pc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: s.cfg.Addr, Net: "unixgram"})
+	if err != nil {
+		return err
+	}
+	sf, err := models.ClaimSocketFile(s.cfg.Addr, s.cfg.SocketMode)
+	if err != nil {
+		pc.Close()
+		return err
+	}
+	s.startPacket(pc, sf)
 	return nil
 }
 
@@ -188,11 +285,7 @@ func (s *refServer) startReusePort() error {
 	if err != nil {
 		return err
 	}
-	s.pc, s.addr = pc, pc.LocalAddr().String()
-	for range s.cfg.Workers {
-		s.wg.Add(1)
-		go s.packetLoop()
-	}
+	s.startPacket(pc, nil)
 	return nil
 }
 
@@ -229,7 +322,7 @@ func (s *refServer) acceptLoop() {
 		}
 		s.cnt.Active.Add(1)
 		s.mu.Lock()
-		s.conns[c] = false
+		s.conns[c] = &refConn{c: c}
 		s.mu.Unlock()
 		if s.bugs.leakPerConn {
 			s.leaks.Add(1)
@@ -255,17 +348,36 @@ func (s *refServer) acceptLoop() {
 
 // countReader counts the bytes read and arms the read deadline before
 // every read: LineReader.Next may read several times for one line, and a
-// client that sends a line in pieces is not idle between them.
+// client that sends a line in pieces is not idle between them, but it
+// must complete the line within the line timeout. Read is called only
+// when the LineReader holds no complete line, so what it holds is a
+// partial line; it reports that to the server's Buffers too.
 type countReader struct {
 	s     *refServer
 	c     net.Conn
+	rc    *refConn
 	n     *atomic.Uint64
+	lr    *protocol.LineReader
 	armed bool
+
+	lines     uint64    // lines taken
+	lineSeq   uint64    // lines taken when the partial line began
+	lineDL    time.Time // its deadline; zero: none
+	lineFired bool      // the deadline set is the line's
 }
 
+// errShed is what Read returns when the connection was closed for
+// holding the most past max-buffered.
+var errShed = errors.New("reference: closed for max-buffered")
+
 func (r *countReader) Read(p []byte) (int, error) {
-	if !r.s.bugs.idleFromAccept || !r.armed {
-		r.s.armRead(r.c)
+	s := r.s
+	partial := r.lr.Buffered()
+	if s.bufs != nil && s.bufs.Set(&r.rc.hold, partial) && s.shed(r.rc) {
+		return 0, errShed
+	}
+	if !s.bugs.idleFromAccept || !r.armed {
+		r.arm(partial > 0)
 		r.armed = true
 	}
 	n, err := r.c.Read(p)
@@ -273,28 +385,61 @@ func (r *countReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// armRead sets the read deadline for the next read: the idle timeout, or
-// now when shutting down. Shutdown sets closing before it pokes every
-// connection's deadline, so checking closing after setting ours means one
-// of the two always wins.
-func (s *refServer) armRead(c net.Conn) {
+// arm sets the read deadline for the next read: the idle timeout or the
+// partial line's deadline, whichever comes first, or now when shutting
+// down. Shutdown sets closing before it pokes every connection's
+// deadline, so checking closing after setting ours means one of the two
+// always wins.
+func (r *countReader) arm(partial bool) {
+	s := r.s
+	var dl time.Time
 	if s.cfg.IdleTimeout > 0 && !s.bugs.noIdleTimeout {
-		c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
-	} else {
-		c.SetReadDeadline(time.Time{})
+		dl = time.Now().Add(s.cfg.IdleTimeout)
 	}
+	r.lineFired = false
+	if lt := s.cfg.LineBound(); partial && lt > 0 && !s.bugs.noLineTimeout {
+		if r.lineDL.IsZero() || (r.lineSeq != r.lines && !s.bugs.lineTimerOnce) {
+			r.lineDL, r.lineSeq = time.Now().Add(lt), r.lines
+		}
+		if dl.IsZero() || r.lineDL.Before(dl) {
+			dl, r.lineFired = r.lineDL, true
+		}
+	} else if !s.bugs.lineTimerOnce {
+		r.lineDL = time.Time{}
+	}
+	r.c.SetReadDeadline(dl)
 	if s.closing.Load() && !s.bugs.slowIdleShutdown {
-		c.SetReadDeadline(time.Now())
+		r.c.SetReadDeadline(time.Now())
 	}
+}
+
+// shed closes the connections holding the most until the server is within
+// max-buffered, and reports whether self was one.
+func (s *refServer) shed(self *refConn) (closed bool) {
+	if s.bugs.noMaxBuffered {
+		return false
+	}
+	largest := func() (*refConn, bool) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return models.Largest(maps.Values(s.conns))
+	}
+	return models.Shed(s.bufs, self, largest, func(rc *refConn) { rc.c.Close() }, &s.cnt, &s.logs, s.cfg.Logger)
 }
 
 func (s *refServer) serveConn(c net.Conn) {
 	defer s.wg.Done()
 	forgetActive := false
+	s.mu.Lock()
+	rc := s.conns[c]
+	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
+		if s.bufs != nil {
+			s.bufs.Release(&rc.hold)
+		}
 		if !forgetActive {
 			s.cnt.Active.Add(-1)
 		}
@@ -310,7 +455,9 @@ func (s *refServer) serveConn(c net.Conn) {
 	if s.bugs.maxLineOffByOne {
 		maxLine--
 	}
-	lr := protocol.NewLineReader(&countReader{s: s, c: c, n: &s.cnt.BytesIn}, maxLine)
+	cr := &countReader{s: s, c: c, rc: rc, n: &s.cnt.BytesIn}
+	lr := protocol.NewLineReader(cr, maxLine)
+	cr.lr = lr
 	var out []byte
 	var pending uint64
 	flush := func() bool {
@@ -319,6 +466,12 @@ func (s *refServer) serveConn(c net.Conn) {
 		}
 		if s.bugs.dropOnShutdown && s.closing.Load() {
 			return false
+		}
+		if s.bufs != nil {
+			if s.bufs.Set(&rc.hold, lr.Buffered()+len(out)) && s.shed(rc) {
+				return false
+			}
+			defer s.bufs.Set(&rc.hold, lr.Buffered())
 		}
 		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		n, err := c.Write(out)
@@ -347,8 +500,11 @@ func (s *refServer) serveConn(c net.Conn) {
 		line, err := lr.Next()
 		if err != nil {
 			switch {
+			case errors.Is(err, errShed) || errors.Is(err, net.ErrClosed):
+				c.Close()
 			case errors.Is(err, protocol.ErrLineTooLong):
 				s.cnt.LineTooLong.Add(1)
+				s.warn("line over max-line; closing")
 				if s.bugs.closeAllOnLong {
 					s.mu.Lock()
 					for o := range s.conns {
@@ -357,10 +513,17 @@ func (s *refServer) serveConn(c net.Conn) {
 					s.mu.Unlock()
 				}
 				s.closeConn(c)
+			case isTimeout(err) && !s.closing.Load() && cr.lineFired:
+				s.cnt.LineTimeouts.Add(1)
+				s.warn("line not complete within line-timeout; closing")
+				s.closeConn(c)
 			case isTimeout(err) && !s.closing.Load():
 				s.cnt.IdleTimeouts.Add(1)
 				s.closeConn(c)
 			case err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) || isTimeout(err):
+				if errors.Is(err, io.ErrUnexpectedEOF) {
+					s.debug("client closed inside a line")
+				}
 				if s.bugs.halfCloseDrops {
 					c.Close()
 					return
@@ -372,11 +535,13 @@ func (s *refServer) serveConn(c net.Conn) {
 				}
 			default:
 				s.cnt.ReadErrors.Add(1)
+				s.debug("read failed", "err", err)
 				forgetActive = s.bugs.activeOnReset
 				c.Close()
 			}
 			return
 		}
+		cr.lines++
 		s.pay()
 		out = s.appendReply(out, line)
 		pending++
@@ -407,8 +572,9 @@ func (s *refServer) appendReply(out, req []byte) []byte {
 func (s *refServer) serveReads(c net.Conn) {
 	buf := make([]byte, 64<<10)
 	var out []byte
+	cr := &countReader{s: s, c: c}
 	for {
-		s.armRead(c)
+		cr.arm(false)
 		n, err := c.Read(buf)
 		s.cnt.BytesIn.Add(uint64(n))
 		out = out[:0]
@@ -439,10 +605,10 @@ func (s *refServer) pay() {
 	case s.bugs.ignoreCost:
 	case s.bugs.serialCost:
 		s.costMu.Lock()
-		s.cfg.Cost.Pay(context.Background())
+		s.cfg.Cost.Pay(s.hard)
 		s.costMu.Unlock()
 	default:
-		s.cfg.Cost.Pay(context.Background())
+		s.cfg.Cost.Pay(s.hard)
 	}
 }
 
@@ -458,7 +624,9 @@ func (s *refServer) closeConn(c net.Conn) {
 	// Marked under mu, so Shutdown's poke (a read deadline of now) cannot
 	// land after the linger deadline below and cut the drain short.
 	s.mu.Lock()
-	s.conns[c] = true
+	if rc := s.conns[c]; rc != nil {
+		rc.lingering = true
+	}
 	s.mu.Unlock()
 	if cw, ok := c.(closeWriter); ok {
 		cw.CloseWrite()
@@ -489,6 +657,12 @@ func (s *refServer) packetLoop() {
 		s.cnt.BytesIn.Add(uint64(n))
 		if n > protocol.MaxDatagram {
 			s.cnt.BadDgrams.Add(1)
+			s.warn("datagram too large")
+			continue
+		}
+		if ua, ok := from.(*net.UnixAddr); ok && (ua == nil || ua.Name == "") || from == nil {
+			s.cnt.BadDgrams.Add(1)
+			s.warn("datagram from an unbound socket; cannot reply")
 			continue
 		}
 		s.pay()
@@ -501,8 +675,16 @@ func (s *refServer) packetLoop() {
 			from = s.peer
 			s.mu.Unlock()
 		}
-		if _, err := s.pc.WriteTo(reply, from); err != nil {
-			s.cnt.WriteErrors.Add(1)
+		if s.raw != nil && !s.bugs.blockingReply {
+			err = models.SendUnixgram(s.raw, reply, from.(*net.UnixAddr))
+		} else {
+			_, err = s.pc.WriteTo(reply, from)
+		}
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				s.cnt.WriteErrors.Add(1)
+				s.warn("datagram reply dropped", "err", err)
+			}
 			continue
 		}
 		s.cnt.Requests.Add(1)
@@ -522,10 +704,10 @@ func (s *refServer) Shutdown(ctx context.Context) error {
 		s.pc.SetReadDeadline(time.Now())
 	}
 	s.mu.Lock()
-	for c, lingering := range s.conns {
+	for c, rc := range s.conns {
 		if s.bugs.dropOnShutdown {
 			c.Close()
-		} else if !s.bugs.slowIdleShutdown && !lingering {
+		} else if !s.bugs.slowIdleShutdown && !rc.lingering {
 			c.SetReadDeadline(time.Now())
 		}
 	}
@@ -536,17 +718,25 @@ func (s *refServer) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		s.cut()
 		s.mu.Lock()
 		for c := range s.conns {
 			c.Close()
 		}
 		s.mu.Unlock()
+		if s.pc != nil {
+			s.pc.Close() // a reader stuck in a reply (blockingReply)
+		}
 		<-done
-		err = ctx.Err()
+		if !s.bugs.exitZeroForced {
+			err = ctx.Err()
+		}
 	}
 	if s.pc != nil {
 		s.pc.Close()
 	}
+	s.cut()
+	s.logs.Flush()
 	if !s.bugs.keepSocketFile {
 		s.sf.Remove()
 	}
@@ -560,3 +750,12 @@ func (s *refServer) Shutdown(ctx context.Context) error {
 }
 
 func removeAny(path string) { os.Remove(path) }
+
+// debug logs a per-connection line at debug level, through the RateLog.
+func (s *refServer) debug(msg string, args ...any) {
+	if s.bugs.logEveryEvent {
+		s.cfg.Logger.Debug(msg, args...)
+		return
+	}
+	s.logs.Debug(s.cfg.Logger, msg, args...)
+}

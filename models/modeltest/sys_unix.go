@@ -40,3 +40,6 @@ func groupAlive(cmd *exec.Cmd) bool {
 	}
 	return syscall.Kill(-cmd.Process.Pid, 0) == nil
 }
+
+// setUmask sets the process's umask and returns the old one.
+func setUmask(mask int) int { return syscall.Umask(mask) }

@@ -23,6 +23,13 @@ import (
 // its connections die with it; the parent zeroes its cell before the
 // replacement starts, so a crash leaks no places.
 //
+// The same memory holds, after the connection counters, one int64 per
+// slot with the bytes that worker holds for its clients
+// (Config.MaxBuffered, models.SharedBuffers): a worker adds to its own
+// cell, sums them all to see whether the pool is past the bound, and
+// closes its own connection holding the most. The parent zeroes a dead
+// worker's cell with the other.
+//
 // The file is unlinked as soon as it is created: only the inherited
 // descriptors keep it alive, and nothing is left on disk.
 type admission struct {
@@ -30,6 +37,13 @@ type admission struct {
 	max   int32
 	slots int
 }
+
+// heldOffset is where the held-bytes cells start: after the connection
+// counters, 8-byte aligned for 64-bit atomics (on 32-bit ARM too).
+func heldOffset(slots int) int { return (4*slots + 7) &^ 7 }
+
+// admissionSize is the bytes the shared memory needs for slots workers.
+func admissionSize(slots int) int { return heldOffset(slots) + 8*slots }
 
 // newAdmission creates the shared counters for slots workers and returns
 // the file to hand to them.
@@ -39,7 +53,7 @@ func newAdmission(slots, max int) (*admission, *os.File, error) {
 		return nil, nil, fmt.Errorf("prefork: shared max-conns counters: %w", err)
 	}
 	os.Remove(f.Name())
-	size := (4*slots + os.Getpagesize() - 1) / os.Getpagesize() * os.Getpagesize()
+	size := (admissionSize(slots) + os.Getpagesize() - 1) / os.Getpagesize() * os.Getpagesize()
 	if err := f.Truncate(int64(size)); err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("prefork: shared max-conns counters: %w", err)
@@ -59,8 +73,8 @@ func mapAdmission(f *os.File, slots, max int) (*admission, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prefork: shared max-conns counters: %w", err)
 	}
-	if st.Size() < int64(4*slots) {
-		return nil, fmt.Errorf("prefork: shared max-conns counters: file is %d bytes, need %d", st.Size(), 4*slots)
+	if st.Size() < int64(admissionSize(slots)) {
+		return nil, fmt.Errorf("prefork: shared max-conns counters: file is %d bytes, need %d", st.Size(), admissionSize(slots))
 	}
 	mem, err := syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
 	if err != nil {
@@ -92,8 +106,16 @@ func (a *admission) admit(slot int) bool {
 // release gives slot's place back.
 func (a *admission) release(slot int) { atomic.AddInt32(a.cell(slot), -1) }
 
-// reset zeroes a dead worker's cell (parent only).
-func (a *admission) reset(slot int) { atomic.StoreInt32(a.cell(slot), 0) }
+// held is the held-bytes cells, one per slot.
+func (a *admission) held() []atomic.Int64 {
+	return unsafe.Slice((*atomic.Int64)(unsafe.Pointer(&a.mem[heldOffset(a.slots)])), a.slots)
+}
+
+// reset zeroes a dead worker's cells (parent only).
+func (a *admission) reset(slot int) {
+	atomic.StoreInt32(a.cell(slot), 0)
+	a.held()[slot].Store(0)
+}
 
 // close unmaps the counters.
 func (a *admission) close() {

@@ -14,7 +14,8 @@ func TestConformance(t *testing.T) {
 }
 
 func TestConformancePerConn(t *testing.T) {
-	opts := []modeltest.Option{modeltest.Extra("spawn", SpawnPerConn), modeltest.Nets("tcp", "unix")}
+	opts := []modeltest.Option{modeltest.Extra("spawn", SpawnPerConn), modeltest.Nets("tcp", "unix"),
+		modeltest.Skip(modeltest.CheckMaxBuffered, "per-conn: a connection is a process of its own; --max-buffered does not apply (New refuses it)")}
 	if raceEnabled {
 		// Each connection with something to serve is a new process, and
 		// a -race test binary takes 15-30ms of CPU to start (the race

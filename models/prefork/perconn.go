@@ -31,7 +31,7 @@ func (s *Server) acceptLoop() {
 			}
 			s.parent.AcceptErrors.Add(1)
 			backoff = nextBackoff(backoff)
-			s.warnLog.Warn(s.log, "accept failed; retrying", "err", err, "backoff", backoff)
+			s.logs.Warn(s.log, "accept failed; retrying", "err", err, "backoff", backoff)
 			if !s.sleep(backoff) {
 				return
 			}
@@ -92,11 +92,11 @@ func (s *Server) handOffRetrying(c net.Conn) bool {
 			return false
 		case !outOfResources(err) && tries >= otherSpawnTries:
 			s.parent.AcceptErrors.Add(1)
-			s.warnLog.Warn(s.log, "could not start a process for a connection; dropped it", "err", err, "tries", tries)
+			s.logs.Warn(s.log, "could not start a process for a connection; dropped it", "err", err, "tries", tries)
 			return true
 		case !outOfResources(err):
 			s.parent.AcceptErrors.Add(1)
-			s.warnLog.Warn(s.log, "could not start a process for a connection; retrying", "err", err)
+			s.logs.Warn(s.log, "could not start a process for a connection; retrying", "err", err)
 			if !s.sleep(minAcceptBackoff << (tries - 1)) {
 				return false
 			}
@@ -104,7 +104,7 @@ func (s *Server) handOffRetrying(c net.Conn) bool {
 		}
 		s.parent.AcceptErrors.Add(1)
 		backoff = nextBackoff(backoff)
-		s.warnLog.Warn(s.log, "out of resources to start a process for a connection; retrying", "err", err, "backoff", backoff)
+		s.logs.Warn(s.log, "out of resources to start a process for a connection; retrying", "err", err, "backoff", backoff)
 		if !s.sleep(backoff) {
 			return false
 		}

@@ -64,6 +64,10 @@ const (
 // keep dying as soon as they start.
 var ErrCrashLoop = errors.New("prefork: workers crash-looping")
 
+// ErrUndrained is wrapped by Shutdown's error when child processes did not
+// drain within the grace period.
+var ErrUndrained = errors.New("prefork: child processes did not drain within grace")
+
 // Server states.
 const (
 	stateNew = iota
@@ -90,7 +94,10 @@ type Server struct {
 	addr    string
 	sp      *spawner
 	parent  models.Counters // per-conn: what the parent counts (accepts, rejects)
-	warnLog models.RateLog
+	// logs limits every log line a client can cause: the parent's own
+	// per-connection lines, and per-conn children's lines, which it
+	// relays (each child is new, so its own limit would never bite).
+	logs models.RateLog
 
 	mu       sync.Mutex
 	state    int
@@ -101,6 +108,9 @@ type Server struct {
 	spawned  uint64
 	respawns uint64
 	fatal    error
+	// Children that exited without draining while the server stopped.
+	undrained    int
+	undrainedErr error
 
 	closing  chan struct{}  // closed when the server starts stopping
 	done     chan struct{}  // closed when it has stopped
@@ -123,6 +133,11 @@ func New(cfg models.Config) (models.Server, error) {
 		if !cfg.IsStream() || cfg.Net == "unixgram" {
 			return nil, fmt.Errorf("%w: prefork --spawn per-conn serves one connection per process, so only tcp and unix, not %s",
 				models.ErrUnsupportedNet, cfg.Net)
+		}
+		if cfg.MaxBuffered > 0 {
+			return nil, fmt.Errorf("prefork: --max-buffered does not apply to --spawn per-conn: each connection is a process of its own, "+
+				"holding at most --max-line and a reply buffer, and costing far more as a process (see the README); "+
+				"--max-conns bounds them (%d processes by default)", DefaultPerConnLimit)
 		}
 	default:
 		return nil, fmt.Errorf("prefork: unknown spawn mode %q (want %q or %q)", spawn, SpawnPool, SpawnPerConn)
@@ -239,7 +254,7 @@ func (s *Server) bind() error {
 	if err == nil {
 		s.devnull, err = os.Open(os.DevNull)
 	}
-	if err == nil && s.spawn == SpawnPool && s.cfg.IsStream() && s.cfg.MaxConns > 0 {
+	if err == nil && s.spawn == SpawnPool && s.cfg.IsStream() && (s.cfg.MaxConns > 0 || s.cfg.MaxBuffered > 0) {
 		s.adm, s.admF, err = newAdmission(s.cfg.Workers, s.cfg.MaxConns)
 	}
 	if err != nil {
@@ -304,8 +319,12 @@ func (s *Server) Stats() models.Stats {
 // Shutdown stops accepting (closing the parent's socket), sends SIGTERM to
 // every worker, which answers what it has read and closes gracefully, and
 // waits for them; if ctx ends first the rest are SIGKILLed and ctx.Err()
-// is returned. The Unix socket file is removed and the totals logged.
-// After a crash loop it returns the error that ended the server.
+// is returned. A child that gave up draining by itself (its own deadline
+// is a little inside the grace, so it exits 1 before the parent would kill
+// it) makes Shutdown fail too, with ErrUndrained: a stop that lost
+// requests must not look clean. The Unix socket file is removed and the
+// totals logged. After a crash loop it returns the error that ended the
+// server.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	switch {
@@ -325,6 +344,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.finish()
 	if ferr := s.Err(); ferr != nil {
 		return ferr
+	}
+	s.mu.Lock()
+	n, first := s.undrained, s.undrainedErr
+	s.mu.Unlock()
+	if n > 0 {
+		return errors.Join(fmt.Errorf("%w: %d of them (first %v)", ErrUndrained, n, first), err)
 	}
 	return err
 }

@@ -255,6 +255,10 @@ func TestBadOptions(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `unknown option "spwan"`) {
 		t.Errorf("misspelt option: err = %v", err)
 	}
+	_, err = models.New("prefork", models.Config{Net: "tcp", Addr: "127.0.0.1:0", MaxBuffered: 1 << 20, Extra: map[string]string{"spawn": SpawnPerConn}})
+	if err == nil || !strings.Contains(err.Error(), "--max-buffered does not apply") {
+		t.Errorf("per-conn with max-buffered: err = %v", err)
+	}
 }
 
 // logRecords collects a server's log records as JSON lines, for tests

@@ -296,10 +296,13 @@ func (s *Server) watch(p *proc, msgR *os.File) {
 	s.readMessages(p, msgR)
 	msgR.Close()
 	var err error
+	sigterm := false // ended by the SIGTERM of a shutdown before it could catch it
 	if st, werr := p.process.Wait(); werr != nil {
 		err = werr
 	} else if !st.Success() {
 		err = errors.New(st.String())
+		ws, ok := st.Sys().(syscall.WaitStatus)
+		sigterm = ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM
 	}
 	p.process.Release()
 	s.sp.reaped(p.pid)
@@ -311,13 +314,22 @@ func (s *Server) watch(p *proc, msgR *os.File) {
 		s.parent.Active.Add(-1)
 	}
 	if p.slot < 0 && err != nil && !s.isClosing() {
-		s.warnLog.Warn(s.log, "connection process failed", "pid", p.pid, "err", err)
+		s.logs.Warn(s.log, "connection process failed", "pid", p.pid, "err", err)
 	}
 	s.mu.Lock()
+	if err != nil && s.state != stateRunning && !sigterm {
+		// Stopping, and it did not drain: it gave up within its grace
+		// (exit 1) or was killed after the parent's. A child that a
+		// SIGTERM ended before its handler was in place had read nothing.
+		s.undrained++
+		if s.undrainedErr == nil {
+			s.undrainedErr = fmt.Errorf("pid %d: %w", p.pid, err)
+		}
+	}
 	delete(s.procs, p)
 	p.exitErr = err
 	st := p.contrib()
-	st.Active = 0
+	st.Active, st.Buffered = 0, 0
 	s.retired = s.retired.Add(st)
 	s.notifyLocked()
 	s.mu.Unlock()
@@ -332,7 +344,7 @@ func (s *Server) readMessages(p *proc, r io.Reader) {
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			s.log.Warn("overlong message from child; dropped", "pid", p.pid)
+			s.logs.Warn(s.log, "overlong message from child; dropped", "pid", p.pid)
 			for errors.Is(err, bufio.ErrBufferFull) {
 				_, err = br.ReadSlice('\n')
 			}
@@ -343,7 +355,7 @@ func (s *Server) readMessages(p *proc, r io.Reader) {
 		}
 		var m msg
 		if err := json.Unmarshal(line, &m); err != nil {
-			s.log.Warn("unreadable message from child", "pid", p.pid, "err", err)
+			s.logs.Warn(s.log, "unreadable message from child", "pid", p.pid, "err", err)
 			continue
 		}
 		switch m.T {
@@ -360,8 +372,14 @@ func (s *Server) readMessages(p *proc, r io.Reader) {
 				s.mu.Unlock()
 			}
 		case "log":
-			// The child's records carry their own model attribute.
-			relog(s.cfg.Logger, p.pid, m.Log)
+			// The child's records carry their own model attribute. A
+			// pool worker limits its own lines; a per-conn child lives
+			// for one connection, so the parent limits them all together.
+			var limit *models.RateLog
+			if p.slot < 0 {
+				limit = &s.logs
+			}
+			relog(s.cfg.Logger, limit, p.pid, m.Log)
 		}
 	}
 }
@@ -569,6 +587,7 @@ func (s *Server) finish() {
 		total := s.retired.Add(s.parent.Snapshot())
 		spawned, respawns := s.spawned, s.respawns
 		s.mu.Unlock()
+		s.logs.Flush()
 		s.log.Info("every child process stopped", "spawn", s.spawn, "processes_started", spawned, "respawns", respawns, "totals", total.String())
 		close(s.done)
 	})

@@ -31,7 +31,7 @@ const (
 	fdHandoff  = 3 // the listener, datagram socket or connection
 	fdControl  = 4
 	fdMessages = 5
-	fdAdmit    = 6 // shared max-conns counters (pool with MaxConns only)
+	fdAdmit    = 6 // shared counters (pool with MaxConns or MaxBuffered only)
 )
 
 // envSpec carries the child's spec (JSON) in its environment.
@@ -46,7 +46,7 @@ type spec struct {
 	Config   models.Config `json:"config"`
 	Slot     int           `json:"slot"`      // pool: worker slot; per-conn: -1
 	LogLevel slog.Level    `json:"log_level"` // lowest level the parent's logger shows
-	Admit    bool          `json:"admit"`     // fdAdmit holds shared max-conns counters
+	Admit    bool          `json:"admit"`     // fdAdmit holds the shared counters (admission)
 }
 
 // msg is one line from a child.
@@ -120,11 +120,15 @@ func pushStats(w *msgWriter, snap func() models.Stats, period time.Duration, sto
 }
 
 // relog re-emits a child's slog JSON record on the parent's logger, with
-// the child's pid.
-func relog(log *slog.Logger, pid int, raw json.RawMessage) {
+// the child's pid, through limit when it is not nil.
+func relog(log *slog.Logger, limit *models.RateLog, pid int, raw json.RawMessage) {
 	var rec map[string]any
 	if err := json.Unmarshal(raw, &rec); err != nil {
-		log.Warn("unreadable log line from child", "pid", pid, "line", string(raw))
+		if limit != nil {
+			limit.Warn(log, "unreadable log line from child", "pid", pid, "line", string(raw))
+		} else {
+			log.Warn("unreadable log line from child", "pid", pid, "line", string(raw))
+		}
 		return
 	}
 	var lvl slog.Level
@@ -143,6 +147,10 @@ func relog(log *slog.Logger, pid int, raw json.RawMessage) {
 	slices.Sort(keys)
 	for _, k := range keys {
 		args = append(args, k, rec[k])
+	}
+	if limit != nil {
+		limit.Log(log, lvl, text, args...)
+		return
 	}
 	log.Log(context.Background(), lvl, text, args...)
 }

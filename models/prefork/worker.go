@@ -115,22 +115,30 @@ func workerMain() int {
 			fmt.Fprintf(os.Stderr, "prefork worker: inherited listener: %v\n", err)
 			return 2
 		}
+		var adm *admission
 		if c.sp.Admit {
 			af := os.NewFile(fdAdmit, "prefork-admit")
-			adm, err := mapAdmission(af, c.sp.Config.Workers, cfg.MaxConns)
+			adm, err = mapAdmission(af, c.sp.Config.Workers, cfg.MaxConns)
 			af.Close()
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "prefork worker: %v\n", err)
 				return 2
 			}
+		}
+		if adm != nil && cfg.MaxConns > 0 {
 			ln = &admitListener{Listener: ln, adm: adm, slot: c.sp.Slot, rejected: &rejected}
 			cfg.MaxConns = 0 // enforced by admitListener across the pool
 		}
-		srv, err = threaded.NewFromListener(cfg, ln)
+		ts, err := threaded.NewFromListener(cfg, ln)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "prefork worker: %v\n", err)
 			return 2
 		}
+		if adm != nil && cfg.MaxBuffered > 0 {
+			// The bound is the pool's, across every worker.
+			ts.(*threaded.Server).SetBuffers(models.SharedBuffers(cfg.MaxBuffered, adm.held(), c.sp.Slot))
+		}
+		srv = ts
 	} else {
 		pc, err := net.FilePacketConn(f)
 		f.Close()
@@ -168,8 +176,10 @@ func workerMain() int {
 }
 
 // connMain is a fork-per-connection child's main: threaded.ServeConn on
-// the inherited connection. SIGTERM makes it answer what it has read and
-// close gracefully.
+// the inherited connection. SIGTERM makes it answer what it has read
+// (paying the handler cost, as a pool worker does) and close gracefully;
+// if that takes past its drain deadline the rest is cut short and it
+// exits 1, so the parent knows the connection did not drain.
 func connMain() int {
 	c, err := startChild(ConnRole)
 	if err != nil {
@@ -187,16 +197,34 @@ func connMain() int {
 	c.watch(ctr.Snapshot)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	hard, cut := context.WithCancel(context.Background())
+	defer cut()
+	served := make(chan struct{})
+	var forced atomic.Bool
 	go func() {
 		select {
 		case <-c.sigs:
-			cancel()
-		case <-ctx.Done():
+		case <-served:
+			return
+		}
+		cancel()
+		dctx, dcancel := c.drainCtx()
+		defer dcancel()
+		select {
+		case <-dctx.Done():
+			forced.Store(true)
+			cut()
+		case <-served:
 		}
 	}()
 	c.out.send(msg{T: "ready"})
-	threaded.ServeConn(ctx, &c.cfg, conn, &ctr)
+	threaded.ServeConn(ctx, hard, &c.cfg, conn, &ctr)
+	close(served)
 	st := ctr.Snapshot()
 	c.out.send(msg{T: "stats", Final: true, Stats: &st})
+	if forced.Load() {
+		c.cfg.Logger.Warn("connection did not drain within grace")
+		return 1
+	}
 	return 0
 }

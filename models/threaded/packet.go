@@ -5,8 +5,10 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/sockbench/sockbench/models"
 	"github.com/sockbench/sockbench/protocol"
 )
 
@@ -32,19 +34,29 @@ type dgram struct {
 
 var dgramPool = sync.Pool{New: func() any { return new(dgram) }}
 
-// socketBuffer is the receive buffer a datagram server asks for. The Linux
-// default (about 208 KiB) holds only a few dozen 4 KiB datagrams, so a
-// burst from many clients is dropped by the kernel before any reader sees
-// it; like most UDP servers we ask for more. The kernel caps the request
-// at net.core.rmem_max, so this is best effort.
-const socketBuffer = 4 << 20
-
 // startPacket starts the readers (and, with --block, the handler pool).
 // Called with s.mu held.
+//
+// The socket asks for models.DgramSocketBuffer both ways: to receive, so a
+// burst from many clients is not dropped by the kernel before any reader
+// sees it, as most UDP servers do; to send, because unixgram charges every
+// reply a client has not read yet to the server's send buffer (see
+// models.SendUnixgram).
 func (s *Server) startPacket() {
-	if rb, ok := s.pc.(interface{ SetReadBuffer(int) error }); ok {
-		if err := rb.SetReadBuffer(socketBuffer); err != nil {
+	if b, ok := s.pc.(interface {
+		SetReadBuffer(int) error
+		SetWriteBuffer(int) error
+	}); ok {
+		if err := b.SetReadBuffer(models.DgramSocketBuffer); err != nil {
 			s.log.Debug("could not enlarge the socket receive buffer", "err", err)
+		}
+		if err := b.SetWriteBuffer(models.DgramSocketBuffer); err != nil {
+			s.log.Debug("could not enlarge the socket send buffer", "err", err)
+		}
+	}
+	if _, udp := s.pc.(*net.UDPConn); !udp {
+		if sc, ok := s.pc.(syscall.Conn); ok {
+			s.raw, _ = sc.SyscallConn()
 		}
 	}
 	var jobs chan *dgram
@@ -108,7 +120,7 @@ func (s *Server) readLoop(jobs chan<- *dgram) {
 			}
 			// Never spin on a persistent error.
 			s.ctr.ReadErrors.Add(1)
-			s.readLog.Warn(s.log, "datagram read failed", "err", err)
+			s.logs.Warn(s.log, "datagram read failed", "err", err)
 			if backoff == 0 {
 				backoff = minAcceptBackoff
 			} else if backoff *= 2; backoff > maxAcceptBackoff {
@@ -127,13 +139,13 @@ func (s *Server) readLoop(jobs chan<- *dgram) {
 		s.ctr.BytesIn.Add(uint64(n))
 		if n > protocol.MaxDatagram {
 			s.ctr.BadDgrams.Add(1)
-			s.readLog.Warn(s.log, "datagram larger than the largest request; dropped", "max", protocol.MaxDatagram)
+			s.logs.Warn(s.log, "datagram larger than the largest request; dropped", "max", protocol.MaxDatagram)
 			continue
 		}
 		if udp == nil && !replyable(addr) {
 			// An unbound unixgram client has no address to answer.
 			s.ctr.BadDgrams.Add(1)
-			s.readLog.Warn(s.log, "datagram from an unbound unix socket; cannot reply, dropped")
+			s.logs.Warn(s.log, "datagram from an unbound unix socket; cannot reply, dropped")
 			continue
 		}
 		if jobs == nil {
@@ -165,7 +177,11 @@ func (s *Server) handleLoop(jobs <-chan *dgram) {
 	}
 }
 
-// reply sends one reply datagram, exactly as long as the request.
+// reply sends one reply datagram, exactly as long as the request, and
+// never waits for a client that does not read: unixgram goes through
+// models.SendUnixgram, and a UDP send does not wait on its receiver (the
+// kernel drops what a full receive queue cannot take). A reply that cannot
+// be sent is counted in WriteErrors.
 func (s *Server) reply(udp *net.UDPConn, b []byte, ap netip.AddrPort, addr net.Addr) {
 	var (
 		n   int
@@ -173,14 +189,24 @@ func (s *Server) reply(udp *net.UDPConn, b []byte, ap netip.AddrPort, addr net.A
 	)
 	if udp != nil {
 		n, err = udp.WriteToUDPAddrPort(b, ap)
+	} else if s.raw != nil {
+		if err = models.SendUnixgram(s.raw, b, addr.(*net.UnixAddr)); err == nil {
+			n = len(b)
+		}
 	} else {
 		n, err = s.pc.WriteTo(b, addr)
 	}
 	s.ctr.BytesOut.Add(uint64(n))
 	if err != nil {
-		if !errors.Is(err, net.ErrClosed) {
-			s.ctr.WriteErrors.Add(1)
-			s.readLog.Warn(s.log, "datagram reply failed", "err", err)
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		s.ctr.WriteErrors.Add(1)
+		if errors.Is(err, models.ErrReplyDropped) {
+			s.logs.Warn(s.log, "datagram reply dropped: the socket cannot take it (a client that does not read its replies holds the send buffer)",
+				"peer", addr.String(), "err", err)
+		} else {
+			s.logs.Warn(s.log, "datagram reply failed", "err", err)
 		}
 		return
 	}

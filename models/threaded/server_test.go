@@ -275,7 +275,7 @@ func TestNewFromListenerAndServeConn(t *testing.T) {
 	var ctr models.Counters
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { ServeConn(ctx, &cfg, sc, &ctr); close(done) }()
+	go func() { ServeConn(ctx, context.Background(), &cfg, sc, &ctr); close(done) }()
 	client.Write([]byte("hello\n"))
 	r := bufio.NewReader(client)
 	if l, err := r.ReadString('\n'); err != nil || l != "HELLO\n" {

@@ -26,41 +26,84 @@ const (
 	// lingerBuf is the size of the discard buffer when the reply buffer
 	// is too small to reuse.
 	lingerBuf = 4 << 10
+	// shrinkAbove: with Config.MaxBuffered set, a connection's line and
+	// reply buffers larger than this are let go once empty, so a client
+	// that sent one long line does not keep a max-line buffer (64 KiB by
+	// default) for the rest of its life outside the account. Without the
+	// bound they are kept, which is cheaper for clients that keep sending
+	// long lines.
+	shrinkAbove = 16 << 10
 )
 
-// errStopping is what conn.Read returns once the server is shutting down.
-var errStopping = errors.New("threaded: shutting down")
+// Errors conn.Read returns for reasons of the server's own.
+var (
+	errStopping     = errors.New("threaded: shutting down")
+	errOverBuffered = errors.New("threaded: closed for holding the most past max-buffered")
+)
 
 // conn is one stream connection and the io.Reader its LineReader reads
-// through: Read applies the idle timeout and notices shutdown.
+// through: Read applies the idle and line timeouts, accounts the bytes the
+// connection holds, and notices shutdown.
 type conn struct {
 	c    net.Conn
 	cfg  *models.Config
 	ctr  *models.Counters
 	log  *slog.Logger
+	logs *models.RateLog
 	idle time.Duration
+
+	// Owned by the connection's goroutine.
+	lr        *protocol.LineReader
+	lineTO    time.Duration // Config.LineBound
+	lines     uint64        // lines taken so far
+	lineSeq   uint64        // lines taken when the partial line now held began
+	lineDL    time.Time     // when that line must be complete; zero: no partial line
+	dl        time.Time     // the read deadline last set
+	lineBound bool          // dl is lineDL (not the idle timeout)
+
+	// Config.MaxBuffered: nil without a bound.
+	bufs *models.Buffers
+	hold models.Hold
+	shed func(*conn) bool // the server's; true: this connection was closed
 
 	stopping atomic.Bool
 	mu       sync.Mutex // orders stop against the start of linger
 	draining bool
 }
 
-func newConn(c net.Conn, cfg *models.Config, ctr *models.Counters, log *slog.Logger) *conn {
-	return &conn{c: c, cfg: cfg, ctr: ctr, log: log, idle: cfg.IdleTimeout}
+func newConn(c net.Conn, cfg *models.Config, ctr *models.Counters, log *slog.Logger, logs *models.RateLog) *conn {
+	return &conn{c: c, cfg: cfg, ctr: ctr, log: log, logs: logs, idle: cfg.IdleTimeout, lineTO: cfg.LineBound()}
 }
 
-// Read reads from the socket, arming the idle timeout before each read.
+// Hold and Remote make a conn a models.Holder.
+func (cn *conn) Hold() *models.Hold { return &cn.hold }
+func (cn *conn) Remote() string     { return remoteAddr(cn.c) }
+
+// Read reads from the socket, arming the idle and line timeouts first.
+// It is called only when the LineReader holds no complete line, so what
+// it holds (Buffered) is the start of a line not yet complete.
+//
+// The deadline is set only when it changes: with no idle timeout and no
+// partial line (whole lines in each read, the usual case) Read makes no
+// call but the read. A partial line gets its deadline when Read first sees
+// it, and keeps it however many reads it takes to complete: one timer per
+// connection, moved per line, never per byte.
 //
 // Subtleness ahead: stop stores the flag and then sets a past read
-// deadline. Read sets its idle deadline and then checks the flag, so
-// whichever order the two goroutines run in, a Read that starts after stop
-// either sees the flag or inherits the past deadline: it never blocks.
+// deadline. Read sets its deadline and then checks the flag, so whichever
+// order the two goroutines run in, a Read that starts after stop either
+// sees the flag or inherits the past deadline: it never blocks.
 func (cn *conn) Read(p []byte) (int, error) {
 	if cn.stopping.Load() {
 		return 0, errStopping
 	}
-	if cn.idle > 0 {
-		cn.c.SetReadDeadline(time.Now().Add(cn.idle))
+	partial := cn.lr.Buffered()
+	if cn.bufs != nil && cn.bufs.Set(&cn.hold, partial) && cn.shed(cn) {
+		return 0, errOverBuffered
+	}
+	if dl := cn.deadline(partial > 0); !dl.Equal(cn.dl) {
+		cn.dl = dl
+		cn.c.SetReadDeadline(dl)
 		if cn.stopping.Load() {
 			return 0, errStopping
 		}
@@ -68,6 +111,32 @@ func (cn *conn) Read(p []byte) (int, error) {
 	n, err := cn.c.Read(p)
 	cn.ctr.BytesIn.Add(uint64(n))
 	return n, err
+}
+
+// deadline is the read deadline for the next read: the idle timeout from
+// now, or the partial line's deadline if that comes first.
+func (cn *conn) deadline(partial bool) time.Time {
+	var now, dl time.Time
+	if cn.idle > 0 {
+		now = time.Now()
+		dl = now.Add(cn.idle)
+	}
+	cn.lineBound = false
+	if !partial || cn.lineTO <= 0 {
+		cn.lineDL = time.Time{}
+		return dl
+	}
+	if cn.lineDL.IsZero() || cn.lineSeq != cn.lines {
+		// A new line: it began in the read that just returned.
+		if now.IsZero() {
+			now = time.Now()
+		}
+		cn.lineDL, cn.lineSeq = now.Add(cn.lineTO), cn.lines
+	}
+	if dl.IsZero() || cn.lineDL.Before(dl) {
+		dl, cn.lineBound = cn.lineDL, true
+	}
+	return dl
 }
 
 // stop asks the connection to finish: a blocked Read returns, the replies
@@ -98,10 +167,20 @@ func (cn *conn) stop() {
 func (cn *conn) serve(ctx context.Context) {
 	cfg := cn.cfg
 	lr := protocol.NewLineReader(cn, cfg.MaxLine)
+	cn.lr = lr
 	flushEach := !cfg.Cost.Zero()
 	var out []byte
 	pending := 0 // replies in out
 	for {
+		if cn.bufs != nil && lr.Buffered() == 0 {
+			if lr.Cap() > shrinkAbove {
+				lr = protocol.NewLineReader(cn, cfg.MaxLine)
+				cn.lr = lr
+			}
+			if cap(out) > shrinkAbove {
+				out = nil
+			}
+		}
 		line, err := lr.Next()
 		if err != nil {
 			if !cn.write(out, pending) {
@@ -112,6 +191,7 @@ func (cn *conn) serve(ctx context.Context) {
 			cn.finish(err, lr.Buffered(), out)
 			return
 		}
+		cn.lines++
 		cfg.Cost.Pay(ctx)
 		cfg.Mode.Apply(line) // line aliases the reader's buffer; it is ours until the next Next
 		if len(out)+len(line) > writeBatch {
@@ -142,17 +222,25 @@ func (cn *conn) serve(ctx context.Context) {
 }
 
 // write sends b, which holds n replies, and counts them. It reports false
-// when the connection is broken.
+// when the connection is broken, or closed for holding the most past
+// Config.MaxBuffered: while a write waits for a client that does not read,
+// its bytes, and the lines read and not answered yet, are held.
 func (cn *conn) write(b []byte, n int) bool {
 	if len(b) == 0 {
 		return true
+	}
+	if cn.bufs != nil {
+		if cn.bufs.Set(&cn.hold, cn.lr.Buffered()+len(b)) && cn.shed(cn) {
+			return false
+		}
+		defer cn.bufs.Set(&cn.hold, cn.lr.Buffered())
 	}
 	w, err := cn.c.Write(b)
 	cn.ctr.BytesOut.Add(uint64(w))
 	if err != nil {
 		if !errors.Is(err, net.ErrClosed) {
 			cn.ctr.WriteErrors.Add(1)
-			cn.log.Debug("write failed; closing connection", "remote", remoteAddr(cn.c), "err", err)
+			cn.logs.Debug(cn.log, "write failed; closing connection", "remote", remoteAddr(cn.c), "err", err)
 		}
 		return false
 	}
@@ -166,22 +254,32 @@ func (cn *conn) finish(err error, partial int, buf []byte) {
 	switch {
 	case err == io.EOF:
 	case err == io.ErrUnexpectedEOF:
-		cn.log.Debug("client closed inside a line; partial line dropped", "remote", remoteAddr(cn.c), "bytes", partial)
+		cn.logs.Debug(cn.log, "client closed inside a line; partial line dropped", "remote", remoteAddr(cn.c), "bytes", partial)
 	case errors.Is(err, protocol.ErrLineTooLong):
 		cn.ctr.LineTooLong.Add(1)
-		cn.log.Warn("request line longer than max-line; closing connection",
+		cn.logs.Warn(cn.log, "request line longer than max-line; closing connection",
 			"remote", remoteAddr(cn.c), "max_line", cn.cfg.MaxLine)
 	case err == errStopping || (errors.Is(err, os.ErrDeadlineExceeded) && cn.stopping.Load()):
 		// Shutdown: the requests read so far are answered.
+	case err == errOverBuffered:
+		// Counted and logged by shed; a client holding that much gets no
+		// lingering close.
+		cn.c.Close()
+		return
+	case errors.Is(err, os.ErrDeadlineExceeded) && cn.lineBound:
+		cn.ctr.LineTimeouts.Add(1)
+		cn.logs.Warn(cn.log, "request line not complete within line-timeout; closing connection",
+			"remote", remoteAddr(cn.c), "line_timeout", cn.lineTO, "bytes", partial)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		cn.ctr.IdleTimeouts.Add(1)
-		cn.log.Debug("idle timeout; closing connection", "remote", remoteAddr(cn.c), "idle_timeout", cn.idle)
+		cn.logs.Debug(cn.log, "idle timeout; closing connection", "remote", remoteAddr(cn.c), "idle_timeout", cn.idle)
 	case errors.Is(err, net.ErrClosed):
-		// Forced shutdown closed the socket under us.
+		// Forced shutdown, or shed for another connection's growth,
+		// closed the socket under us.
 		return
 	default:
 		cn.ctr.ReadErrors.Add(1)
-		cn.log.Debug("read failed; closing connection", "remote", remoteAddr(cn.c), "err", err)
+		cn.logs.Debug(cn.log, "read failed; closing connection", "remote", remoteAddr(cn.c), "err", err)
 		cn.c.Close()
 		return
 	}

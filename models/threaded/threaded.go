@@ -14,8 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sockbench/sockbench/models"
@@ -36,9 +38,6 @@ const (
 const (
 	minAcceptBackoff = 5 * time.Millisecond
 	maxAcceptBackoff = time.Second
-	// rateLogEvery spaces out log lines about a recurring problem (out of
-	// file descriptors, a flood of bad datagrams).
-	rateLogEvery = 5 * time.Second
 )
 
 // aLongTimeAgo is a deadline in the past: setting it makes a blocked Read
@@ -60,8 +59,9 @@ type Server struct {
 	mu      sync.Mutex
 	state   int
 	forced  bool
-	ln      net.Listener   // stream transports
-	pc      net.PacketConn // datagram transports
+	ln      net.Listener    // stream transports
+	pc      net.PacketConn  // datagram transports
+	raw     syscall.RawConn // pc's socket, for unixgram replies that never wait
 	sf      *models.SocketFile
 	conns   map[*conn]struct{}
 	closing chan struct{} // closed when Shutdown begins
@@ -69,8 +69,10 @@ type Server struct {
 
 	wg          sync.WaitGroup // every goroutine the server started
 	cleanupOnce sync.Once
-	acceptLog   models.RateLog
-	readLog     models.RateLog
+	// logs limits every log line a client can cause (see models.RateLog).
+	logs models.RateLog
+	// bufs is the account of Config.MaxBuffered; nil without a bound.
+	bufs *models.Buffers
 }
 
 // New builds a threaded server for cfg; Start binds it. It is the Factory
@@ -117,10 +119,19 @@ func newServer(cfg models.Config) *Server {
 		conns:   make(map[*conn]struct{}),
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
+		bufs:    models.NewBuffers(cfg.MaxBuffered),
 	}
-	s.acceptLog.Every, s.readLog.Every = rateLogEvery, rateLogEvery
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 	return s
+}
+
+// SetBuffers makes the server account its stream clients' buffers in b
+// instead of an account of its own (prefork's pool workers share one
+// across processes). Call it before Start; nil turns the bound off.
+func (s *Server) SetBuffers(b *models.Buffers) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bufs = b
 }
 
 // Start binds (unless the server was built on an inherited socket) and
@@ -171,7 +182,13 @@ func (s *Server) Addr() string {
 }
 
 // Stats returns a snapshot of the server's counters.
-func (s *Server) Stats() models.Stats { return s.ctr.Snapshot() }
+func (s *Server) Stats() models.Stats {
+	st := s.ctr.Snapshot()
+	s.mu.Lock()
+	st.Buffered = s.bufs.Mine()
+	s.mu.Unlock()
+	return st
+}
 
 // Shutdown stops accepting, lets every connection answer the requests it
 // has already read and close gracefully (see conn.linger), and returns once
@@ -215,6 +232,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-s.done
 	}
 	s.cleanup()
+	s.logs.Flush()
 	return err
 }
 
@@ -280,7 +298,7 @@ func (s *Server) acceptLoop() {
 			} else if backoff *= 2; backoff > maxAcceptBackoff {
 				backoff = maxAcceptBackoff
 			}
-			s.acceptLog.Warn(s.log, "accept failed; retrying", "err", err, "backoff", backoff)
+			s.logs.Warn(s.log, "accept failed; retrying", "err", err, "backoff", backoff)
 			t := time.NewTimer(backoff)
 			select {
 			case <-t.C:
@@ -300,7 +318,10 @@ func (s *Server) acceptLoop() {
 		}
 		s.ctr.Accepted.Add(1)
 		s.ctr.Active.Add(1)
-		cn := newConn(c, &s.cfg, &s.ctr, s.log)
+		cn := newConn(c, &s.cfg, &s.ctr, s.log, &s.logs)
+		if s.bufs != nil {
+			cn.bufs, cn.shed = s.bufs, s.shed
+		}
 		s.mu.Lock()
 		s.conns[cn] = struct{}{}
 		if s.state == stateClosed {
@@ -321,24 +342,48 @@ func (s *Server) serveConn(cn *conn) {
 	s.mu.Lock()
 	delete(s.conns, cn)
 	s.mu.Unlock()
+	if cn.bufs != nil {
+		cn.bufs.Release(&cn.hold)
+	}
 	s.ctr.Active.Add(-1)
+}
+
+// shed is called by a connection whose growth took the server past
+// Config.MaxBuffered: it closes the connections holding the most until the
+// server is within the bound again, counting each in OverBuffered, and
+// reports whether cn itself was one (it then stops at once). The others
+// are closed under their goroutines, which see net.ErrClosed and leave.
+func (s *Server) shed(cn *conn) (self bool) {
+	largest := func() (*conn, bool) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return models.Largest(maps.Keys(s.conns))
+	}
+	return models.Shed(s.bufs, cn, largest, func(c *conn) { c.c.Close() }, &s.ctr, &s.logs, s.log)
 }
 
 // ServeConn serves one stream connection to its end and closes it: the
 // body of a fork-per-connection child. cfg must already be normalized.
 // When ctx ends the connection stops reading, answers the requests it has
-// read, and closes gracefully; ctx also cuts short --block waits. ServeConn
-// counts requests, bytes and errors in ctr but not Accepted or Active,
-// which belong to whoever accepted the connection.
-func ServeConn(ctx context.Context, cfg *models.Config, c net.Conn, ctr *models.Counters) {
+// read (paying their cost), and closes gracefully; when hard ends, the
+// drain has run out of time: --block waits are cut short and the socket
+// is closed under whatever is left. ServeConn counts requests, bytes and
+// errors in ctr but not Accepted or Active, which belong to whoever
+// accepted the connection. A connection alone in its process has no
+// server-wide buffers to share: Config.MaxBuffered does not apply.
+func ServeConn(ctx, hard context.Context, cfg *models.Config, c net.Conn, ctr *models.Counters) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cn := newConn(c, cfg, ctr, log.With("model", "threaded"))
+	var logs models.RateLog
+	defer logs.Flush()
+	cn := newConn(c, cfg, ctr, log.With("model", "threaded"), &logs)
 	stop := context.AfterFunc(ctx, cn.stop)
 	defer stop()
-	cn.serve(ctx)
+	force := context.AfterFunc(hard, func() { c.Close() })
+	defer force()
+	cn.serve(hard)
 }
 
 // String names the model, for logs.

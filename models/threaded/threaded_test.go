@@ -16,8 +16,11 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestConformance runs the shared suite every model must pass.
-func TestConformance(t *testing.T) { modeltest.Run(t, "threaded") }
+// TestConformance runs the shared suite every model must pass, over
+// unixgram too, which this model serves.
+func TestConformance(t *testing.T) {
+	modeltest.Run(t, "threaded", modeltest.Nets("tcp", "udp", "unix", "unixgram"))
+}
 
 // BenchmarkThreaded measures the model in process over loopback for every
 // transport and mode: one connection (latency-bound) and 64 (throughput),

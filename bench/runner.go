@@ -576,7 +576,7 @@ func (r *Runner) measure(ctx context.Context, cell Cell, row *Row) error {
 	row.RPS, row.MBps = rep.RPS, rep.MBps
 	l := rep.Latency
 	row.P50, row.P90, row.P99, row.P999, row.P9999, row.Max = l.P50, l.P90, l.P99, l.P999, l.P9999, l.Max
-	row.ClientCPUS, row.ClientSaturated = rep.ClientCPUS, rep.ClientSaturated
+	row.ClientCPUS, row.ClientSaturated = rep.ClientCPUSeconds, rep.ClientSaturated
 	if serr == nil {
 		row.ServerCPUS = cpu1 - cpu0
 		if rep.Requests > 0 {

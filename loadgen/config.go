@@ -96,6 +96,14 @@ type Config struct {
 	// Parsed by Normalize.
 	network string // "tcp", "udp", "unix" or "unixgram"
 	address string // host:port or path
+
+	// engine forces EngineEpoll or EngineGoroutines; "" takes the epoll
+	// engine where it exists. The tests run both.
+	engine string
+	// loopCPUs, when set, gives the epoll engine one loop per CPU listed,
+	// each pinned to its CPU (Calibrate: the generator's CPUs apart from
+	// the sink's).
+	loopCPUs []int
 }
 
 // ParseTarget splits a target URL into a Go network name and an address.

@@ -17,7 +17,7 @@ import (
 // contractKeys are the top-level JSON keys the bench orchestrator relies on.
 var contractKeys = []string{"target", "net", "mode", "conns", "pipeline", "size", "rate", "duration_s",
 	"requests", "errors", "errors_by_kind", "mismatches", "lost", "duplicated", "reordered", "timeouts",
-	"rps", "mbps", "latency_us", "service_us", "connect_us", "client_cpu_s", "client_cpus",
+	"rps", "mbps", "latency_us", "service_us", "connect_us", "client_cpu_s", "client_cpu_count",
 	"client_saturated", "rate_held", "warnings"}
 
 var summaryKeys = []string{"p50", "p90", "p99", "p999", "p9999", "max", "mean", "stddev"}
@@ -137,13 +137,13 @@ func TestHdrLogRoundTripAndMerge(t *testing.T) {
 	if err := WriteHdrLog(&lb, b); err != nil {
 		t.Fatal(err)
 	}
-	lat, svc, conn, meta, err := ReadHdrLog(bytes.NewReader(la.Bytes()))
+	hs, meta, err := ReadHdrLog(bytes.NewReader(la.Bytes()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !lat.Equals(a.LatencyHist) || svc != nil || conn.TotalCount() != 2 || meta.Requests != 400 {
-		t.Fatalf("round trip: latency equal %v, service %v, connect %d, meta requests %d",
-			lat.Equals(a.LatencyHist), svc, conn.TotalCount(), meta.Requests)
+	if !hs.Latency.Equals(a.LatencyHist) || hs.Service != nil || hs.SendLag != nil || hs.Connect.TotalCount() != 2 || meta.Requests != 400 {
+		t.Fatalf("round trip: latency equal %v, service %v, send lag %v, connect %d, meta requests %d",
+			hs.Latency.Equals(a.LatencyHist), hs.Service, hs.SendLag, hs.Connect.TotalCount(), meta.Requests)
 	}
 	m, err := MergeLogs([]string{"a", "b"}, []io.Reader{&la, &lb})
 	if err != nil {
@@ -153,8 +153,8 @@ func TestHdrLogRoundTripAndMerge(t *testing.T) {
 		t.Fatalf("merged: requests %d latency count %d connect count %d conns %d sources %d",
 			m.Requests, m.Latency.Count, m.Connect.Count, m.Conns, m.Sources)
 	}
-	if m.Service == nil || m.Service.Count != 400 {
-		t.Fatalf("merged service %+v", m.Service)
+	if m.Service == nil || m.Service.Count != 400 || m.SendLag == nil || m.SendLag.Count != 400 {
+		t.Fatalf("merged service %+v, send lag %+v", m.Service, m.SendLag)
 	}
 	if math.Abs(m.RPS-(a.RPS+b.RPS)) > 1e-6 || m.Latency.Max != math.Max(a.Latency.Max, b.Latency.Max) {
 		t.Fatalf("merged rps %v (want %v), max %v", m.RPS, a.RPS+b.RPS, m.Latency.Max)
@@ -294,8 +294,8 @@ func TestSaturationVerdict(t *testing.T) {
 		}
 		rep := r.newReport()
 		rep.ConnectHist = newHist()
-		cpus := float64(rep.ClientCPUs)
-		r.fill(rep, 10*time.Second, time.Duration(c.busy*cpus*10*float64(time.Second)), time.Now())
+		cpus := float64(rep.ClientCPUCount)
+		r.fill(rep, 10*time.Second, time.Duration(c.busy*cpus*10*float64(time.Second)), 0, time.Now())
 		if rep.ClientSaturated != c.want || (len(rep.Warnings) > 0) != c.want {
 			t.Errorf("busy %.0f%%: saturated %v, warnings %q", 100*c.busy, rep.ClientSaturated, rep.Warnings)
 		}
@@ -308,7 +308,7 @@ func TestSaturationVerdict(t *testing.T) {
 	}
 	rep := r.newReport()
 	rep.ConnectHist = newHist()
-	r.fill(rep, time.Millisecond, 10*time.Millisecond, time.Now())
+	r.fill(rep, time.Millisecond, 10*time.Millisecond, 0, time.Now())
 	if rep.ClientSaturated {
 		t.Errorf("1 ms window with a 10 ms CPU tick judged saturated: %q", rep.Warnings)
 	}

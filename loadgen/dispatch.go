@@ -51,9 +51,20 @@ func (r *run) dispatch(tokens chan<- slot, quit <-chan struct{}) {
 // a millisecond on Linux (0.55 ms late at the median, see the package
 // doc), while a yield-spin meets t within microseconds and never holds the
 // only P in a sleeping system call.
+//
+// The time it yield-spins inside the measurement adds to r.spinNs.
 func (r *run) waitUntil(t int64, quit <-chan struct{}) bool {
+	spinFrom := int64(-1)
+	defer func() {
+		if spinFrom >= 0 {
+			if now, from := r.now(), max(spinFrom, r.measureStart); now > from {
+				r.spinNs += now - from
+			}
+		}
+	}()
 	for {
-		d := t - r.now()
+		now := r.now()
+		d := t - now
 		if d <= 0 {
 			return true
 		}
@@ -65,6 +76,9 @@ func (r *run) waitUntil(t int64, quit <-chan struct{}) bool {
 		if d > int64(timerFloor) {
 			time.Sleep(time.Duration(min(d-int64(timerFloor), int64(20*time.Millisecond))))
 		} else {
+			if spinFrom < 0 {
+				spinFrom = now
+			}
 			runtime.Gosched()
 		}
 	}

@@ -64,6 +64,12 @@ func eachEngine(t *testing.T, f func(t *testing.T, engine string)) {
 	}
 }
 
+// withEngine returns cfg set to run on engine.
+func withEngine(cfg Config, engine string) Config {
+	cfg.engine = engine
+	return cfg
+}
+
 // mustRun runs cfg, failing the test on an error.
 func mustRun(t *testing.T, cfg Config) *Report {
 	t.Helper()

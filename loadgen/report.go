@@ -76,6 +76,8 @@ type Report struct {
 	ServiceHist *hdrhistogram.Histogram `json:"-"`
 	ConnectHist *hdrhistogram.Histogram `json:"-"`
 	SendLagHist *hdrhistogram.Histogram `json:"-"`
+
+	early int64 // open-loop requests sent before they were due: never (the tests check)
 }
 
 // Counts are the additive counters of a run. A run sums them over its

@@ -49,6 +49,7 @@ type run struct {
 	end          int64     // end of the measurement window; MaxInt64 with -n
 	pacer        pacer     // open loop only
 	tokens       chan slot // goroutine engine, open loop: due requests from dispatch
+	spinNs       int64     // goroutine engine: the dispatcher's yield-spin in the measurement
 	tickets      atomic.Int64
 
 	// cpu0 is the process CPU time at the start of the measurement, taken
@@ -275,7 +276,7 @@ type goEngine struct {
 }
 
 func (e *goEngine) name() string        { return EngineGoroutines }
-func (e *goEngine) spin() time.Duration { return 0 }
+func (e *goEngine) spin() time.Duration { return time.Duration(e.r.spinNs) }
 
 func (e *goEngine) cpu() (time.Duration, bool) { return 0, false }
 
@@ -516,6 +517,7 @@ func (r *run) fill(rep *Report, window, cpu, spin time.Duration, startWall time.
 		}
 		otherMode += w.m.otherMode
 		lateSends += w.lateSends
+		rep.early += w.early
 		maxLag = max(maxLag, w.maxLag)
 		if w.failure != nil {
 			failures = append(failures, fmt.Sprintf("conn %d: %v", w.id, w.failure))

@@ -553,15 +553,51 @@ func TestSummary(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	rows := synthRows(key("threaded", "tcp", 1), 5, 20000, 0.05, rng)
 	rows[2].ClientSaturated = true
+	rows[2].Bound = BoundClient
 	rows[3].Errors = 7
+	for i := range rows {
+		rows[i].ClientCPUs = "1"
+		if rows[i].Bound == "" {
+			rows[i].Bound = BoundServer
+		}
+	}
+	server := synthRows(key("eventloop", "udp", 32), 3, 50000, 0.05, rng)
+	for i := range server {
+		server[i].Bound = BoundServer
+	}
+	rows = append(rows, server...)
 	rows = append(rows, Row{Key: key("prefork", "tcp", 10000), Status: StatusSkipped, Note: "needs about 3000 MiB"})
 	rows = append(rows, Row{Key: key("eventloop", "tcp", 1), Status: StatusFailed, Note: "server exited"})
 	var buf bytes.Buffer
 	WriteSummary(&buf, rows)
 	s := buf.String()
-	for _, want := range []string{"threaded", "Skipped 1 cell", "needs about 3000 MiB", "FAILURES", "LOAD GENERATOR WAS THE BOTTLENECK in 1 of 5 runs", "7 failed requests"} {
+	for _, want := range []string{"threaded", "Skipped 1 cell", "needs about 3000 MiB", "FAILURES", "LOAD GENERATOR WAS THE BOTTLENECK in 1 of 8 runs",
+		"7 failed requests", "CLIENT-BOUND: 1 of 2 cells could not be server-bound with 1 CPU for the load generator", "client 1/5", ">=", "server"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("summary lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "eventloop/net=udp") && strings.Contains(s[strings.Index(s, "CLIENT-BOUND"):], "eventloop") {
+		t.Errorf("a server-bound cell is listed as client-bound:\n%s", s)
+	}
+}
+
+// TestClientShare: the default pinning gives the load generator enough
+// CPUs to stay below its saturation mark while the server keeps the rest
+// busy, and no more.
+func TestClientShare(t *testing.T) {
+	for n, want := range map[int]int{2: 1, 3: 2, 4: 2, 8: 3, 16: 6, 64: 22} {
+		c := clientShare(n, serverCostUS, clientCostUS)
+		if c != want {
+			t.Errorf("%d CPUs: client %d, want %d", n, c, want)
+		}
+		if n > 2 {
+			keeps := float64(c) / clientCostUS * clientBusyMark
+			needs := float64(n-c) / serverCostUS
+			fewer := float64(c-1) / clientCostUS * clientBusyMark
+			if keeps < needs || fewer >= float64(n-c+1)/serverCostUS {
+				t.Errorf("%d CPUs, %d for the client: drives %.3f, server needs %.3f; one fewer drives %.3f", n, c, keeps, needs, fewer)
+			}
 		}
 	}
 }

@@ -33,6 +33,7 @@ var Columns = []string{
 	"client_cpu_s", "client_saturated",
 	// appended
 	"status", "note", "server_cpus", "client_cpus", "workers", "server_args",
+	"send_lag_p50_us", "send_lag_p99_us", "client_ceiling_rps", "bound",
 }
 
 // designColumns is how many of Columns come from DESIGN.md.
@@ -84,6 +85,10 @@ type Row struct {
 	ClientCPUs      string
 	Workers         int
 	ServerArgs      string
+	// Appended by the load generator's issue (11).
+	SendLagP50, SendLagP99 float64 // microseconds; NaN for the closed loop
+	ClientCeilingRPS       float64 // NaN when not calibrated
+	Bound                  string
 }
 
 // OK reports whether the row holds a clean measurement.
@@ -115,7 +120,8 @@ func (r *Row) Record() []string {
 			ftoa(r.ServerCPUS, 4), ftoa(r.CPUUSPerReq, 3), strconv.FormatInt(r.ServerRSSKB, 10),
 			ftoa(r.ClientCPUS, 4), strconv.FormatBool(r.ClientSaturated))
 	}
-	return append(rec, r.Status, r.Note, r.ServerCPUs, r.ClientCPUs, strconv.Itoa(r.Workers), r.ServerArgs)
+	return append(rec, r.Status, r.Note, r.ServerCPUs, r.ClientCPUs, strconv.Itoa(r.Workers), r.ServerArgs,
+		ftoa(r.SendLagP50, 1), ftoa(r.SendLagP99, 1), ftoa(r.ClientCeilingRPS, 0), r.Bound)
 }
 
 // CSVWriter writes result rows one complete row at a time: each Write
@@ -228,6 +234,8 @@ func ReadCSV(r io.Reader) ([]Row, error) {
 			Status: p.str("status"), Note: p.str("note"),
 			ServerCPUs: p.str("server_cpus"), ClientCPUs: p.str("client_cpus"),
 			Workers: int(p.int("workers")), ServerArgs: p.str("server_args"),
+			Bound: p.str("bound"), SendLagP50: p.float("send_lag_p50_us"), SendLagP99: p.float("send_lag_p99_us"),
+			ClientCeilingRPS: p.float("client_ceiling_rps"),
 		}
 		if row.Status == StatusSkipped || row.Status == StatusFailed {
 			row.DurationS, row.RPS, row.MBps = math.NaN(), math.NaN(), math.NaN()

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"math"
 	"bytes"
 	"context"
 	"errors"
@@ -134,6 +135,14 @@ matrix:
 		}
 		if r.BlockUS > 0 && (r.RPS > 4100 || !(r.P50 >= 1000)) {
 			t.Errorf("%s: %v req/s, p50 %v µs with a 1 ms block", r.Key, r.RPS, r.P50)
+		}
+		// Every run is labelled against a calibrated ceiling; the open
+		// loop records its send lag, the closed loop has none.
+		if (r.Bound != BoundServer && r.Bound != BoundClient) || !(r.ClientCeilingRPS > 0) {
+			t.Errorf("%s: bound %q, ceiling %v (%s)", r.Key, r.Bound, r.ClientCeilingRPS, r.Note)
+		}
+		if (r.Rate > 0) != !math.IsNaN(r.SendLagP99) || r.Rate > 0 && !(r.SendLagP99 >= r.SendLagP50) {
+			t.Errorf("%s: send lag p50 %v p99 %v at rate %v", r.Key, r.SendLagP50, r.SendLagP99, r.Rate)
 		}
 	}
 	rows, err := ReadCSVFile(out.CSV)

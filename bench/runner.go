@@ -81,18 +81,48 @@ func (o *Outcome) Failures() int {
 	return n
 }
 
-// DefaultPinning splits the CPUs this process may use: the first half for
-// the server, the rest for the load generator (on 2 cores: server CPU 0,
-// client CPU 1). With one CPU, or where pinning is unsupported, both are
-// nil and nothing is pinned.
+// Per-request CPU costs that size the default pinning, measured on the
+// 2-core development machine (server and generator pinned apart, TCP, 64 B,
+// closed loop):
+//   - serverCostUS: the cheapest model's server CPU per request at 32
+//     connections, cpu_us_per_req of `make bench` (threaded and eventloop
+//     8.6 to 9.4 µs; the cheapest is the one the generator must outrun);
+//   - clientCostUS: the load generator's CPU per request when saturated,
+//     `sockbench load -c 64` against the C yardstick server (3.9 µs with
+//     the epoll engine; the C yardstick client pays 3.8).
+const (
+	serverCostUS = 8.6
+	clientCostUS = 3.9
+)
+
+// DefaultPinning splits the CPUs this process may use between the server
+// (the first ones) and the load generator (the rest), giving the generator
+// just enough to saturate the server: see clientShare. On 2 cores: server
+// CPU 0, client CPU 1; on 4: 2 and 2; on 8: 5 and 3. With one CPU, or
+// where pinning is unsupported, both are nil and nothing is pinned.
 func DefaultPinning() (server, client []int) {
 	cpus := allowedCPUs()
 	if !pinningSupported || len(cpus) < 2 {
 		return nil, nil
 	}
-	h := len(cpus) / 2
-	return cpus[:h], cpus[h:]
+	c := clientShare(len(cpus), serverCostUS, clientCostUS)
+	return cpus[:len(cpus)-c], cpus[len(cpus)-c:]
 }
+
+// clientShare returns how many of n CPUs the load generator needs so that
+// it stays below the saturation mark (90% busy) while the server keeps the
+// other n-c CPUs busy: c/clientCost * 0.9 >= (n-c)/serverCost. At least
+// one CPU each.
+func clientShare(n int, serverCost, clientCost float64) int {
+	k := clientCost / (clientBusyMark * serverCost)
+	c := int(math.Ceil(float64(n)*k/(1+k) - 1e-9))
+	return min(max(c, 1), n-1)
+}
+
+// clientBusyMark is the load generator's CPU share from which it counts as
+// saturated (loadgen's client_saturated), and the share of its calibrated
+// ceiling from which a cell counts as client-bound.
+const clientBusyMark = 0.9
 
 // ParseCPUs parses a CPU list such as "0", "0-3", "0,2,4-5".
 func ParseCPUs(s string) ([]int, error) {
@@ -171,12 +201,19 @@ func interleave(cells []Cell) []Cell {
 
 // Runner runs a profile.
 type Runner struct {
-	opts    Options
-	cells   []Cell
-	count   int
-	sockDir string
-	workers int
-	now     func() time.Time
+	opts     Options
+	cells    []Cell
+	count    int
+	sockDir  string
+	workers  int
+	now      func() time.Time
+	ceilings map[Key]ceiling // by calibrationKey
+}
+
+// ceiling is what the calibration step measured for one shape of load.
+type ceiling struct {
+	rps  float64 // the load generator's ceiling, req/s; 0 when unknown
+	note string  // why it is unknown
 }
 
 // NewRunner checks the options and prepares a run.
@@ -250,7 +287,7 @@ func (r *Runner) Estimate() time.Duration {
 	for _, c := range r.cells {
 		d += c.Duration + c.Warmup + 300*time.Millisecond
 	}
-	return d * time.Duration(r.count)
+	return d*time.Duration(r.count) + r.calibrationEstimate()
 }
 
 // Stem is the output file name stem: <UTC time>-<host>.
@@ -301,6 +338,7 @@ func (r *Runner) Run(ctx context.Context) (*Outcome, error) {
 	out.sockDir = sockDir
 	defer os.RemoveAll(sockDir)
 
+	r.calibrate(ctx)
 	prog := newProgress(r.opts.Progress, r.opts.TTY, r.Total(), r.Estimate())
 	i := 0
 loop:
@@ -375,7 +413,8 @@ func (r *Runner) baseRow(cell Cell, run int) Row {
 		Workers: r.workers, ServerArgs: strings.Join(r.opts.ServerArgs, " "),
 		DurationS: math.NaN(), RPS: math.NaN(), MBps: math.NaN(), P50: math.NaN(), P90: math.NaN(),
 		P99: math.NaN(), P999: math.NaN(), P9999: math.NaN(), Max: math.NaN(), ServerCPUS: math.NaN(),
-		CPUUSPerReq: math.NaN(), ClientCPUS: math.NaN()}
+		CPUUSPerReq: math.NaN(), ClientCPUS: math.NaN(),
+		SendLagP50: math.NaN(), SendLagP99: math.NaN(), ClientCeilingRPS: math.NaN()}
 	return row
 }
 
@@ -577,6 +616,10 @@ func (r *Runner) measure(ctx context.Context, cell Cell, row *Row) error {
 	l := rep.Latency
 	row.P50, row.P90, row.P99, row.P999, row.P9999, row.Max = l.P50, l.P90, l.P99, l.P999, l.P9999, l.Max
 	row.ClientCPUS, row.ClientSaturated = rep.ClientCPUSeconds, rep.ClientSaturated
+	if rep.SendLag != nil {
+		row.SendLagP50, row.SendLagP99 = rep.SendLag.P50, rep.SendLag.P99
+	}
+	r.label(cell, row)
 	if serr == nil {
 		row.ServerCPUS = cpu1 - cpu0
 		if rep.Requests > 0 {
@@ -608,9 +651,15 @@ func (r *Runner) measure(ctx context.Context, cell Cell, row *Row) error {
 // exactly around the measured one (no load process is running at either
 // sample).
 func (r *Runner) runLoad(ctx context.Context, cell Cell, addr string, d time.Duration) (*loadgen.Report, error) {
-	args := []string{"load", "--target", cell.Net + "://" + addr, "--mode", cell.Mode,
+	return r.loadProcess(ctx, cell, d, r.opts.ClientCPUs, "--target", cell.Net+"://"+addr, "--warmup", "0")
+}
+
+// loadProcess runs `sockbench load` for cell's shape with the extra
+// arguments, pinned to cpus, and parses its JSON.
+func (r *Runner) loadProcess(ctx context.Context, cell Cell, d time.Duration, cpus []int, extra ...string) (*loadgen.Report, error) {
+	args := append([]string{"load", "--mode", cell.Mode,
 		"-c", strconv.Itoa(cell.Conns), "-p", strconv.Itoa(cell.Pipeline), "-s", strconv.Itoa(cell.Size),
-		"-d", d.String(), "--warmup", "0", "--format", "json"}
+		"-d", d.String(), "--format", "json"}, extra...)
 	if cell.Rate > 0 {
 		args = append(args, "--rate", strconv.FormatFloat(cell.Rate, 'f', -1, 64))
 	}
@@ -626,7 +675,7 @@ func (r *Runner) runLoad(ctx context.Context, cell Cell, addr string, d time.Dur
 	var stdout bytes.Buffer
 	stderr := newTail(4096)
 	cmd.Stdout, cmd.Stderr = &stdout, stderr
-	if err := startPinned(cmd, r.opts.ClientCPUs); err != nil {
+	if err := startPinned(cmd, cpus); err != nil {
 		return nil, fmt.Errorf("starting load generator: %w", err)
 	}
 	werr := cmd.Wait()

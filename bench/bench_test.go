@@ -582,21 +582,29 @@ func TestSummary(t *testing.T) {
 	}
 }
 
-// TestClientShare: the default pinning gives the load generator enough
-// CPUs to stay below its saturation mark while the server keeps the rest
-// busy, and no more.
+// TestClientShare: the default pinning gives the load generator the CPUs
+// it needs to stay below its saturation mark while the server keeps the
+// rest busy (to the nearest CPU), and follows the costs: a generator half
+// as costly gets a third of the CPUs.
 func TestClientShare(t *testing.T) {
-	for n, want := range map[int]int{2: 1, 3: 2, 4: 2, 8: 3, 16: 6, 64: 22} {
-		c := clientShare(n, serverCostUS, clientCostUS)
-		if c != want {
-			t.Errorf("%d CPUs: client %d, want %d", n, c, want)
-		}
-		if n > 2 {
-			keeps := float64(c) / clientCostUS * clientBusyMark
-			needs := float64(n-c) / serverCostUS
-			fewer := float64(c-1) / clientCostUS * clientBusyMark
-			if keeps < needs || fewer >= float64(n-c+1)/serverCostUS {
-				t.Errorf("%d CPUs, %d for the client: drives %.3f, server needs %.3f; one fewer drives %.3f", n, c, keeps, needs, fewer)
+	for _, c := range []struct {
+		server, client float64
+		want           map[int]int
+	}{
+		{serverCostUS, clientCostUS, map[int]int{2: 1, 3: 2, 4: 2, 8: 4, 16: 8}},
+		{8, 3.6, map[int]int{2: 1, 3: 1, 4: 1, 8: 3, 16: 5}},
+		{4, 10, map[int]int{2: 1, 4: 3, 8: 6}},
+	} {
+		for n, want := range c.want {
+			got := clientShare(n, c.server, c.client)
+			if got != want {
+				t.Errorf("server %v µs, client %v µs, %d CPUs: client %d, want %d", c.server, c.client, n, got, want)
+			}
+			// To the nearest CPU: one fewer would leave the generator
+			// short of the server by more than half a CPU's worth.
+			drives := func(cpus int) float64 { return float64(cpus) / c.client * clientBusyMark * c.server }
+			if n > 2 && (drives(got)+drives(1)/2 < float64(n-got)) {
+				t.Errorf("%d CPUs, %d for the client: it drives %.2f server CPUs of %d", n, got, drives(got), n-got)
 			}
 		}
 	}

@@ -142,7 +142,7 @@ Built-in profiles: ` + strings.Join(bench.ProfileNames(), ", ") + `.`,
 	f.StringVarP(&outDir, "out", "o", "results", "directory for the CSV, .txt and .html")
 	f.StringVar(&binary, "binary", "", "sockbench binary to run as serve and load (default: this one)")
 	f.StringVar(&serverCPUs, "server-cpus", "", "CPUs for the server, e.g. 0 or 0-3 (default: the first CPUs, all but the load generator's)")
-	f.StringVar(&clientCPUs, "client-cpus", "", "CPUs for the load generator (default: the last ones, as many as measured per-request costs say it needs to saturate the server: 1 of 2, 2 of 4, 3 of 8)")
+	f.StringVar(&clientCPUs, "client-cpus", "", "CPUs for the load generator (default: the last ones, as many as the measured per-request costs say it needs to saturate the server: 1 of 2, 2 of 4, 4 of 8)")
 	f.BoolVar(&noPin, "no-pin", false, "do not pin server and load generator to CPUs")
 	f.IntVar(&workers, "workers", 0, "server --workers (default: number of server CPUs)")
 	f.StringArrayVar(&serverArgs, "server-args", nil, "extra flag for every server, e.g. --server-args=--work=50us (repeatable; recorded, not part of the cell)")

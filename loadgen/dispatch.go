@@ -52,18 +52,17 @@ func (r *run) dispatch(tokens chan<- slot, quit <-chan struct{}) {
 // doc), while a yield-spin meets t within microseconds and never holds the
 // only P in a sleeping system call.
 //
-// The time it yield-spins inside the measurement adds to r.spinNs.
+// The time it yield-spins inside the measurement adds to r.spinNs: every
+// round of the spin that came back at once (a round in which another
+// goroutine ran is its work, not spin).
 func (r *run) waitUntil(t int64, quit <-chan struct{}) bool {
-	spinFrom := int64(-1)
-	defer func() {
-		if spinFrom >= 0 {
-			if now, from := r.now(), max(spinFrom, r.measureStart); now > from {
-				r.spinNs += now - from
-			}
-		}
-	}()
+	last := int64(-1) // when the last spin round began
 	for {
 		now := r.now()
+		if last >= 0 && now-last < int64(20*time.Microsecond) && last >= r.measureStart {
+			r.spinNs += now - last
+		}
+		last = -1
 		d := t - now
 		if d <= 0 {
 			return true
@@ -76,9 +75,7 @@ func (r *run) waitUntil(t int64, quit <-chan struct{}) bool {
 		if d > int64(timerFloor) {
 			time.Sleep(time.Duration(min(d-int64(timerFloor), int64(20*time.Millisecond))))
 		} else {
-			if spinFrom < 0 {
-				spinFrom = now
-			}
+			last = now
 			runtime.Gosched()
 		}
 	}

@@ -86,9 +86,9 @@ type loop struct {
 	spinFor    int64 // current spin window
 	lateAvg    int64 // wake-up lateness estimate: mean and mean deviation
 	lateDev    int64
-	spinning   bool
+	spinning   bool // the current round began with a yield-spin, at spinFrom
 	spinFrom   int64
-	spinNs     int64 // time yield-spun inside the measurement
+	spinNs     int64 // time yield-spun inside the measurement, rounds that found nothing to do
 	// Pinned loops (Calibrate) measure their own thread's CPU time over
 	// the measurement: the process's would include the sink's.
 	threadCPU0, threadCPU1 int64
@@ -390,31 +390,35 @@ func (l *loop) step(uintptr) bool {
 			r.sampleStartCPU()
 			l.threadCPU0 = l.threadCPU()
 		}
+		sent := 0
 		if l.open {
-			l.pace(now)
+			sent = l.pace(now)
 		}
 		if now >= l.nextSweep {
 			l.sweep(now)
 		}
+		if l.spinning {
+			// The last round was a spin; it counts as spin only if it
+			// found nothing to do (busy time must not hide as spin).
+			if k == 0 && sent == 0 {
+				l.addSpin(l.spinFrom, now)
+			}
+			l.spinning = false
+		}
 		if l.finished(now) {
-			l.endSpin(now)
 			return true
 		}
 		if k > 0 {
-			l.endSpin(now)
 			continue // busy: poll again before anything else
 		}
 		wake, spin := l.nextWake(now)
 		if spin {
 			// Yield-spin until the due time: waking from a park takes this
 			// machine tens of microseconds, a spin none.
-			if !l.spinning {
-				l.spinning, l.spinFrom = true, now
-			}
+			l.spinning, l.spinFrom = true, now
 			runtime.Gosched()
 			continue
 		}
-		l.endSpin(now)
 		if wake <= now {
 			continue
 		}
@@ -427,14 +431,11 @@ func (l *loop) step(uintptr) bool {
 	}
 }
 
-// endSpin accounts for a spin that ended at now (only what fell inside
-// the measurement).
-func (l *loop) endSpin(now int64) {
-	if l.spinning {
-		l.spinning = false
-		if from := max(l.spinFrom, l.r.measureStart); now > from {
-			l.spinNs += now - from
-		}
+// addSpin counts [from, now) as yield-spin, as far as it fell inside the
+// measurement.
+func (l *loop) addSpin(from, now int64) {
+	if from = max(from, l.r.measureStart); now > from {
+		l.spinNs += now - from
 	}
 }
 
@@ -600,33 +601,33 @@ func (l *loop) fillAt(c *lconn, now int64) {
 }
 
 // pace sends every request that has fallen due on a connection free to
-// send. A due time with no connection free waits for one (its wait is
+// send, and returns how many it sent. A due time with no connection free waits for one (its wait is
 // counted: latency runs from the due time); one still unsent when the
 // window closes is reported as unsent, not sent late.
-func (l *loop) pace(now int64) {
+func (l *loop) pace(now int64) (sent int) {
 	r := l.r
-	for {
+	for ; ; sent++ {
 		if !l.haveDue {
 			if l.schedDone {
-				return
+				return sent
 			}
 			due, counted, ok := r.pacer.Claim(now)
 			if !ok {
 				l.schedDone = true
-				return
+				return sent
 			}
 			l.due, l.dueCounted, l.haveDue = due, counted, true
 		}
 		if l.due > now {
-			return
+			return sent
 		}
 		if now >= r.end {
 			l.haveDue, l.schedDone = false, true
-			return
+			return sent
 		}
 		c := l.ready.pop()
 		if c == nil {
-			return
+			return sent
 		}
 		l.haveDue = false
 		l.send(c, now, l.due, l.dueCounted)

@@ -1,12 +1,3 @@
-// Package loadgen is sockbench's load generator. It speaks the wire protocol
-// only (see package protocol) and knows nothing of the servers it drives.
-//
-// A run opens Conns connections, keeps Pipeline requests in flight on each
-// (closed loop) or sends on a shared schedule of Rate requests per second
-// (open loop), checks every reply byte for byte, and returns a Report with
-// HdrHistogram percentiles. Each connection goroutine records into its own
-// histogram; they are merged once the run is over, so the hot path takes no
-// lock.
 package loadgen
 
 import (

@@ -1,10 +1,10 @@
 package bench
 
 import (
-	"math"
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"

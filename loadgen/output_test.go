@@ -323,3 +323,19 @@ func TestProgressLine(t *testing.T) {
 		t.Fatalf("progress output %q", out)
 	}
 }
+
+// TestReportReadsOldJSON: a report written before client_cpus became
+// client_cpu_count (a merge of old --hdr-out logs, a bench of an older
+// binary) still gives its CPU count; the new key wins where both are.
+func TestReportReadsOldJSON(t *testing.T) {
+	var old, both Report
+	if err := json.Unmarshal([]byte(`{"requests": 7, "client_cpu_s": 1.5, "client_cpus": 3}`), &old); err != nil {
+		t.Fatal(err)
+	}
+	if old.ClientCPUCount != 3 || old.ClientCPUSeconds != 1.5 || old.Requests != 7 {
+		t.Fatalf("old JSON read as %+v", old)
+	}
+	if err := json.Unmarshal([]byte(`{"client_cpus": 3, "client_cpu_count": 2}`), &both); err != nil || both.ClientCPUCount != 2 {
+		t.Fatalf("client_cpu_count %d (%v), want 2", both.ClientCPUCount, err)
+	}
+}

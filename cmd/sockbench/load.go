@@ -109,6 +109,9 @@ func runLoad(cmd *cobra.Command, f *loadFlags) error {
 		if c.Target != "" {
 			return usagef("--calibrate brings its own sink: give no --target")
 		}
+		if c.Rate != 0 {
+			return usagef("--calibrate measures the most the generator drives, a closed loop: give no --rate")
+		}
 		switch f.calibrate {
 		case "tcp", "udp":
 			c.Target = f.calibrate + "://127.0.0.1:1" // validated now; the sink's own address replaces it

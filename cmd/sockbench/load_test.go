@@ -106,6 +106,7 @@ func TestLoadBadFlags(t *testing.T) {
 		{"load", target, "--bogus"},
 		{"load", "--calibrate", "http"},
 		{"load", "--calibrate", "tcp", target},
+		{"load", "--calibrate", "tcp", "--rate", "1000"},
 		{"load", target, "--sink-cpus", "0"},
 		{"load", "--calibrate", "tcp", "--sink-cpus", "x"},
 		{"load", "--calibrate", "tcp", "--sink-cpus", "4095", "-n", "10"},

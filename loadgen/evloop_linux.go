@@ -223,21 +223,10 @@ func newLoop(r *run, cpu, conns int) (*loop, error) {
 // once w.conn is closed (the poller would otherwise be woken for every
 // reply too).
 func (l *loop) adopt(w *worker) error {
-	sc, ok := w.conn.(syscall.Conn)
-	if !ok {
-		return errors.New("connection has no descriptor")
-	}
-	rc, err := sc.SyscallConn()
+	sc, _ := w.conn.(syscall.Conn)
+	fd, err := dupConn(sc)
 	if err != nil {
 		return err
-	}
-	fd := -1
-	var derr error
-	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return err
-	}
-	if derr != nil {
-		return fmt.Errorf("dup: %w", derr)
 	}
 	w.conn.Close()
 	w.conn = nil
@@ -318,14 +307,7 @@ func (e *epollEngine) spin() time.Duration {
 
 // run drives the loop until its connections are done or the run stops.
 func (l *loop) run() {
-	if l.cpu >= 0 {
-		// The thread dies with the goroutine (no UnlockOSThread), and
-		// its affinity with it.
-		runtime.LockOSThread()
-		var set unix.CPUSet
-		set.Set(l.cpu)
-		_ = unix.SchedSetaffinity(0, &set)
-	}
+	pinThread(l.cpu)
 	l.ready.buf = make([]*lconn, len(l.conns))
 	l.nextSweep = l.r.now() + l.sweepEvery
 	for _, c := range l.conns {
@@ -890,6 +872,40 @@ func (l *loop) closeConn(c *lconn) {
 		c.sendDone = true
 		l.sending--
 	}
+}
+
+// pinThread locks the calling goroutine to its thread and pins that
+// thread to cpu (nothing for -1). The thread dies with the goroutine (no
+// UnlockOSThread), and its affinity with it.
+func pinThread(cpu int) {
+	if cpu < 0 {
+		return
+	}
+	runtime.LockOSThread()
+	var set unix.CPUSet
+	set.Set(cpu)
+	_ = unix.SchedSetaffinity(0, &set)
+}
+
+// dupConn returns a close-on-exec duplicate of sc's descriptor, which Go's
+// poller does not watch.
+func dupConn(sc syscall.Conn) (int, error) {
+	if sc == nil {
+		return -1, errors.New("socket has no descriptor")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("dup: %w", derr)
+	}
+	return fd, nil
 }
 
 // Raw system calls. The loop's descriptors are non-blocking, so none of

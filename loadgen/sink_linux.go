@@ -2,10 +2,8 @@ package loadgen
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -121,34 +119,8 @@ func serveSink(ln net.Listener, pc net.PacketConn, mode protocol.Mode, cpus []in
 	}, nil
 }
 
-// dupConn returns a close-on-exec duplicate of sc's descriptor, which Go's
-// poller does not watch.
-func dupConn(sc syscall.Conn) (int, error) {
-	if sc == nil {
-		return -1, errors.New("socket has no descriptor")
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	var derr error
-	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return -1, err
-	}
-	if derr != nil {
-		return -1, fmt.Errorf("dup: %w", derr)
-	}
-	return fd, nil
-}
-
 func (l *sinkLoop) run() {
-	if l.cpu >= 0 {
-		runtime.LockOSThread() // the thread dies with the goroutine, and its affinity with it
-		var set unix.CPUSet
-		set.Set(l.cpu)
-		_ = unix.SchedSetaffinity(0, &set)
-	}
+	pinThread(l.cpu)
 	for !l.stop.Load() {
 		if err := l.rc.Read(l.body); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			return

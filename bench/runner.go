@@ -91,7 +91,8 @@ func (o *Outcome) Failures() int {
 // Both sides of a loopback round trip pay about the same kernel work, so
 // the generator needs about as many CPUs as the server it must saturate.
 // (The generator of before paid 10 µs against servers paying 8.6 to 9.4,
-// and saturated in 96 of the 108 runs at 32 connections; now 33.)
+// and saturated in 96 of the 108 runs at 32 connections; now 20 and 33 in
+// two runs.)
 const (
 	serverCostUS = 4.42
 	clientCostUS = 4.08

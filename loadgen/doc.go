@@ -55,10 +55,10 @@
 // per-connection histogram's sparseAdd was 1.2% of the profile), and
 // watches streams edge-triggered (a level-triggered socket is polled again
 // at the next epoll_pwait after every event: tcp_poll and ep_item_poll are
-// 9% of refclient's own profile). Measured as above: 264.6k, 268.0k and
-// 265.5k req/s against refclient's 282.0k, 263.3k and 262.5k, a median of
-// 1.01 of it, at 3.71 to 3.75 µs of CPU a request; the goroutine engine of
-// before drove 159k to 163k in the same rounds. The goroutine engine stays
+// 9% of refclient's own profile). Measured as above: 275.1k, 274.4k and
+// 247.5k req/s against refclient's 276.4k, 272.3k and 271.4k (0.995, 1.008
+// and 0.912 a round; medians 274.4k and 272.3k), at 3.6 to 4.0 µs of CPU a
+// request (median 3.6); the goroutine engine of // before drove 170k to 177k in the same rounds. The goroutine engine stays
 // as the portable fallback (every other platform runs it), and the tests
 // run every behaviour test on both.
 //
@@ -91,16 +91,20 @@
 // out of the saturation verdict. Measured against refserver as above
 // (latency p50 and send lag p99, medians of three interleaved rounds):
 //
-//	--rate 1000 -c 1:   p50 119.7 µs (refclient's closed-loop round trip: 78.3), lag p99 87 µs; before: 306 µs, 378 µs
-//	--rate 10000 -c 16: p50 55.0 µs, lag p99 3.2 µs; before: 2.6 ms, 1.67 ms
+//	--rate 1000 -c 1:   p50 117.8 µs (refclient's closed-loop round trip: 75.3), lag p99 99.9 µs; before: 2.05 ms, 1.19 ms
+//	--rate 10000 -c 16: p50 53.8 µs, lag p99 27.3 µs; before: 480 µs, 578 µs
+//
+// (The 2 ms of before at 1,000 req/s is the millisecond heartbeat: service
+// time and send lag each 1.0 ms at the median, in two of the three rounds.)
 //
 // At 1,000 req/s both sides wake from idle for every request, which is why
 // the p50 is above the closed loop's: sockperf (ul --mps 1000 --reply-every
-// 1 against sr, same pinning) reports 45 µs one way, a 90 µs round trip,
-// with a one-way p99 of 134 to 163 µs. Send lag at one connection and one
+// 1 against sr, same pinning) reports 46.7 µs one way, a 93 µs round trip,
+// with a one-way p99 of 70 to 143 µs. Send lag at one connection and one
 // request in flight also counts the wait for a reply that came later than
-// the next due time; on this shared machine that sets its p99 (73 to 818
-// µs over the three rounds).
+// the next due time, and on this shared machine other processes take the
+// generator's CPU now and then: its p99 was 17 to 103 µs over the three
+// rounds (and 73 to 818 µs in an earlier sitting).
 //
 // # The generator's own ceiling
 //

@@ -58,9 +58,10 @@
 // 9% of refclient's own profile). Measured as above: 275.1k, 274.4k and
 // 247.5k req/s against refclient's 276.4k, 272.3k and 271.4k (0.995, 1.008
 // and 0.912 a round; medians 274.4k and 272.3k), at 3.6 to 4.0 µs of CPU a
-// request (median 3.6); the goroutine engine of // before drove 170k to 177k in the same rounds. The goroutine engine stays
-// as the portable fallback (every other platform runs it), and the tests
-// run every behaviour test on both.
+// request (median 3.6); the goroutine engine of before drove 170k to 177k
+// in the same rounds. The goroutine engine stays as the portable fallback
+// (every other platform runs it), and the tests run every behaviour test
+// on both.
 //
 // # The pacer: a timerfd, a read deadline, then a yield-spin
 //

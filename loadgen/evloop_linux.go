@@ -541,44 +541,47 @@ func (l *loop) afterAt(c *lconn, now int64) {
 // the first at now: one write for the lot on a stream, one per datagram.
 func (l *loop) fillAt(c *lconn, now int64) {
 	r := l.r
-	if c.sendDone || c.closed || len(c.out) > 0 {
-		return
-	}
 	p, w := r.cfg.Pipeline, c.w
-	buf := l.wbuf[:0]
-	for first := true; c.inflight < p; first = false {
-		if !first {
-			now = r.now()
-		}
-		counted, ok := r.claimClosedAt(now)
-		if !ok {
-			c.sendDone = true
-			l.sending--
-			break
-		}
-		w.sentAt(now, now, counted, false)
-		if l.dgram {
-			c.dt.pend = append(c.dt.pend, pending{seq: c.seq, intended: now, sent: now, deadline: now + int64(r.cfg.Timeout), counted: counted})
-			buf = r.gen.datagram(buf[:0], w.id, c.seq)
+	first := true
+	// Batch after batch (each at most maxBatch and one request), until
+	// the pipeline is full, the socket stops taking them, or the run ends.
+	for c.inflight < p && !c.sendDone && !c.closed && len(c.out) == 0 {
+		buf := l.wbuf[:0]
+		for c.inflight < p {
+			if !first {
+				now = r.now()
+			}
+			first = false
+			counted, ok := r.claimClosedAt(now)
+			if !ok {
+				c.sendDone = true
+				l.sending--
+				break
+			}
+			w.sentAt(now, now, counted, false)
+			if l.dgram {
+				c.dt.pend = append(c.dt.pend, pending{seq: c.seq, intended: now, sent: now, deadline: now + int64(r.cfg.Timeout), counted: counted})
+				buf = r.gen.datagram(buf[:0], w.id, c.seq)
+				c.seq++
+				c.inflight++
+				l.inflight++
+				if !l.write(c, buf) {
+					return
+				}
+				continue
+			}
+			c.stamps.push(stamp{seq: c.seq, intended: now, sent: now, counted: counted})
+			buf = r.gen.line(buf, w.id, c.seq)
 			c.seq++
 			c.inflight++
 			l.inflight++
-			if !l.write(c, buf) {
-				return
+			if len(buf)+r.cfg.SizeMax > cap(buf) {
+				break
 			}
-			continue
 		}
-		c.stamps.push(stamp{seq: c.seq, intended: now, sent: now, counted: counted})
-		buf = r.gen.line(buf, w.id, c.seq)
-		c.seq++
-		c.inflight++
-		l.inflight++
-		if len(buf)+r.cfg.SizeMax > cap(buf) {
-			break
+		if !l.dgram && len(buf) > 0 && !l.write(c, buf) {
+			return
 		}
-	}
-	if !l.dgram && len(buf) > 0 {
-		l.write(c, buf)
 	}
 }
 

@@ -557,3 +557,36 @@ func TestFileLimit(t *testing.T) {
 		t.Fatalf("err = %v, want ErrFileLimit", err)
 	}
 }
+
+// TestDeepPipelineOfLargeRequests: far more bytes in flight than the
+// socket buffers hold (256 requests of up to 60 KiB on each of two
+// connections, to a server that takes 100 µs a request), so writes go out
+// in parts and wait for the socket while replies must be read meanwhile,
+// and replies arrive split across reads. Nothing deadlocks and every
+// reply checks.
+func TestDeepPipelineOfLargeRequests(t *testing.T) {
+	eachEngine(t, func(t *testing.T, engine string) {
+		target := startStream(t, "tcp", &streamServer{mode: protocol.Upper, delay: 100 * time.Microsecond})
+		rep := mustRun(t, withEngine(Config{Target: target, Mode: protocol.Upper, Conns: 2, Pipeline: 256,
+			SizeMin: 16 << 10, SizeMax: 60 << 10, Requests: 1000, Timeout: scaled(10 * time.Second)}, engine))
+		if rep.Requests != 1000 || rep.Errors != 0 || rep.Bytes < 1000*16<<10 {
+			t.Fatalf("requests %d errors %d (%v) bytes %d", rep.Requests, rep.Errors, rep.ErrorsByKind, rep.Bytes)
+		}
+	})
+}
+
+// TestManyConnections: a thousand connections over the engine's loops.
+func TestManyConnections(t *testing.T) {
+	checkLeaks(t)
+	eachEngine(t, func(t *testing.T, engine string) {
+		s, err := StartSink("tcp", protocol.Echo, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		rep := mustRun(t, withEngine(Config{Target: s.Target, Conns: 1000, Requests: 20000, Timeout: scaled(10 * time.Second)}, engine))
+		if rep.Requests != 20000 || rep.ConnsOK != 1000 || rep.Errors != 0 {
+			t.Fatalf("requests %d conns %d errors %d (%v)", rep.Requests, rep.ConnsOK, rep.Errors, rep.ErrorsByKind)
+		}
+	})
+}

@@ -588,15 +588,59 @@ func TestSummary(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	rows := synthRows(key("threaded", "tcp", 1), 5, 20000, 0.05, rng)
 	rows[2].ClientSaturated = true
+	rows[2].Bound = BoundClient
 	rows[3].Errors = 7
+	for i := range rows {
+		rows[i].ClientCPUList = "1"
+		if rows[i].Bound == "" {
+			rows[i].Bound = BoundServer
+		}
+	}
+	server := synthRows(key("eventloop", "udp", 32), 3, 50000, 0.05, rng)
+	for i := range server {
+		server[i].Bound = BoundServer
+	}
+	rows = append(rows, server...)
 	rows = append(rows, Row{Key: key("prefork", "tcp", 10000), Status: StatusSkipped, Note: "needs about 3000 MiB"})
 	rows = append(rows, Row{Key: key("eventloop", "tcp", 1), Status: StatusFailed, Note: "server exited"})
 	var buf bytes.Buffer
 	WriteSummary(&buf, rows)
 	s := buf.String()
-	for _, want := range []string{"threaded", "Skipped 1 cell", "needs about 3000 MiB", "FAILURES", "LOAD GENERATOR WAS THE BOTTLENECK in 1 of 5 runs", "7 failed requests"} {
+	for _, want := range []string{"threaded", "Skipped 1 cell", "needs about 3000 MiB", "FAILURES", "LOAD GENERATOR WAS THE BOTTLENECK in 1 of 8 runs",
+		"7 failed requests", "CLIENT-BOUND: 1 of 2 cells could not be server-bound with 1 CPU for the load generator", "client 1/5", ">=", "server"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("summary lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "eventloop/net=udp") && strings.Contains(s[strings.Index(s, "CLIENT-BOUND"):], "eventloop") {
+		t.Errorf("a server-bound cell is listed as client-bound:\n%s", s)
+	}
+}
+
+// TestClientShare: the default pinning gives the load generator the CPUs
+// it needs to stay below its saturation mark while the server keeps the
+// rest busy (to the nearest CPU), and follows the costs: a generator half
+// as costly gets a third of the CPUs.
+func TestClientShare(t *testing.T) {
+	for _, c := range []struct {
+		server, client float64
+		want           map[int]int
+	}{
+		{serverCostUS, clientCostUS, map[int]int{2: 1, 3: 2, 4: 2, 8: 4, 16: 8}},
+		{8, 3.6, map[int]int{2: 1, 3: 1, 4: 1, 8: 3, 16: 5}},
+		{4, 10, map[int]int{2: 1, 4: 3, 8: 6}},
+	} {
+		for n, want := range c.want {
+			got := clientShare(n, c.server, c.client)
+			if got != want {
+				t.Errorf("server %v µs, client %v µs, %d CPUs: client %d, want %d", c.server, c.client, n, got, want)
+			}
+			// To the nearest CPU: one fewer would leave the generator
+			// short of the server by more than half a CPU's worth.
+			drives := func(cpus int) float64 { return float64(cpus) / c.client * clientBusyMark * c.server }
+			if n > 2 && (drives(got)+drives(1)/2 < float64(n-got)) {
+				t.Errorf("%d CPUs, %d for the client: it drives %.2f server CPUs of %d", n, got, drives(got), n-got)
+			}
 		}
 	}
 }

@@ -89,7 +89,7 @@ var Columns = append(designed(
 	text("cpu_model", "CPU model (on a Raspberry Pi, the board)", func(r *Row) *string { return &r.CPUModel }),
 	whole("cores", "CPUs", "CPUs the machine has", func(r *Row) *int { return &r.Cores }),
 	text("go_version", "Go toolchain that built the binary", func(r *Row) *string { return &r.GoVersion }),
-	text("model", "server model: threaded, eventloop, prefork", func(r *Row) *string { return &r.Model }),
+	text("model", "server model: threaded, eventloop, prefork, bare (the machine's limit)", func(r *Row) *string { return &r.Model }),
 	text("net", "transport: tcp, udp, unix, unixgram (or tcp4, tcp6, udp4, udp6)", func(r *Row) *string { return &r.Net }),
 	text("mode", "what the server does to each request: echo or upper", func(r *Row) *string { return &r.Mode }),
 	whole("conns", "connections", "connections of the load generator (UDP: sockets)", func(r *Row) *int { return &r.Conns }),
@@ -129,6 +129,10 @@ var Columns = append(designed(
 	text("server_host", "machine the server ran on (bench --server-host puts it on another; then host, os, arch, cpu_model and cores describe that machine)", func(r *Row) *string { return &r.ServerHost }),
 	text("client_host", "machine the load generator ran on (the same as server_host on one machine)", func(r *Row) *string { return &r.ClientHost }),
 	real("link_rtt_us", "µs", "median round trip between the two machines, from a one-connection load of 16-byte echoes once per run; empty on one machine", 1, func(r *Row) *float64 { return &r.LinkRTTUS }),
+	measured(real("send_lag_p50_us", "µs", "open loop: median of how late the load generator sent a request after it was due (part of the latency); empty for the closed loop", 1, func(r *Row) *float64 { return &r.SendLagP50US })),
+	measured(real("send_lag_p99_us", "µs", "open loop: 99th percentile of the send lag; empty for the closed loop", 1, func(r *Row) *float64 { return &r.SendLagP99US })),
+	real("client_ceiling_rps", "req/s", "the load generator's calibrated ceiling for the cell's shape of load (bench's calibration against a sink that costs nothing); empty when not calibrated", 0, func(r *Row) *float64 { return &r.ClientCeilingRPS }),
+	measured(text("bound", "server-bound: the generator had headroom (not saturated, below 90% of its ceiling), so rps is the server's; client-bound: the generator was the bottleneck, rps is a lower bound of the server's; unknown: no ceiling was calibrated", func(r *Row) *string { return &r.Bound })),
 )
 
 // timeColumn writes a time as RFC 3339 in UTC; empty reads as the zero time.

@@ -47,7 +47,7 @@ func TestColumnsSchema(t *testing.T) {
 	if got := strings.Join(names[:36], ","); got != design {
 		t.Fatalf("the first 36 columns are not DESIGN.md's:\n%s", got)
 	}
-	appended := "status,note,server_cpu_list,client_cpu_list,workers,server_args,server_host,client_host,link_rtt_us"
+	appended := "status,note,server_cpu_list,client_cpu_list,workers,server_args,server_host,client_host,link_rtt_us,send_lag_p50_us,send_lag_p99_us,client_ceiling_rps,bound"
 	if got := strings.Join(names[36:], ","); got != appended {
 		t.Errorf("appended columns %s, want %s (new ones go at the end)", got, appended)
 	}

@@ -60,6 +60,10 @@ type Row struct {
 	ServerHost       string
 	ClientHost       string
 	LinkRTTUS        float64 // NaN when not measured
+	SendLagP50US     float64 // open loop; NaN for the closed loop
+	SendLagP99US     float64
+	ClientCeilingRPS float64 // NaN when not calibrated
+	Bound            string  // BoundServer, BoundClient or BoundUnknown
 }
 
 // OK reports whether the row holds a clean measurement.

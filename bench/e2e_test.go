@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -135,6 +136,14 @@ matrix:
 		}
 		if r.BlockUS > 0 && (r.RPS > 4100 || !(r.P50US >= 1000)) {
 			t.Errorf("%s: %v req/s, p50 %v µs with a 1 ms block", r.Key, r.RPS, r.P50US)
+		}
+		// Every run is labelled against a calibrated ceiling; the open
+		// loop records its send lag, the closed loop has none.
+		if (r.Bound != BoundServer && r.Bound != BoundClient) || !(r.ClientCeilingRPS > 0) {
+			t.Errorf("%s: bound %q, ceiling %v (%s)", r.Key, r.Bound, r.ClientCeilingRPS, r.Note)
+		}
+		if (r.Rate > 0) != !math.IsNaN(r.SendLagP99US) || r.Rate > 0 && !(r.SendLagP99US >= r.SendLagP50US) {
+			t.Errorf("%s: send lag p50 %v p99 %v at rate %v", r.Key, r.SendLagP50US, r.SendLagP99US, r.Rate)
 		}
 	}
 	rows, err := ReadCSVFile(out.CSV)

@@ -205,8 +205,8 @@ func (rep *Report) collect() *reportData {
 			case cs.Runs == 0:
 				d.warnings = append(d.warnings, fmt.Sprintf("%s: %s: no clean run", s.Name, cs.Key))
 				continue
-			case cs.Saturated > 0:
-				d.warnings = append(d.warnings, fmt.Sprintf("%s: %s: the load generator was saturated in %d of %d runs; throughput is a lower bound", s.Name, cs.Key, cs.Saturated, cs.Runs))
+			case cs.ClientRuns > 0 || cs.Saturated > 0:
+				d.warnings = append(d.warnings, fmt.Sprintf("%s: %s: client-bound in %d of %d runs (the load generator was saturated in %d, or came within 10%% of its calibrated ceiling); throughput is the generator's, a lower bound of the server's", s.Name, cs.Key, max(cs.ClientRuns, cs.Saturated), cs.Runs, cs.Saturated))
 			}
 			d.per[i][cs.Key] = cs
 			nets[cs.Key.Net] = true

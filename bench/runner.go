@@ -85,18 +85,52 @@ func (o *Outcome) Failures() int {
 	return n
 }
 
-// DefaultPinning splits the CPUs this process may use: the first half for
-// the server, the rest for the load generator (on 2 cores: server CPU 0,
-// client CPU 1). With one CPU, or where pinning is unsupported, both are
-// nil and nothing is pinned.
+// Per-request CPU costs that size the default pinning, measured by `make
+// bench` on the 2-core development machine (server on CPU 0, generator on
+// CPU 1, TCP echo at 32 connections, medians of 6 runs): the cheapest
+// model's server CPU per request (threaded, cpu_us_per_req 4.42 µs;
+// eventloop 4.53, prefork 4.49) and the load generator's CPU per request
+// in those same runs (client_cpu_s / requests, 4.08 µs; it pays 3.9 when
+// saturated against the C yardstick server, whose own client pays 3.8).
+// Both sides of a loopback round trip pay about the same kernel work, so
+// the generator needs about as many CPUs as the server it must saturate.
+// (The generator of before paid 10 µs against servers paying 8.6 to 9.4,
+// and saturated in 96 of the 108 runs at 32 connections; now 20 and 33 in
+// two runs.)
+const (
+	serverCostUS = 4.42
+	clientCostUS = 4.08
+)
+
+// DefaultPinning splits the CPUs this process may use between the server
+// (the first ones) and the load generator (the rest), giving the generator
+// as many as it needs to saturate the server: see clientShare. With the
+// costs above: 1 and 1 of 2 CPUs, 2 and 2 of 4, 4 and 4 of 8, 1 and 2 of
+// 3. With one CPU, or where pinning is unsupported, both are nil and
+// nothing is pinned.
 func DefaultPinning() (server, client []int) {
 	cpus := allowedCPUs()
 	if !pinningSupported || len(cpus) < 2 {
 		return nil, nil
 	}
-	h := len(cpus) / 2
-	return cpus[:h], cpus[h:]
+	c := clientShare(len(cpus), serverCostUS, clientCostUS)
+	return cpus[:len(cpus)-c], cpus[len(cpus)-c:]
 }
+
+// clientShare returns how many of n CPUs the load generator needs to stay
+// below its saturation mark (90% busy) while the server keeps the other
+// n-c busy: c/clientCost*0.9 = (n-c)/serverCost, rounded to the nearest
+// CPU (the costs are measured to a few percent), at least one each.
+func clientShare(n int, serverCost, clientCost float64) int {
+	k := clientCost / (clientBusyMark * serverCost)
+	c := int(math.Round(float64(n) * k / (1 + k)))
+	return min(max(c, 1), n-1)
+}
+
+// clientBusyMark is the load generator's CPU share from which it counts as
+// saturated (loadgen's client_saturated), and the share of its calibrated
+// ceiling from which a cell counts as client-bound.
+const clientBusyMark = 0.9
 
 // ParseCPUs parses a CPU list such as "0", "0-3", "0,2,4-5".
 func ParseCPUs(s string) ([]int, error) {
@@ -188,6 +222,13 @@ type Runner struct {
 	// (NaN on one machine).
 	serverHost, clientHost string
 	linkRTTUS              float64
+	ceilings               map[Key]ceiling // by calibrationKey
+}
+
+// ceiling is what the calibration step measured for one shape of load.
+type ceiling struct {
+	rps  float64 // the load generator's ceiling, req/s; 0 when unknown
+	note string  // why it is unknown
 }
 
 // NewRunner checks the options and prepares a run.
@@ -269,7 +310,7 @@ func (r *Runner) Estimate() time.Duration {
 	for _, c := range r.cells {
 		d += c.Duration + c.Warmup + 300*time.Millisecond
 	}
-	return d * time.Duration(r.count)
+	return d*time.Duration(r.count) + r.calibrationEstimate()
 }
 
 // Stem is the output file name stem: <UTC time>-<host>.
@@ -328,6 +369,7 @@ func (r *Runner) Run(ctx context.Context) (*Outcome, error) {
 	out.sockDir = sockDir
 	defer os.RemoveAll(sockDir)
 
+	r.calibrate(ctx)
 	prog := newProgress(r.opts.Progress, r.opts.TTY, r.Total(), r.Estimate())
 	i := 0
 	var hostErr error
@@ -410,6 +452,7 @@ func (r *Runner) baseRow(cell Cell, run int) Row {
 		ServerHost: r.serverHost, ClientHost: r.clientHost}
 	row.clearMeasured()
 	row.LinkRTTUS = r.linkRTTUS
+	row.ClientCeilingRPS = math.NaN()
 	return row
 }
 
@@ -617,7 +660,11 @@ func (r *Runner) measure(ctx context.Context, cell Cell, row *Row) error {
 	row.RPS, row.MBps = rep.RPS, rep.MBps
 	l := rep.Latency
 	row.P50US, row.P90US, row.P99US, row.P999US, row.P9999US, row.MaxUS = l.P50, l.P90, l.P99, l.P999, l.P9999, l.Max
-	row.ClientCPUSeconds, row.ClientSaturated = rep.ClientCPUS, rep.ClientSaturated
+	row.ClientCPUSeconds, row.ClientSaturated = rep.ClientCPUSeconds, rep.ClientSaturated
+	if rep.SendLag != nil {
+		row.SendLagP50US, row.SendLagP99US = rep.SendLag.P50, rep.SendLag.P99
+	}
+	r.label(cell, row)
 	if serr == nil {
 		row.ServerCPUSeconds = cpu1 - cpu0
 		if rep.Requests > 0 {
@@ -649,9 +696,15 @@ func (r *Runner) measure(ctx context.Context, cell Cell, row *Row) error {
 // exactly around the measured one (no load process is running at either
 // sample).
 func (r *Runner) runLoad(ctx context.Context, cell Cell, addr string, d time.Duration) (*loadgen.Report, error) {
-	args := []string{"load", "--target", cell.Net + "://" + addr, "--mode", cell.Mode,
+	return r.loadProcess(ctx, cell, d, r.opts.ClientCPUs, "--target", cell.Net+"://"+addr, "--warmup", "0")
+}
+
+// loadProcess runs `sockbench load` for cell's shape with the extra
+// arguments, pinned to cpus, and parses its JSON.
+func (r *Runner) loadProcess(ctx context.Context, cell Cell, d time.Duration, cpus []int, extra ...string) (*loadgen.Report, error) {
+	args := append([]string{"load", "--mode", cell.Mode,
 		"-c", strconv.Itoa(cell.Conns), "-p", strconv.Itoa(cell.Pipeline), "-s", strconv.Itoa(cell.Size),
-		"-d", d.String(), "--warmup", "0", "--format", "json"}
+		"-d", d.String(), "--format", "json"}, extra...)
 	if cell.Rate > 0 {
 		args = append(args, "--rate", strconv.FormatFloat(cell.Rate, 'f', -1, 64))
 	}
@@ -667,7 +720,7 @@ func (r *Runner) runLoad(ctx context.Context, cell Cell, addr string, d time.Dur
 	var stdout bytes.Buffer
 	stderr := newTail(4096)
 	cmd.Stdout, cmd.Stderr = &stdout, stderr
-	if err := startPinned(cmd, r.opts.ClientCPUs); err != nil {
+	if err := startPinned(cmd, cpus); err != nil {
 		return nil, fmt.Errorf("starting load generator: %w", err)
 	}
 	werr := cmd.Wait()

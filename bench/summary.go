@@ -27,8 +27,24 @@ type CellStats struct {
 	CPUPerReq                       float64 // median µs
 	RSSKB                           float64 // median
 	Saturated                       int     // runs where the load generator was saturated
+	ClientRuns                      int     // runs labelled client-bound
+	Unlabeled                       int     // runs with no bound label (no calibration, or an older CSV)
+	Ceiling                         float64 // median calibrated ceiling of the load generator, req/s; NaN when unknown
 	Errors                          int64
 	Lost                            int64
+}
+
+// Bound is the cell's label: server-bound only when every clean run was,
+// client-bound when any was (its throughput is then the load generator's,
+// a lower bound of the server's), unknown otherwise.
+func (c *CellStats) Bound() string {
+	switch {
+	case c.ClientRuns > 0:
+		return BoundClient
+	case c.Unlabeled > 0 || c.Runs == 0:
+		return BoundUnknown
+	}
+	return BoundServer
 }
 
 // Summarise groups rows by cell in a stable order and takes medians
@@ -59,11 +75,19 @@ func Summarise(rows []Row) []CellStats {
 		if r.ClientSaturated {
 			cs.Saturated++
 		}
+		switch r.Bound {
+		case BoundClient:
+			cs.ClientRuns++
+		case BoundServer:
+		default:
+			cs.Unlabeled++
+		}
 		cs.Errors += r.Errors
 		cs.Lost += r.Lost
 		v := vals[r.Key]
 		for name, x := range map[string]float64{"rps": r.RPS, "p50": r.P50US, "p90": r.P90US, "p99": r.P99US,
-			"p999": r.P999US, "p9999": r.P9999US, "max": r.MaxUS, "cpu": r.CPUUSPerReq, "rss": float64(r.ServerRSSKB)} {
+			"p999": r.P999US, "p9999": r.P9999US, "max": r.MaxUS, "cpu": r.CPUUSPerReq, "rss": float64(r.ServerRSSKB),
+			"ceiling": r.ClientCeilingRPS} {
 			if !math.IsNaN(x) && !math.IsInf(x, 0) {
 				v[name] = append(v[name], x)
 			}
@@ -84,7 +108,7 @@ func Summarise(rows []Row) []CellStats {
 		}
 		cs.RPS, cs.P50, cs.P90, cs.P99 = med("rps"), med("p50"), med("p90"), med("p99")
 		cs.P999, cs.P9999, cs.Max = med("p999"), med("p9999"), med("max")
-		cs.CPUPerReq, cs.RSSKB = med("cpu"), med("rss")
+		cs.CPUPerReq, cs.RSSKB, cs.Ceiling = med("cpu"), med("rss"), med("ceiling")
 		cs.RPSMin, cs.RPSMax = math.NaN(), math.NaN()
 		if len(v["rps"]) > 0 {
 			cs.RPSMin, _ = stats.Min(v["rps"])
@@ -100,8 +124,9 @@ func Summarise(rows []Row) []CellStats {
 func WriteSummary(w io.Writer, rows []Row) {
 	cells := Summarise(rows)
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "model\tnet\tmode\tconns\tsize\trate\twork\tblock\truns\treq/s (median)\trange\tp50\tp99\tCPU µs/req\tRSS MiB\t")
-	var skipped, bad, saturated, errs []string
+	fmt.Fprintln(tw, "model\tnet\tmode\tconns\tsize\trate\twork\tblock\truns\treq/s (median)\trange\tp50\tp99\tCPU µs/req\tRSS MiB\tbound\t")
+	var skipped, bad, saturated, errs, clientBound []string
+	clientCPUs := 0
 	satRuns, runs := 0, 0
 	for _, c := range cells {
 		k := c.Key
@@ -131,9 +156,32 @@ func WriteSummary(w io.Writer, rows []Row) {
 		if !math.IsNaN(c.RPSMin) && c.RPS > 0 && c.Runs > 1 {
 			rng = fmt.Sprintf("-%.0f%% +%.0f%%", 100*(1-c.RPSMin/c.RPS), 100*(c.RPSMax/c.RPS-1))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%dµs\t%dµs\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
-			k.Model, k.Net, k.Mode, k.Conns, k.Size, rate, k.WorkUS, k.BlockUS, c.Runs, human.Number(c.RPS), rng,
-			human.Micros(c.P50), human.Micros(c.P99), human.Number(c.CPUPerReq), human.Number(c.RSSKB/1024))
+		// A client-bound cell's throughput is the load generator's: the
+		// server did at least that much, so it reads as a lower bound.
+		rps, bound := human.Number(c.RPS), c.Bound()
+		switch bound {
+		case BoundClient:
+			rps = ">=" + rps
+			bound = "client"
+			if c.ClientRuns < c.Runs {
+				bound = fmt.Sprintf("client %d/%d", c.ClientRuns, c.Runs)
+			}
+			ceil := ""
+			if !math.IsNaN(c.Ceiling) {
+				ceil = fmt.Sprintf(", the generator's ceiling %s req/s", human.Number(c.Ceiling))
+			}
+			clientBound = append(clientBound, fmt.Sprintf("  %s (%d of %d runs; %s req/s%s)", k, c.ClientRuns, c.Runs, human.Number(c.RPS), ceil))
+		case BoundServer:
+			bound = "server"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%dµs\t%dµs\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+			k.Model, k.Net, k.Mode, k.Conns, k.Size, rate, k.WorkUS, k.BlockUS, c.Runs, rps, rng,
+			human.Micros(c.P50), human.Micros(c.P99), human.Number(c.CPUPerReq), human.Number(c.RSSKB/1024), bound)
+	}
+	for i := range rows {
+		if n := cpuCount(rows[i].ClientCPUList); n > 0 {
+			clientCPUs = n
+		}
 	}
 	tw.Flush()
 	if len(skipped) > 0 {
@@ -145,9 +193,45 @@ func WriteSummary(w io.Writer, rows []Row) {
 	if len(errs) > 0 {
 		fmt.Fprintf(w, "\nREQUEST ERRORS (wrong, missing or refused replies; UDP loss is counted apart):\n%s\n", strings.Join(errs, "\n"))
 	}
+	if len(clientBound) > 0 {
+		on := ""
+		if clientCPUs > 0 {
+			on = fmt.Sprintf(" with %s for the load generator", plural(clientCPUs, "CPU"))
+		}
+		fmt.Fprintf(w, "\nCLIENT-BOUND: %d of %d cells could not be server-bound%s: the generator was saturated or came\n"+
+			"within 10%% of its own ceiling (calibrated against a cost-free sink), so their req/s (shown >=) is the\n"+
+			"generator's, a lower bound of the server's, not the server's:\n%s\n", len(clientBound), cellCount(cells), on, strings.Join(clientBound, "\n"))
+	}
 	if len(saturated) > 0 {
 		fmt.Fprintf(w, "\n!!! THE LOAD GENERATOR WAS THE BOTTLENECK in %d of %d runs: it used >= 90%% of its CPUs, so\n"+
 			"!!! these cells measure the client as much as the server. Give it more CPUs (--client-cpus)\n"+
 			"!!! or read their throughput as a lower bound:\n%s\n", satRuns, runs, strings.Join(saturated, "\n"))
 	}
+}
+
+// cpuCount counts the CPUs of a list such as "1" or "0-3,6"; 0 for "".
+func cpuCount(list string) int {
+	cpus, err := ParseCPUs(list)
+	if list == "" || err != nil {
+		return 0
+	}
+	return len(cpus)
+}
+
+// cellCount counts the cells that ran.
+func cellCount(cells []CellStats) int {
+	n := 0
+	for _, c := range cells {
+		if c.Runs > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

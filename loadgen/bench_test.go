@@ -10,12 +10,18 @@ import (
 )
 
 // BenchmarkRequest measures the generator's cost per request against an
-// in-test server on loopback: ns/op is the round trip, allocs/op should be
-// 0 (the setup of a run is spread over b.N requests; steady-allocs/req
-// isolates the per-request part; proc-cpu-ns/req is the CPU of the whole
-// test process, generator and in-test server together). Run with
-// -benchtime=100000x or more.
+// in-test server on loopback, for each engine: ns/op is the round trip,
+// allocs/op should be 0 (the setup of a run is spread over b.N requests;
+// steady-allocs/req isolates the per-request part; proc-cpu-ns/req is the
+// CPU of the whole test process, generator and in-test server together).
+// Run with -benchtime=100000x or more.
 func BenchmarkRequest(b *testing.B) {
+	for _, engine := range engines() {
+		b.Run(engine, func(b *testing.B) { benchmarkRequest(b, engine) })
+	}
+}
+
+func benchmarkRequest(b *testing.B, engine string) {
 	for _, c := range []struct {
 		name     string
 		network  string
@@ -27,6 +33,7 @@ func BenchmarkRequest(b *testing.B) {
 		{"unix/p16", "unix", 16, 0},
 		{"udp/p16", "udp", 16, 0},
 		{"tcp/p16/open", "tcp", 16, 1e7},
+		{"udp/p16/open", "udp", 16, 1e7},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			var target string
@@ -35,7 +42,7 @@ func BenchmarkRequest(b *testing.B) {
 			} else {
 				target = startStream(b, c.network, &streamServer{mode: protocol.Upper})
 			}
-			cfg := Config{Target: target, Mode: protocol.Upper, Conns: 1, Pipeline: c.pipeline,
+			cfg := Config{engine: engine, Target: target, Mode: protocol.Upper, Conns: 1, Pipeline: c.pipeline,
 				SizeMin: 64, SizeMax: 64, Rate: c.rate, Warmup: time.Nanosecond}
 			steady := steadyAllocs(b, cfg)
 			cfg.Requests = int64(b.N)
@@ -47,7 +54,7 @@ func BenchmarkRequest(b *testing.B) {
 				b.Fatalf("requests %d of %d: %v", rep.Requests, b.N, err)
 			}
 			b.ReportMetric(steady, "steady-allocs/req")
-			b.ReportMetric(rep.ClientCPUS*1e9/float64(b.N), "proc-cpu-ns/req")
+			b.ReportMetric(rep.ClientCPUSeconds*1e9/float64(b.N), "proc-cpu-ns/req")
 		})
 	}
 }

@@ -1,12 +1,3 @@
-// Package loadgen is sockbench's load generator. It speaks the wire protocol
-// only (see package protocol) and knows nothing of the servers it drives.
-//
-// A run opens Conns connections, keeps Pipeline requests in flight on each
-// (closed loop) or sends on a shared schedule of Rate requests per second
-// (open loop), checks every reply byte for byte, and returns a Report with
-// HdrHistogram percentiles. Each connection goroutine records into its own
-// histogram; they are merged once the run is over, so the hot path takes no
-// lock.
 package loadgen
 
 import (
@@ -106,6 +97,14 @@ type Config struct {
 	network   string // the transport's network name
 	transport protocol.Transport
 	address   string // host:port or path
+
+	// engine forces EngineEpoll or EngineGoroutines; "" takes the epoll
+	// engine where it exists. The tests run both.
+	engine string
+	// loopCPUs, when set, gives the epoll engine one loop per CPU listed,
+	// each pinned to its CPU (Calibrate: the generator's CPUs apart from
+	// the sink's).
+	loopCPUs []int
 }
 
 // ParseTarget splits a target URL, transport://address, into a Go network

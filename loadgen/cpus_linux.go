@@ -19,3 +19,19 @@ func usableCPUs() int {
 	}
 	return n
 }
+
+// allowedCPUs lists the CPUs this process may run on (its affinity mask),
+// nil if that cannot be read.
+func allowedCPUs() []int {
+	var set unix.CPUSet
+	if unix.SchedGetaffinity(0, &set) != nil {
+		return nil
+	}
+	var cpus []int
+	for c := 0; c < len(set)*64; c++ {
+		if set.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus
+}

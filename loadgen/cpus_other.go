@@ -13,3 +13,6 @@ func usableCPUs() int {
 	}
 	return n
 }
+
+// allowedCPUs returns nil: threads cannot be pinned here.
+func allowedCPUs() []int { return nil }

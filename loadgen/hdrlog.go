@@ -16,6 +16,7 @@ import (
 // latency histogram is untagged, as tools expect of the main series.
 const (
 	TagService = "service"
+	TagSendLag = "send_lag"
 	TagConnect = "connect"
 )
 
@@ -28,8 +29,9 @@ const reportComment = "#sockbench-report "
 // readable by HdrHistogram's HistogramLogReader in Java, Go, C...): latency
 // (untagged) one interval per Config.Interval when the run recorded them
 // (rep.Intervals; `sockbench load --hdr-out` asks for 1 s), else one
-// interval covering the measurement; service time (Tag=service, open loop
-// only) and connect time (Tag=connect) one interval each. A comment line keeps the rest of the
+// interval covering the measurement; service time and send lag
+// (Tag=service, Tag=send_lag, open loop only) and connect time
+// (Tag=connect) one interval each. A comment line keeps the rest of the
 // Report so `sockbench merge` can add up requests and errors too.
 func WriteHdrLog(w io.Writer, rep *Report) error {
 	if rep.LatencyHist == nil {
@@ -54,11 +56,13 @@ func WriteHdrLog(w io.Writer, rep *Report) error {
 	} else {
 		steps = append(steps, func() error { return lw.OutputIntervalHistogram(rep.LatencyHist) })
 	}
-	if rep.ServiceHist != nil {
-		steps = append(steps, func() error { return outputTagged(lw, rep.ServiceHist, TagService) })
-	}
-	if rep.ConnectHist != nil {
-		steps = append(steps, func() error { return outputTagged(lw, rep.ConnectHist, TagConnect) })
+	for _, t := range []struct {
+		h   *hdrhistogram.Histogram
+		tag string
+	}{{rep.ServiceHist, TagService}, {rep.SendLagHist, TagSendLag}, {rep.ConnectHist, TagConnect}} {
+		if t.h != nil {
+			steps = append(steps, func() error { return outputTagged(lw, t.h, t.tag) })
+		}
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -75,13 +79,19 @@ func outputTagged(lw *hdrhistogram.HistogramLogWriter, h *hdrhistogram.Histogram
 	return lw.OutputIntervalHistogram(h)
 }
 
+// Histograms are the histograms of one HdrHistogram log, by tag; those
+// the log does not have are nil.
+type Histograms struct {
+	Latency, Service, SendLag, Connect *hdrhistogram.Histogram
+}
+
 // ReadHdrLog reads one HdrHistogram log: every interval histogram merged by
 // tag (untagged ones count as latency), and the sockbench Report comment if
 // the log has one (nil otherwise).
-func ReadHdrLog(r io.Reader) (lat, svc, conn *hdrhistogram.Histogram, meta *Report, err error) {
+func ReadHdrLog(r io.Reader) (hs Histograms, meta *Report, err error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return hs, nil, err
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
@@ -89,7 +99,7 @@ func ReadHdrLog(r io.Reader) (lat, svc, conn *hdrhistogram.Histogram, meta *Repo
 		if s, ok := strings.CutPrefix(sc.Text(), reportComment); ok {
 			meta = &Report{}
 			if err := json.Unmarshal([]byte(s), meta); err != nil {
-				return nil, nil, nil, nil, fmt.Errorf("sockbench report comment: %w", err)
+				return hs, nil, fmt.Errorf("sockbench report comment: %w", err)
 			}
 			break
 		}
@@ -99,18 +109,20 @@ func ReadHdrLog(r io.Reader) (lat, svc, conn *hdrhistogram.Histogram, meta *Repo
 	for {
 		h, err := lr.NextIntervalHistogram()
 		if err != nil {
-			return nil, nil, nil, nil, fmt.Errorf("reading histogram %d: %w", intervals+1, err)
+			return Histograms{}, nil, fmt.Errorf("reading histogram %d: %w", intervals+1, err)
 		}
 		if h == nil {
 			break
 		}
 		intervals++
-		dst := &lat
+		dst := &hs.Latency
 		switch h.Tag() {
 		case TagService:
-			dst = &svc
+			dst = &hs.Service
+		case TagSendLag:
+			dst = &hs.SendLag
 		case TagConnect:
-			dst = &conn
+			dst = &hs.Connect
 		}
 		if *dst == nil {
 			*dst = newHist()
@@ -118,18 +130,18 @@ func ReadHdrLog(r io.Reader) (lat, svc, conn *hdrhistogram.Histogram, meta *Repo
 			(*dst).SetEndTimeMs(h.EndTimeMs())
 		}
 		if dropped := (*dst).Merge(h); dropped > 0 {
-			return nil, nil, nil, nil, fmt.Errorf("histogram %d: %d values outside 1ns..1h", intervals, dropped)
+			return Histograms{}, nil, fmt.Errorf("histogram %d: %d values outside 1ns..1h", intervals, dropped)
 		}
 		(*dst).SetStartTimeMs(min((*dst).StartTimeMs(), h.StartTimeMs()))
 		(*dst).SetEndTimeMs(max((*dst).EndTimeMs(), h.EndTimeMs()))
 	}
 	if intervals == 0 {
-		return nil, nil, nil, nil, errors.New("no HdrHistogram intervals found (is this an --hdr-out log?)")
+		return Histograms{}, nil, errors.New("no HdrHistogram intervals found (is this an --hdr-out log?)")
 	}
-	if lat == nil {
-		return nil, nil, nil, nil, errors.New("no latency histogram (only tagged ones) in the log")
+	if hs.Latency == nil {
+		return Histograms{}, nil, errors.New("no latency histogram (only tagged ones) in the log")
 	}
-	return lat, svc, conn, meta, nil
+	return hs, meta, nil
 }
 
 // MergeLogs reads HdrHistogram logs written by several load generators
@@ -141,22 +153,23 @@ func MergeLogs(names []string, logs []io.Reader) (*Report, error) {
 		return nil, errors.New("loadgen: nothing to merge")
 	}
 	out := &Report{
-		ErrorsByKind: map[string]int64{},
-		Examples:     []string{},
-		Warnings:     []string{},
-		RateHeld:     true,
-		LatencyHist:  newHist(),
-		ConnectHist:  newHist(),
+		Counts:      newCounts(),
+		Warmup:      newCounts(),
+		Warnings:    []string{},
+		RateHeld:    true,
+		LatencyHist: newHist(),
+		ConnectHist: newHist(),
 	}
 	targets := map[string]bool{}
 	var failures []string
 	var windows []window
 	var shards []string
 	for i, r := range logs {
-		lat, svc, conn, m, err := ReadHdrLog(r)
+		hs, m, err := ReadHdrLog(r)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", names[i], err)
 		}
+		lat := hs.Latency
 		windows = append(windows, window{names[i], lat.StartTimeMs(), lat.EndTimeMs()})
 		if m != nil {
 			shards = append(shards, m.Shard)
@@ -165,21 +178,27 @@ func MergeLogs(names []string, logs []io.Reader) (*Report, error) {
 		if m == nil {
 			// A log from another tool: only its histogram is known.
 			secs := float64(lat.EndTimeMs()-lat.StartTimeMs()) / 1e3
-			m = &Report{Requests: lat.TotalCount(), DurationS: secs, Loop: "closed", RateHeld: true}
+			m = &Report{Counts: Counts{Requests: lat.TotalCount()}, DurationS: secs, Loop: "closed", RateHeld: true}
 			if secs > 0 {
 				m.RPS = float64(lat.TotalCount()) / secs
 			}
 			out.Warnings = append(out.Warnings, names[i]+": no sockbench report in the log; only its latency histogram is merged, its values taken as nanoseconds")
 		}
 		out.LatencyHist.Merge(lat)
-		if svc != nil {
-			if out.ServiceHist == nil {
-				out.ServiceHist = newHist()
+		for _, h := range []struct {
+			dst **hdrhistogram.Histogram
+			src *hdrhistogram.Histogram
+		}{
+			{&out.ServiceHist, hs.Service}, {&out.SendLagHist, hs.SendLag}} {
+			if h.src != nil {
+				if *h.dst == nil {
+					*h.dst = newHist()
+				}
+				(*h.dst).Merge(h.src)
 			}
-			out.ServiceHist.Merge(svc)
 		}
-		if conn != nil {
-			out.ConnectHist.Merge(conn)
+		if hs.Connect != nil {
+			out.ConnectHist.Merge(hs.Connect)
 		}
 		mergeCounts(out, m)
 		if m.Target != "" {
@@ -214,6 +233,10 @@ func MergeLogs(names []string, logs []io.Reader) (*Report, error) {
 		s := Summarize(out.ServiceHist)
 		out.Service = &s
 	}
+	if out.SendLagHist != nil {
+		s := Summarize(out.SendLagHist)
+		out.SendLag = &s
+	}
 	return out, nil
 }
 
@@ -223,7 +246,7 @@ func mergeCounts(out, m *Report) {
 		out.Loop = "mixed"
 	}
 	if out.Sources == 1 {
-		out.Net, out.Mode, out.Loop = m.Net, m.Mode, m.Loop
+		out.Net, out.Mode, out.Loop, out.Engine = m.Net, m.Mode, m.Loop, m.Engine
 		out.Pipeline, out.Size, out.SizeMin, out.SizeMax, out.Seed = m.Pipeline, m.Size, m.SizeMin, m.SizeMax, m.Seed
 		out.WarmupS, out.Start = m.WarmupS, m.Start
 	}
@@ -231,28 +254,13 @@ func mergeCounts(out, m *Report) {
 	out.ConnsOK += m.ConnsOK
 	out.Rate += m.Rate
 	out.DurationS = max(out.DurationS, m.DurationS)
-	out.Requests += m.Requests
-	out.Bytes += m.Bytes
-	out.Errors += m.Errors
-	for k, n := range m.ErrorsByKind {
-		out.ErrorsByKind[k] += n
-	}
-	out.Mismatches += m.Mismatches
-	for _, e := range m.Examples {
-		if len(out.Examples) < 5 {
-			out.Examples = append(out.Examples, e)
-		}
-	}
-	out.Lost += m.Lost
-	out.Duplicated += m.Duplicated
-	out.Reordered += m.Reordered
-	out.Late += m.Late
-	out.Timeouts += m.Timeouts
-	out.Sent += m.Sent
+	out.Add(&m.Counts, 5)
+	out.Warmup.Add(&m.Warmup, 0)
 	out.RPS += m.RPS
 	out.MBps += m.MBps
-	out.ClientCPUS += m.ClientCPUS
-	out.ClientCPUs += m.ClientCPUs
+	out.ClientCPUSeconds += m.ClientCPUSeconds
+	out.ClientCPUCount += m.ClientCPUCount
+	out.ClientSpinS += m.ClientSpinS
 	out.ClientSaturated = out.ClientSaturated || m.ClientSaturated
 	out.RateHeld = out.RateHeld && m.RateHeld
 	out.Interrupted = out.Interrupted || m.Interrupted

@@ -37,12 +37,17 @@ func WriteJSON(w io.Writer, rep *Report) error {
 }
 
 // CSVHeader names the CSV columns; those shared with the results CSV
-// (DESIGN.md) carry the same names.
+// (DESIGN.md) carry the same names. client_cpu_count was client_cpus
+// (a count, which the results CSV uses for a CPU list). Appended after
+// failure: service time and send lag percentiles (open loop; empty in the
+// closed loop), the share of client_cpu_s spent yield-spinning for due
+// times, the engine, and the generator's ceiling (--calibrate only).
 var CSVHeader = []string{
 	"target", "net", "mode", "loop", "conns", "pipeline", "size", "size_min", "size_max", "rate",
 	"duration_s", "requests", "errors", "lost", "duplicated", "reordered", "timeouts", "mismatches",
 	"rps", "mbps", "p50_us", "p90_us", "p99_us", "p999_us", "p9999_us", "max_us", "mean_us", "stddev_us",
-	"connect_p50_us", "connect_max_us", "client_cpu_s", "client_cpus", "client_saturated", "rate_held", "failure",
+	"connect_p50_us", "connect_max_us", "client_cpu_s", "client_cpu_count", "client_saturated", "rate_held", "failure",
+	"service_p50_us", "service_p99_us", "send_lag_p50_us", "send_lag_p99_us", "client_spin_s", "engine", "ceiling_rps",
 }
 
 // CSVRecord returns rep's row for CSVHeader.
@@ -51,6 +56,19 @@ func CSVRecord(rep *Report) []string {
 	f3 := func(v float64) string { return strconv.FormatFloat(math.Round(v*1000)/1000, 'f', -1, 64) }
 	i := func(v int64) string { return strconv.FormatInt(v, 10) }
 	l := rep.Latency
+	opt := func(s *Summary, p99 bool) string {
+		switch {
+		case s == nil || s.Count == 0:
+			return ""
+		case p99:
+			return f3(s.P99)
+		}
+		return f3(s.P50)
+	}
+	ceiling := ""
+	if rep.Calibration != nil {
+		ceiling = f3(rep.Calibration.CeilingRPS)
+	}
 	return []string{
 		rep.Target, rep.Net, rep.Mode, rep.Loop, i(int64(rep.Conns)), i(int64(rep.Pipeline)),
 		i(int64(rep.Size)), i(int64(rep.SizeMin)), i(int64(rep.SizeMax)), f(rep.Rate),
@@ -58,8 +76,10 @@ func CSVRecord(rep *Report) []string {
 		i(rep.Reordered), i(rep.Timeouts), i(rep.Mismatches),
 		f3(rep.RPS), f3(rep.MBps), f3(l.P50), f3(l.P90), f3(l.P99), f3(l.P999), f3(l.P9999), f3(l.Max),
 		f3(l.Mean), f3(l.Stddev), f3(rep.Connect.P50), f3(rep.Connect.Max),
-		f3(rep.ClientCPUS), i(int64(rep.ClientCPUs)), strconv.FormatBool(rep.ClientSaturated),
+		f3(rep.ClientCPUSeconds), i(int64(rep.ClientCPUCount)), strconv.FormatBool(rep.ClientSaturated),
 		strconv.FormatBool(rep.RateHeld), rep.Failure,
+		opt(rep.Service, false), opt(rep.Service, true), opt(rep.SendLag, false), opt(rep.SendLag, true),
+		f3(rep.ClientSpinS), rep.Engine, ceiling,
 	}
 }
 
@@ -106,18 +126,23 @@ func WriteText(w io.Writer, rep *Report) error {
 	}
 	line("Load", "%s, %s requests, %.2fs measured after %gs warmup", loop, sizes, rep.DurationS, rep.WarmupS)
 	line("Requests", "%s ok: %s req/s, %.2f MB/s each way", cnt(rep.Requests), fmtRate(rep.RPS), rep.MBps)
-	if rep.Errors == 0 {
+	switch {
+	case rep.Errors > 0:
+		line("Errors", "%s (%s)", cnt(rep.Errors), kindList(rep.ErrorsByKind))
+	case rep.Failure != "":
+		line("Errors", "none counted in the measurement (it failed: see below)")
+	default:
 		line("Errors", "none (every reply checked byte for byte)")
-	} else {
-		kinds := make([]string, 0, len(rep.ErrorsByKind))
-		for k, n := range rep.ErrorsByKind {
-			kinds = append(kinds, k+" "+fmtCount(float64(n)))
-		}
-		sort.Strings(kinds)
-		line("Errors", "%s (%s)", cnt(rep.Errors), strings.Join(kinds, ", "))
 	}
 	for _, e := range rep.Examples {
 		line("", "  %s", e)
+	}
+	if wu := rep.Warmup; wu.Errors > 0 || rep.Failure != "" && rep.Requests == 0 && wu.Requests+wu.Sent > 0 {
+		errs := "no errors"
+		if wu.Errors > 0 {
+			errs = fmt.Sprintf("%s errors (%s)", cnt(wu.Errors), kindList(wu.ErrorsByKind))
+		}
+		line("Warmup", "%s sent, %s ok, %s (not part of the figures)", cnt(wu.Sent), cnt(wu.Requests), errs)
 	}
 	if tr, _ := protocol.ParseTransport(rep.Net); tr.IsDatagram() {
 		lostPct := 0.0
@@ -151,10 +176,24 @@ func WriteText(w io.Writer, rep *Report) error {
 	row("Connect", rep.Connect)
 	b.WriteString("\n")
 	usage := ""
-	if rep.DurationS >= minCPUWindow.Seconds() && rep.ClientCPUs > 0 {
-		usage = fmt.Sprintf(" (%.0f%% of %s)", 100*rep.ClientCPUS/rep.DurationS/float64(rep.ClientCPUs), cpusNoun(rep.ClientCPUs))
+	if rep.DurationS >= minCPUWindow.Seconds() && rep.ClientCPUCount > 0 {
+		usage = fmt.Sprintf(" (%.0f%% of %s)", 100*rep.ClientCPUSeconds/rep.DurationS/float64(rep.ClientCPUCount), cpusNoun(rep.ClientCPUCount))
 	}
-	line("Client", "%.2f CPU-seconds%s", rep.ClientCPUS, usage)
+	if rep.ClientSpinS > 0 {
+		usage += fmt.Sprintf(", %.2f of them yield-spinning for due times", rep.ClientSpinS)
+	}
+	perReq := ""
+	if rep.Requests > 0 {
+		perReq = fmt.Sprintf(", %s a request", fmtDur((rep.ClientCPUSeconds-rep.ClientSpinS)*1e6/float64(rep.Requests)))
+	}
+	engine := ""
+	if rep.Engine != "" {
+		engine = " [" + rep.Engine + " engine]"
+	}
+	line("Client", "%.2f CPU-seconds%s%s%s", rep.ClientCPUSeconds, usage, perReq, engine)
+	if c := rep.Calibration; c != nil {
+		line("Ceiling", "%s", c.describe())
+	}
 	for _, wn := range rep.Warnings {
 		line("Warning", "%s", wn)
 	}
@@ -163,6 +202,16 @@ func WriteText(w io.Writer, rep *Report) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// kindList formats errors by kind as "closed 1, timeout 3".
+func kindList(m map[string]int64) string {
+	kinds := make([]string, 0, len(m))
+	for k, n := range m {
+		kinds = append(kinds, k+" "+fmtCount(float64(n)))
+	}
+	sort.Strings(kinds)
+	return strings.Join(kinds, ", ")
 }
 
 // cpusNoun returns "1 CPU" or "N CPUs".

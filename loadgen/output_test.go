@@ -19,7 +19,7 @@ import (
 // contractKeys are the top-level JSON keys the bench orchestrator relies on.
 var contractKeys = []string{"target", "net", "mode", "conns", "pipeline", "size", "rate", "duration_s",
 	"requests", "errors", "errors_by_kind", "mismatches", "lost", "duplicated", "reordered", "timeouts",
-	"rps", "mbps", "latency_us", "service_us", "connect_us", "client_cpu_s", "client_cpus",
+	"rps", "mbps", "latency_us", "service_us", "connect_us", "client_cpu_s", "client_cpu_count",
 	"client_saturated", "rate_held", "warnings"}
 
 var summaryKeys = []string{"p50", "p90", "p99", "p999", "p9999", "max", "mean", "stddev"}
@@ -158,13 +158,13 @@ func TestHdrLogRoundTripAndMerge(t *testing.T) {
 	if err := WriteHdrLog(&lb, b); err != nil {
 		t.Fatal(err)
 	}
-	lat, svc, conn, meta, err := ReadHdrLog(bytes.NewReader(la.Bytes()))
+	hs, meta, err := ReadHdrLog(bytes.NewReader(la.Bytes()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !lat.Equals(a.LatencyHist) || svc != nil || conn.TotalCount() != 2 || meta.Requests != 400 {
-		t.Fatalf("round trip: latency equal %v, service %v, connect %d, meta requests %d",
-			lat.Equals(a.LatencyHist), svc, conn.TotalCount(), meta.Requests)
+	if !hs.Latency.Equals(a.LatencyHist) || hs.Service != nil || hs.SendLag != nil || hs.Connect.TotalCount() != 2 || meta.Requests != 400 {
+		t.Fatalf("round trip: latency equal %v, service %v, send lag %v, connect %d, meta requests %d",
+			hs.Latency.Equals(a.LatencyHist), hs.Service, hs.SendLag, hs.Connect.TotalCount(), meta.Requests)
 	}
 	m, err := MergeLogs([]string{"a", "b"}, []io.Reader{&la, &lb})
 	if err != nil {
@@ -174,8 +174,8 @@ func TestHdrLogRoundTripAndMerge(t *testing.T) {
 		t.Fatalf("merged: requests %d latency count %d connect count %d conns %d sources %d",
 			m.Requests, m.Latency.Count, m.Connect.Count, m.Conns, m.Sources)
 	}
-	if m.Service == nil || m.Service.Count != 400 {
-		t.Fatalf("merged service %+v", m.Service)
+	if m.Service == nil || m.Service.Count != 400 || m.SendLag == nil || m.SendLag.Count != 400 {
+		t.Fatalf("merged service %+v, send lag %+v", m.Service, m.SendLag)
 	}
 	if math.Abs(m.RPS-(a.RPS+b.RPS)) > 1e-6 || m.Latency.Max != math.Max(a.Latency.Max, b.Latency.Max) {
 		t.Fatalf("merged rps %v (want %v), max %v", m.RPS, a.RPS+b.RPS, m.Latency.Max)
@@ -315,8 +315,8 @@ func TestSaturationVerdict(t *testing.T) {
 		}
 		rep := r.newReport()
 		rep.ConnectHist = newHist()
-		cpus := float64(rep.ClientCPUs)
-		r.fill(rep, 10*time.Second, time.Duration(c.busy*cpus*10*float64(time.Second)), time.Now())
+		cpus := float64(rep.ClientCPUCount)
+		r.fill(rep, 10*time.Second, time.Duration(c.busy*cpus*10*float64(time.Second)), 0, time.Now())
 		if rep.ClientSaturated != c.want || (len(rep.Warnings) > 0) != c.want {
 			t.Errorf("busy %.0f%%: saturated %v, warnings %q", 100*c.busy, rep.ClientSaturated, rep.Warnings)
 		}
@@ -329,7 +329,7 @@ func TestSaturationVerdict(t *testing.T) {
 	}
 	rep := r.newReport()
 	rep.ConnectHist = newHist()
-	r.fill(rep, time.Millisecond, 10*time.Millisecond, time.Now())
+	r.fill(rep, time.Millisecond, 10*time.Millisecond, 0, time.Now())
 	if rep.ClientSaturated {
 		t.Errorf("1 ms window with a 10 ms CPU tick judged saturated: %q", rep.Warnings)
 	}
@@ -342,5 +342,21 @@ func TestProgressLine(t *testing.T) {
 	out := buf.String()
 	if !strings.Contains(out, "\rwarming up") || !strings.Contains(out, "req/s  p99 so far ") || !strings.HasSuffix(out, "\r") {
 		t.Fatalf("progress output %q", out)
+	}
+}
+
+// TestReportReadsOldJSON: a report written before client_cpus became
+// client_cpu_count (a merge of old --hdr-out logs, a bench of an older
+// binary) still gives its CPU count; the new key wins where both are.
+func TestReportReadsOldJSON(t *testing.T) {
+	var old, both Report
+	if err := json.Unmarshal([]byte(`{"requests": 7, "client_cpu_s": 1.5, "client_cpus": 3}`), &old); err != nil {
+		t.Fatal(err)
+	}
+	if old.ClientCPUCount != 3 || old.ClientCPUSeconds != 1.5 || old.Requests != 7 {
+		t.Fatalf("old JSON read as %+v", old)
+	}
+	if err := json.Unmarshal([]byte(`{"client_cpus": 3, "client_cpu_count": 2}`), &both); err != nil || both.ClientCPUCount != 2 {
+		t.Fatalf("client_cpu_count %d (%v), want 2", both.ClientCPUCount, err)
 	}
 }

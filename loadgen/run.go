@@ -48,8 +48,16 @@ type run struct {
 	measureStart int64     // end of warmup
 	end          int64     // end of the measurement window; MaxInt64 with -n
 	pacer        pacer     // open loop only
-	tokens       chan slot // open loop: due requests from dispatch
+	tokens       chan slot // goroutine engine, open loop: due requests from dispatch
+	spinNs       int64     // goroutine engine: the dispatcher's yield-spin in the measurement
 	tickets      atomic.Int64
+
+	// cpu0 is the process CPU time at the start of the measurement, taken
+	// once (cpuSampled) by whoever sees measureStart pass first: Run's
+	// timer, or an epoll loop (which, busy on the only P, may keep the
+	// timer from firing on time).
+	cpu0       atomic.Int64
+	cpuSampled atomic.Bool
 
 	stop     chan struct{} // closed on cancellation
 	stopping atomic.Bool
@@ -70,141 +78,62 @@ func (r *run) now() int64 { return int64(time.Since(r.base)) }
 // at converts a time on the run's clock back to a time.Time (for deadlines).
 func (r *run) at(t int64) time.Time { return r.base.Add(time.Duration(t)) }
 
+// sampleStartCPU takes the CPU sample of the measurement's start, once.
+func (r *run) sampleStartCPU() {
+	if r.cpuSampled.CompareAndSwap(false, true) {
+		r.cpu0.Store(int64(cpuTime()))
+	}
+}
+
 // claimClosed decides whether a closed-loop connection may send another
 // request now, and whether that request is measured.
 func (r *run) claimClosed() (t int64, counted, ok bool) {
 	t = r.now()
+	counted, ok = r.claimClosedAt(t)
+	return t, counted, ok
+}
+
+// claimClosedAt is claimClosed at time t, already read.
+func (r *run) claimClosedAt(t int64) (counted, ok bool) {
 	if t >= r.end || r.stopping.Load() {
-		return t, false, false
+		return false, false
 	}
 	if t < r.measureStart {
-		return t, false, true
+		return false, true
 	}
 	if r.cfg.Requests > 0 && r.tickets.Add(1) > r.cfg.Requests {
-		return t, false, false
+		return false, false
 	}
-	return t, true, true
+	return true, true
 }
 
-// worker is one connection and everything it measures. Its fields are
-// written only by the connection's own goroutines and read by Run once they
-// have finished (wg.Wait orders the two); the atomics are for the progress
-// line.
-type worker struct {
-	id   int
-	r    *run
-	conn net.Conn
-
-	connectNs int64
-	lat, svc  *hdrhistogram.PackedHistogram
-	lag       *hdrhistogram.PackedHistogram // open loop: send time minus due time
-
-	done atomic.Int64 // measured replies so far, for the progress line
-
-	// Owned by the receiving side.
-	requests, bytes     int64
-	mismatches          int64
-	timeouts, lost      int64
-	duplicated, reorder int64
-	late                int64
-	otherMode           int64 // mismatches that match the other mode exactly
-	errs                [numKinds]int64
-	examples            []string
-	lastDone            int64 // run clock of the last measured reply
-	failure             error // why this connection ended early, nil if it did not
-
-	// Owned by the sending side.
-	sent      int64
-	lateSends int64
-	maxLag    int64
-
-	mu    sync.Mutex // guards cause, set once on the error path only
-	cause error
-	dead  chan struct{}
-	once  sync.Once
-	_     [64]byte // keep hot counters of neighbouring workers off one cache line
+// engine drives the connections of a run: the epoll engine (event loops on
+// raw non-blocking sockets, Linux) or the goroutine engine (two goroutines
+// per connection on Go's net package, everywhere). The package doc says
+// why there are two and how they compare.
+type engine interface {
+	// start launches the load and returns a channel closed once every
+	// connection has finished.
+	start() <-chan struct{}
+	// interrupt makes every connection stop promptly (cancellation).
+	interrupt()
+	// stop ends the engine's clock after every connection finished.
+	stop()
+	// close releases the sockets.
+	close()
+	// spin returns how long the engine yield-spun for due times.
+	spin() time.Duration
+	// cpu returns the CPU time of the engine's own threads over the
+	// measurement, when it measures them apart from the process's.
+	cpu() (time.Duration, bool)
+	name() string
 }
 
-// kill ends the connection once, remembering the first cause.
-func (w *worker) kill(cause error) {
-	w.once.Do(func() {
-		w.mu.Lock()
-		w.cause = cause
-		w.mu.Unlock()
-		close(w.dead)
-		w.conn.Close()
-	})
-}
-
-// firstCause returns the error that killed the connection, if any.
-func (w *worker) firstCause() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.cause
-}
-
-// record stores one measured, validated reply.
-func (w *worker) record(now, intended, sent int64, size int) {
-	w.requests++
-	w.bytes += int64(size)
-	w.lastDone = now
-	lat := now - intended
-	if lat < histLowest {
-		lat = histLowest
-	}
-	_ = w.lat.RecordValue(min(lat, histHighest))
-	if w.r.ivl != nil { // interval log (shard.go)
-		w.r.ivl.record(w.id, now, min(lat, histHighest))
-	}
-	if w.svc != nil {
-		s := now - sent
-		if s < histLowest {
-			s = histLowest
-		}
-		_ = w.svc.RecordValue(min(s, histHighest))
-		_ = w.lag.RecordValue(min(max(sent-intended, histLowest), histHighest))
-	}
-	if w.r.live != nil {
-		w.r.live.record(lat)
-	}
-	w.done.Add(1)
-}
-
-// mismatch counts a wrong reply and keeps the first few as examples.
-// datagram says which kind of request seq was, to recognise a server
-// running in the other mode.
-func (w *worker) mismatch(seq uint64, want, got []byte, datagram bool) {
-	w.mismatches++
-	if want != nil && w.r.gen.otherMode(got, w.id, seq, datagram) {
-		w.otherMode++
-	}
-	w.errs[kindMismatch]++
-	if len(w.examples) < w.r.cfg.MaxExamples {
-		w.examples = append(w.examples, describeMismatch(w.id, seq, want, got))
-	}
-}
-
-// describeMismatch shows where a reply first differs from the expected one.
-func describeMismatch(conn int, seq uint64, want, got []byte) string {
-	i := 0
-	for i < len(want) && i < len(got) && want[i] == got[i] {
-		i++
-	}
-	from := max(0, i-8)
-	excerpt := func(b []byte) string {
-		if from >= len(b) {
-			return `""`
-		}
-		to := min(len(b), from+24)
-		s := fmt.Sprintf("%q", b[from:to])
-		if to < len(b) {
-			s += "..."
-		}
-		return s
-	}
-	return fmt.Sprintf("conn %d request %d: %d bytes back for %d sent, first difference at byte %d: want %s, got %s",
-		conn, seq, len(got), len(want), i, excerpt(want), excerpt(got))
-}
+// Engine names, as Report.Engine gives them.
+const (
+	EngineEpoll      = "epoll"
+	EngineGoroutines = "goroutines"
+)
 
 // Run connects to the target, runs the load and returns what it measured.
 //
@@ -249,11 +178,23 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		return rep, fmt.Errorf("%w: %s: %v", ErrUnreachable, cfg.Target, firstErr)
 	}
+	eng, err := r.newEngine()
+	if err != nil {
+		for _, w := range r.workers {
+			if w.conn != nil {
+				w.conn.Close()
+			}
+		}
+		rep.Failure = err.Error()
+		return rep, fmt.Errorf("%w: %v", ErrFailed, err)
+	}
+	rep.Engine = eng.name()
 
 	// The clock of the load starts now that every connection is up, or at
 	// --start-at less the warmup (shard.go).
 	t0, measureStart, err := r.begin(ctx)
 	if err != nil {
+		eng.close()
 		return r.abort(ctx, rep, err)
 	}
 	r.measureStart = measureStart
@@ -261,38 +202,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Duration > 0 {
 		r.end = r.measureStart + int64(cfg.Duration)
 	}
-	quit, dispatched := make(chan struct{}), make(chan struct{})
 	if cfg.Rate > 0 {
 		r.pacer = newConstantPacer(cfg.Rate, t0, r.measureStart, r.end, cfg.Requests)
-		r.tokens = make(chan slot, min(len(r.workers)*cfg.Pipeline, 1<<16))
-		go func() { r.dispatch(r.tokens, quit); close(dispatched) }()
-	} else {
-		close(dispatched)
 	}
-
-	var wg sync.WaitGroup
-	finished := make(chan struct{})
-	for _, w := range r.workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if cfg.datagram() {
-				w.runDatagram()
-			} else {
-				w.runStream()
-			}
-		}()
-	}
-	go func() { wg.Wait(); close(finished) }()
+	finished := eng.start()
 
 	// Watch the clock: sample CPU at the start of the measurement, show
 	// progress, and stop everything on cancellation.
-	var cpu0, cpu1 time.Duration
-	cpuSampled := false
-	var tick *time.Ticker
 	var tickC <-chan time.Time
 	if cfg.Progress != nil {
-		tick = time.NewTicker(time.Second)
+		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
 		tickC = tick.C
 	}
@@ -306,7 +225,7 @@ wait:
 		case <-finished:
 			break wait
 		case <-measure.C:
-			cpu0, cpuSampled = cpuTime(), true
+			r.sampleStartCPU()
 		case <-tickC:
 			prog.print(cfg.Progress)
 		case <-ctxDone:
@@ -314,25 +233,20 @@ wait:
 			rep.Interrupted = true
 			r.stopping.Store(true)
 			close(r.stop)
-			past := time.Unix(1, 0)
-			for _, w := range r.workers {
-				w.conn.SetDeadline(past)
-			}
+			eng.interrupt()
 		}
 	}
 	stopAt := r.now()
-	close(quit)
-	<-dispatched
-	if !cpuSampled { // the run ended before the warmup did
-		cpu0 = cpuTime()
-	}
+	eng.stop()
+	r.sampleStartCPU()                // the run ended before the warmup did
 	startWall := r.at(r.measureStart) // wall clock of the measurement's start
-	cpu1 = cpuTime()
+	cpu := cpuTime() - time.Duration(r.cpu0.Load())
 	if cfg.Progress != nil {
 		prog.clear(cfg.Progress)
 	}
-	for _, w := range r.workers {
-		w.conn.Close()
+	eng.close()
+	if c, ok := eng.cpu(); ok {
+		cpu = c
 	}
 
 	// The window: the planned one, cut short when the run ended early; with
@@ -345,9 +259,80 @@ wait:
 		}
 	}
 	window := time.Duration(max(windowEnd-r.measureStart, 0))
-	r.fill(rep, window, cpu1-cpu0, startWall)
+	r.fill(rep, window, cpu, eng.spin(), startWall)
 	r.fillShard(rep) // --shard and the interval histograms for --hdr-out (shard.go)
 	return rep, r.verdict(rep)
+}
+
+// newEngine picks the engine: the epoll engine where it exists, unless the
+// configuration asks for the goroutine engine.
+func (r *run) newEngine() (engine, error) {
+	if r.cfg.engine != EngineGoroutines && epollAvailable {
+		return newEpollEngine(r)
+	}
+	if r.cfg.engine == EngineEpoll {
+		return nil, errors.New("the epoll engine exists on Linux only")
+	}
+	return &goEngine{r: r}, nil
+}
+
+// goEngine is the goroutine engine: per connection a sender and a receiver
+// goroutine, and in the open loop one dispatcher goroutine for the clock.
+type goEngine struct {
+	r                *run
+	quit, dispatched chan struct{}
+}
+
+func (e *goEngine) name() string        { return EngineGoroutines }
+func (e *goEngine) spin() time.Duration { return time.Duration(e.r.spinNs) }
+
+func (e *goEngine) cpu() (time.Duration, bool) { return 0, false }
+
+func (e *goEngine) start() <-chan struct{} {
+	r := e.r
+	for _, w := range r.workers {
+		w.rec = newRecorder(r.cfg.Rate > 0, false)
+	}
+	e.quit, e.dispatched = make(chan struct{}), make(chan struct{})
+	if r.cfg.Rate > 0 {
+		r.tokens = make(chan slot, min(len(r.workers)*r.cfg.Pipeline, 1<<16))
+		go func() { r.dispatch(r.tokens, e.quit); close(e.dispatched) }()
+	} else {
+		close(e.dispatched)
+	}
+	var wg sync.WaitGroup
+	for _, w := range r.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r.cfg.datagram() {
+				w.runDatagram()
+			} else {
+				w.runStream()
+			}
+		}()
+	}
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	return finished
+}
+
+func (e *goEngine) interrupt() {
+	past := time.Unix(1, 0)
+	for _, w := range e.r.workers {
+		w.conn.SetDeadline(past)
+	}
+}
+
+func (e *goEngine) stop() {
+	close(e.quit)
+	<-e.dispatched
+}
+
+func (e *goEngine) close() {
+	for _, w := range e.r.workers {
+		w.conn.Close()
+	}
 }
 
 // connectAll dials every connection (at most dialParallel at a time) and
@@ -411,11 +396,6 @@ func (r *run) connectAll(ctx context.Context) (*hdrhistogram.Histogram, error) {
 	wg.Wait()
 	for _, w := range conns {
 		if w != nil {
-			w.lat = hdrhistogram.NewPacked(histLowest, histHighest, histDigits)
-			if cfg.Rate > 0 {
-				w.svc = hdrhistogram.NewPacked(histLowest, histHighest, histDigits)
-				w.lag = hdrhistogram.NewPacked(histLowest, histHighest, histDigits)
-			}
 			r.workers = append(r.workers, w)
 		}
 	}
@@ -448,7 +428,9 @@ const probeSeq = uint64(1) << 63
 
 // probe checks that a UDP target answers at all, the datagram analogue of a
 // TCP handshake: it sends a small valid request until one reply comes back,
-// giving up after Timeout.
+// giving up after Timeout. Any reply proves the target answers: one that is
+// not the probe's own (garbage, another mode's) is left for the run to
+// count as a mismatch, which says more than "no reply".
 func (r *run) probe(ctx context.Context, c net.Conn, conn int) error {
 	deadline := time.Now().Add(r.cfg.Timeout)
 	buf := make([]byte, r.cfg.SizeMax+1)
@@ -460,21 +442,16 @@ func (r *run) probe(ctx context.Context, c net.Conn, conn int) error {
 			return err
 		}
 		c.SetReadDeadline(minTime(deadline, time.Now().Add(retry)))
-		for {
-			n, err := c.Read(buf)
-			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					lastErr = fmt.Errorf("no reply to a UDP datagram within %v", r.cfg.Timeout)
-					break
-				}
-				return err
+		if _, err := c.Read(buf); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				lastErr = fmt.Errorf("no reply to a UDP datagram within %v", r.cfg.Timeout)
+				continue
 			}
-			if seq, ok := parseTag(buf[:n]); ok && seq == probeSeq {
-				c.SetReadDeadline(time.Time{})
-				return nil
-			}
+			return err
 		}
+		c.SetReadDeadline(time.Time{})
+		return nil
 	}
 	if lastErr == nil {
 		lastErr = ctx.Err()
@@ -493,26 +470,29 @@ func minTime(a, b time.Time) time.Time {
 func (r *run) newReport() *Report {
 	c := r.cfg
 	rep := &Report{
-		Target:       c.Target,
-		Net:          c.network,
-		Mode:         c.Mode.String(),
-		Loop:         "closed",
-		Conns:        c.Conns,
-		ConnsOK:      len(r.workers),
-		Pipeline:     c.Pipeline,
-		Size:         (c.SizeMin + c.SizeMax + 1) / 2,
-		SizeMin:      c.SizeMin,
-		SizeMax:      c.SizeMax,
-		Seed:         c.Seed,
-		Rate:         c.Rate,
-		WarmupS:      c.Warmup.Seconds(),
-		ErrorsByKind: map[string]int64{},
-		Examples:     []string{},
-		Warnings:     []string{},
-		RateHeld:     true,
-		ClientCPUs:   usableCPUs(),
-		Sources:      1,
-		LatencyHist:  newHist(),
+		Target:         c.Target,
+		Net:            c.network,
+		Mode:           c.Mode.String(),
+		Loop:           "closed",
+		Conns:          c.Conns,
+		ConnsOK:        len(r.workers),
+		Pipeline:       c.Pipeline,
+		Size:           (c.SizeMin + c.SizeMax + 1) / 2,
+		SizeMin:        c.SizeMin,
+		SizeMax:        c.SizeMax,
+		Seed:           c.Seed,
+		Rate:           c.Rate,
+		WarmupS:        c.Warmup.Seconds(),
+		Counts:         newCounts(),
+		Warmup:         newCounts(),
+		Warnings:       []string{},
+		RateHeld:       true,
+		ClientCPUCount: usableCPUs(),
+		Sources:        1,
+		LatencyHist:    newHist(),
+	}
+	if n := len(c.loopCPUs); n > 0 {
+		rep.ClientCPUCount = n
 	}
 	if c.Rate > 0 {
 		rep.Loop = "open"
@@ -526,44 +506,32 @@ func (r *run) newReport() *Report {
 	return rep
 }
 
-// fill merges every worker's measurements into rep.
-func (r *run) fill(rep *Report, window, cpu time.Duration, startWall time.Time) {
-	var sent, lateSends, maxLag, otherMode int64
+// fill merges every worker's measurements into rep. cpu is the process's
+// CPU time over the window, spin the part of it the engine spent
+// yield-spinning for due times.
+func (r *run) fill(rep *Report, window, cpu, spin time.Duration, startWall time.Time) {
+	var lateSends, maxLag, otherMode int64
 	var failures []string
+	merged := map[*recorder]bool{}
+	inWarmup := true
 	for _, w := range r.workers {
-		rep.Requests += w.requests
-		rep.Bytes += w.bytes
-		rep.Mismatches += w.mismatches
-		rep.Timeouts += w.timeouts
-		rep.Lost += w.lost
-		rep.Duplicated += w.duplicated
-		rep.Reordered += w.reorder
-		rep.Late += w.late
-		for k, n := range w.errs {
-			if n > 0 {
-				rep.ErrorsByKind[errKind(k).String()] += n
-				rep.Errors += n
-			}
+		mc := w.m.counts(w.examples)
+		rep.Add(&mc, r.cfg.MaxExamples)
+		wc := w.warm.counts(nil)
+		rep.Warmup.Add(&wc, 0)
+		if !merged[w.rec] {
+			merged[w.rec] = true
+			w.rec.mergeInto(rep)
 		}
-		for _, e := range w.examples {
-			if len(rep.Examples) < r.cfg.MaxExamples {
-				rep.Examples = append(rep.Examples, e)
-			}
-		}
-		w.lat.MergeInto(rep.LatencyHist)
-		if w.svc != nil {
-			w.svc.MergeInto(rep.ServiceHist)
-			w.lag.MergeInto(rep.SendLagHist)
-		}
-		sent += w.sent
-		otherMode += w.otherMode
+		otherMode += w.m.otherMode
 		lateSends += w.lateSends
+		rep.early += w.early
 		maxLag = max(maxLag, w.maxLag)
 		if w.failure != nil {
 			failures = append(failures, fmt.Sprintf("conn %d: %v", w.id, w.failure))
+			inWarmup = inWarmup && w.failedAt < r.measureStart
 		}
 	}
-	rep.Sent = sent
 	rep.DurationS = window.Seconds()
 	rep.Start = startWall.UTC().Format(time.RFC3339Nano)
 	if rep.DurationS > 0 {
@@ -578,22 +546,26 @@ func (r *run) fill(rep *Report, window, cpu time.Duration, startWall time.Time) 
 	}
 	startMs := startWall.UnixMilli()
 	endMs := startMs + window.Milliseconds()
-	for _, h := range []*hdrhistogram.Histogram{rep.LatencyHist, rep.ServiceHist, rep.ConnectHist} {
+	for _, h := range []*hdrhistogram.Histogram{rep.LatencyHist, rep.ServiceHist, rep.ConnectHist, rep.SendLagHist} {
 		if h != nil {
 			h.SetStartTimeMs(startMs)
 			h.SetEndTimeMs(endMs)
 		}
 	}
 
-	rep.ClientCPUS = cpu.Seconds()
+	rep.ClientCPUSeconds = cpu.Seconds()
+	rep.ClientSpinS = min(spin, cpu).Seconds()
 	// The verdict needs a window long enough for the kernel's CPU
 	// accounting (it advances in ticks of up to 10 ms) to mean something.
-	if window >= minCPUWindow && rep.ClientCPUs > 0 {
-		used := cpu.Seconds() / window.Seconds() / float64(rep.ClientCPUs)
+	// Time spent yield-spinning for a due time is idle time the pacer
+	// chose to burn for precision (anything that arrives meanwhile is
+	// served at once), so it does not count as busy.
+	if window >= minCPUWindow && rep.ClientCPUCount > 0 {
+		used := (rep.ClientCPUSeconds - rep.ClientSpinS) / window.Seconds() / float64(rep.ClientCPUCount)
 		rep.ClientSaturated = used >= 0.9
 		if rep.ClientSaturated {
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf(
-				"client saturated: the load generator used %.0f%% of its %s, so it, not the server, may be the bottleneck", used*100, cpusNoun(rep.ClientCPUs)))
+				"client saturated: the load generator used %.0f%% of its %s, so it, not the server, may be the bottleneck", used*100, cpusNoun(rep.ClientCPUCount)))
 		}
 	}
 
@@ -604,7 +576,7 @@ func (r *run) fill(rep *Report, window, cpu time.Duration, startWall time.Time) 
 		if r.cfg.Requests > 0 {
 			due = r.cfg.Requests
 		}
-		unsent := max(due-sent, 0)
+		unsent := max(due-rep.Sent, 0)
 		// Held: at most 1% of the window's requests never went out (and
 		// one more: the last may fall due a hair before the end and find
 		// the window closed when its connection picks it up) and at most
@@ -631,7 +603,11 @@ func (r *run) fill(rep *Report, window, cpu time.Duration, startWall time.Time) 
 	}
 	if len(failures) > 0 {
 		sort.Strings(failures)
-		rep.Failure = fmt.Sprintf("%d of %d connections ended early (first: %s)", len(failures), len(r.workers), failures[0])
+		when := ""
+		if inWarmup && r.cfg.Warmup > 0 {
+			when = " during the warmup"
+		}
+		rep.Failure = fmt.Sprintf("%d of %d connections ended early%s (first: %s)", len(failures), len(r.workers), when, failures[0])
 	}
 	if rep.Requests == 0 && rep.Failure == "" && !rep.Interrupted {
 		rep.Failure = "no valid reply was received"

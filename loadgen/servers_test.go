@@ -203,14 +203,17 @@ func (s *streamServer) close() {
 
 // udpServer answers datagrams, dropping every dropEvery-th one it receives
 // (0: none); when dup is set it sends every reply twice, when swap is set
-// it holds every other reply back and sends it after the next one.
+// it holds every other reply back and sends it after the next one. From
+// the garbleFrom-th datagram on (1: all; 0: none) it replies with the
+// request's length of bytes that carry no sequence tag.
 type udpServer struct {
-	pc        net.PacketConn
-	mode      protocol.Mode
-	dropEvery int
-	dup       bool
-	swap      bool
-	done      chan struct{}
+	pc         net.PacketConn
+	mode       protocol.Mode
+	dropEvery  int
+	dup        bool
+	swap       bool
+	garbleFrom int
+	done       chan struct{}
 }
 
 func startUDP(t testing.TB, s *udpServer) string {
@@ -266,6 +269,11 @@ func (s *udpServer) serve() {
 			continue
 		}
 		s.mode.Apply(buf[:k])
+		if s.garbleFrom > 0 && n >= s.garbleFrom {
+			for i := range buf[:k] {
+				buf[i] = 'z' - byte((n+i)%26) // lower case: never a hex tag
+			}
+		}
 		if s.swap {
 			if held == nil {
 				held = append(held[:0:0], buf[:k]...)

@@ -124,7 +124,9 @@ func (r *run) begin(ctx context.Context) (t0, measureStart int64, err error) {
 // abort ends a run that connected but could not start.
 func (r *run) abort(ctx context.Context, rep *Report, err error) (*Report, error) {
 	for _, w := range r.workers {
-		w.conn.Close()
+		if w.conn != nil { // the epoll engine has taken its sockets over
+			w.conn.Close()
+		}
 	}
 	rep.Failure = err.Error()
 	rep.Interrupted = ctx.Err() != nil

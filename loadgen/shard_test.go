@@ -84,8 +84,8 @@ func TestStartAtAndIntervals(t *testing.T) {
 	if n := strings.Count(log.String(), "\n") - strings.Count(log.String(), "\n#") - 1; n < len(rep.Intervals) {
 		t.Errorf("the log has %d histogram lines for %d intervals", n, len(rep.Intervals))
 	}
-	lat, _, _, _, err := ReadHdrLog(&log)
-	if err != nil || !lat.Equals(rep.LatencyHist) {
+	hs, _, err := ReadHdrLog(&log)
+	if err != nil || !hs.Latency.Equals(rep.LatencyHist) {
 		t.Fatalf("the intervals read back do not make the run's histogram (%v)", err)
 	}
 

@@ -7,14 +7,9 @@ import (
 	"github.com/sockbench/sockbench/protocol"
 )
 
-// stamp travels from a connection's sender to its receiver, one per request
-// in flight, in send order (the protocol answers in request order).
-type stamp struct {
-	seq      uint64
-	intended int64 // due time (open loop) or send time (closed loop)
-	sent     int64
-	counted  bool // in the measurement window
-}
+// The goroutine engine: two goroutines per connection on Go's net package.
+// It is the portable fallback (every platform but Linux runs it) and the
+// yardstick the epoll engine is measured against; see the package doc.
 
 // runStream drives one stream connection: a sender goroutine and this
 // receiving one.
@@ -27,14 +22,57 @@ type stamp struct {
 // flight. inflight carries the stamps; it never blocks the sender because it
 // has room for Pipeline of them.
 func (w *worker) runStream() {
+	slots, p := w.newSlots()
+	inflight := make(chan stamp, p)
+	go w.sendStream(slots, inflight)
+	w.receiveStream(slots, inflight)
+}
+
+// newSlots returns a semaphore holding Pipeline tokens.
+func (w *worker) newSlots() (chan struct{}, int) {
 	p := w.r.cfg.Pipeline
 	slots := make(chan struct{}, p)
 	for range p {
 		slots <- struct{}{}
 	}
-	inflight := make(chan stamp, p)
-	go w.sendStream(slots, inflight)
-	w.receiveStream(slots, inflight)
+	return slots, p
+}
+
+// next waits until the sender may send its next request: a free pipeline
+// slot and, in the open loop, a due time from the dispatcher. It returns
+// the send time, the due time (the send time in the closed loop), whether
+// the request is measured, and false once the connection, the run or the
+// schedule is over. In the open loop a backlog of due requests left when
+// the window closes is reported as unsent, not sent late.
+func (w *worker) next(slots <-chan struct{}) (now, due int64, counted, ok bool) {
+	r := w.r
+	select {
+	case <-slots:
+	case <-w.dead:
+		return 0, 0, false, false
+	case <-r.stop:
+		return 0, 0, false, false
+	}
+	if r.tokens == nil {
+		now, counted, ok = r.claimClosed()
+		return now, now, counted, ok
+	}
+	var tok slot
+	select {
+	case t, open := <-r.tokens:
+		if !open {
+			return 0, 0, false, false
+		}
+		tok = t
+	case <-w.dead:
+		return 0, 0, false, false
+	case <-r.stop:
+		return 0, 0, false, false
+	}
+	if now = r.now(); now >= r.end {
+		return 0, 0, false, false
+	}
+	return now, tok.due, tok.counted, true
 }
 
 // maxBatch bounds the bytes a closed-loop sender writes at once.
@@ -50,78 +88,27 @@ const maxBatch = 64 << 10
 func (w *worker) sendStream(slots chan struct{}, inflight chan<- stamp) {
 	r := w.r
 	defer close(inflight)
+	open := r.tokens != nil
 	buf := make([]byte, 0, min(r.cfg.SizeMax*r.cfg.Pipeline, maxBatch)+r.cfg.SizeMax)
-	acquire := func() bool {
-		select {
-		case <-slots:
-			return true
-		case <-w.dead:
-		case <-r.stop:
-		}
-		return false
-	}
 	for seq := uint64(0); ; {
+		now, due, counted, ok := w.next(slots)
+		if !ok {
+			return
+		}
 		buf = buf[:0]
-		if r.tokens != nil {
-			if !acquire() {
-				return
-			}
-			var tok slot
-			select {
-			case t, ok := <-r.tokens:
-				if !ok {
-					return
-				}
-				tok = t
-			case <-w.dead:
-				return
-			case <-r.stop:
-				return
-			}
-			now := r.now()
-			if now >= r.end {
-				// The window is over: a backlog of due requests is
-				// reported as unsent, not sent late.
-				return
-			}
-			if tok.counted {
-				w.sent++
-				lag := now - tok.due
-				if lag > int64(lateSend) {
-					w.lateSends++
-				}
-				w.maxLag = max(w.maxLag, lag)
-			}
-			inflight <- stamp{seq: seq, intended: tok.due, sent: now, counted: tok.counted}
+		for more := true; more; {
+			w.sentAt(now, due, counted, open)
+			inflight <- stamp{seq: seq, intended: due, sent: now, counted: counted}
 			buf = r.gen.line(buf, w.id, seq)
 			seq++
-		} else {
-			if !acquire() {
-				return
-			}
-			for more := true; more; {
-				now, counted, ok := r.claimClosed()
-				if !ok {
-					break
-				}
-				if counted {
-					w.sent++
-				}
-				inflight <- stamp{seq: seq, intended: now, sent: now, counted: counted}
-				buf = r.gen.line(buf, w.id, seq)
-				seq++
-				select { // another free slot, and room for its request?
+			more = false
+			if !open && len(buf)+r.cfg.SizeMax <= cap(buf) {
+				select { // another free slot?
 				case <-slots:
-					if len(buf)+r.cfg.SizeMax > cap(buf) {
-						slots <- struct{}{} // no room: give it back
-						more = false
-					}
+					now, counted, more = r.claimClosed()
+					due = now
 				default:
-					more = false
 				}
-			}
-			if len(buf) == 0 {
-				return
 			}
 		}
 		if _, err := w.conn.Write(buf); err != nil {
@@ -135,9 +122,7 @@ func (w *worker) sendStream(slots chan struct{}, inflight chan<- stamp) {
 // done and nothing is left in flight, or the connection fails.
 func (w *worker) receiveStream(slots chan<- struct{}, inflight <-chan stamp) {
 	r := w.r
-	// A reply longer than the longest request is wrong whatever it holds;
-	// the bound is at least 4 KiB so pipelined replies are read in batches.
-	lr := protocol.NewLineReader(w.conn, max(r.cfg.SizeMax, 4<<10))
+	lr := protocol.NewLineReader(w.conn, maxReplyLine(r.cfg))
 	timeout := int64(r.cfg.Timeout)
 	for st := range inflight {
 		if !lr.HasLine() {
@@ -151,22 +136,19 @@ func (w *worker) receiveStream(slots chan<- struct{}, inflight <-chan stamp) {
 			w.streamFailed(err, st, inflight)
 			return
 		}
-		now := r.now()
-		ok, size := r.gen.checkLine(line, w.id, st.seq)
-		switch {
-		case st.counted && ok:
-			w.record(now, st.intended, st.sent, size)
-		case st.counted:
-			w.mismatch(st.seq, r.gen.expectedLine(nil, w.id, st.seq), line, false)
-		case r.warm != nil: // warmup: only the progress line sees it
-			r.warm.record(now - st.intended)
-		}
+		ok, _ := r.gen.checkLine(line, w.id, st.seq)
+		w.reply(r.now(), st.seq, st.intended, st.sent, st.counted, ok, line, false)
 		slots <- struct{}{}
 	}
 	w.kill(nil)
 	for range inflight { // wait for the sender: its counters are read next
 	}
 }
+
+// maxReplyLine is the longest reply line a stream connection accepts: a
+// reply longer than the longest request is wrong whatever it holds; the
+// bound is at least 4 KiB so pipelined replies are read in batches.
+func maxReplyLine(cfg *Config) int { return max(cfg.SizeMax, 4<<10) }
 
 // streamFailed ends the connection after a read error: the request being
 // read and every one still in flight failed with the same kind, unless the
@@ -181,25 +163,23 @@ func (w *worker) streamFailed(err error, st stamp, inflight <-chan stamp) {
 		}
 		return
 	}
-	kind := classify(err)
-	if errors.Is(err, protocol.ErrLineTooLong) {
-		err = fmt.Errorf("a reply line ran past %d bytes without a newline (the longest request is %d)", max(w.r.cfg.SizeMax, 4<<10), w.r.cfg.SizeMax)
-	}
-	w.failure = err
-	if kind == kindTimeout {
-		w.failure = fmt.Errorf("no reply within --timeout %v", w.r.cfg.Timeout)
-	}
-	n := int64(0)
-	if st.counted {
-		n++
-	}
+	kind := w.streamFailure(err)
+	w.failed(kind, st.counted, 1)
 	for s := range inflight {
-		if s.counted {
-			n++
-		}
+		w.failed(kind, s.counted, 1)
 	}
-	w.errs[kind] += n
-	if kind == kindTimeout {
-		w.timeouts += n
+}
+
+// streamFailure records why a stream connection failed, in words a user
+// reads, and returns the kind its requests in flight count as.
+func (w *worker) streamFailure(err error) errKind {
+	kind := classify(err)
+	switch {
+	case errors.Is(err, protocol.ErrLineTooLong):
+		err = fmt.Errorf("a reply line ran past %d bytes without a newline (the longest request is %d)", maxReplyLine(w.r.cfg), w.r.cfg.SizeMax)
+	case kind == kindTimeout:
+		err = fmt.Errorf("no reply within --timeout %v", w.r.cfg.Timeout)
 	}
+	w.setFailure(err)
+	return kind
 }

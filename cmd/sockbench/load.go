@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/sockbench/sockbench/bench"
 	"github.com/sockbench/sockbench/loadgen"
 	"github.com/sockbench/sockbench/protocol"
 )
@@ -29,6 +30,8 @@ type loadFlags struct {
 	startAt     string
 	shard       string
 	hdrInterval time.Duration
+	calibrate   string
+	sinkCPUs    string
 }
 
 func newLoadCmd() *cobra.Command {
@@ -51,6 +54,13 @@ upper is really checked); datagrams start with a 16-digit sequence tag, so
 lost, duplicated and reordered replies are counted. -s is the line length
 including '\n' on tcp and unix, the datagram size on udp and unixgram.
 
+--calibrate NET measures the generator itself instead: it loads a built-in
+sink on NET (tcp, udp, unix or unixgram) that transforms each byte and
+sends it straight back, pinned to its own CPU (--sink-cpus; by default the
+last one this process may use) while the generator runs on the others, and
+reports the most this generator drives there: its ceiling. A bench cell
+near that ceiling measures the client, not the server.
+
 While it runs, a progress line (req/s, p99) is shown on stderr if that is a
 terminal. The exit status is 0 when every request succeeded, 1 when the
 target was unreachable, connections were lost or any request failed (partial
@@ -65,7 +75,8 @@ one's --hdr-out log, and 'sockbench merge' them.`,
   sockbench load --target unix:///tmp/sb.sock --mode upper -c 64 -p 8 -s 16:4096 -d 30s
   sockbench load --target udp://127.0.0.1:7000 --rate 20000 --format json
   sockbench load --target tcp://127.0.0.1:7000 -n 100000 --hdr-out run1.hlog
-  sockbench load --target tcp://10.0.0.5:7000 -c 64 -d 30s --shard 0/2 --start-at 2026-12-01T12:00:00Z --hdr-out shard0.hlog`,
+  sockbench load --target tcp://10.0.0.5:7000 -c 64 -d 30s --shard 0/2 --start-at 2026-12-01T12:00:00Z --hdr-out shard0.hlog
+  taskset -c 0,1 sockbench load --calibrate tcp --sink-cpus 0 -c 64 -d 3s`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usagef("load takes no arguments, got %q (the target goes in --target)", strings.Join(args, " "))
@@ -99,13 +110,40 @@ one's --hdr-out log, and 'sockbench merge' them.`,
 	completeValues(cmd, "mode", modeNames, cobra.ShellCompDirectiveNoFileComp)
 	completeValues(cmd, "format", func() []string { return loadgen.Formats }, cobra.ShellCompDirectiveNoFileComp)
 	completeValues(cmd, "target", targetSchemes, cobra.ShellCompDirectiveNoSpace|cobra.ShellCompDirectiveNoFileComp)
+	fl.StringVar(&f.calibrate, "calibrate", "", "measure this generator's own ceiling against a built-in sink on NET (tcp, udp, unix or unixgram) instead of a --target")
+	fl.StringVar(&f.sinkCPUs, "sink-cpus", "", "with --calibrate: CPUs for the sink, e.g. 0 or 0-1 (default: the last CPU this process may use; the generator gets the others)")
 	return cmd
 }
 
 // runLoad validates the flags, runs the load and prints the report.
 func runLoad(cmd *cobra.Command, f *loadFlags) error {
 	c := f.cfg
-	if c.Target == "" {
+	var sinkCPUs []int
+	switch {
+	case f.calibrate != "":
+		if c.Target != "" {
+			return usagef("--calibrate brings its own sink: give no --target")
+		}
+		if c.Rate != 0 {
+			return usagef("--calibrate measures the most the generator drives, a closed loop: give no --rate")
+		}
+		switch f.calibrate {
+		case "tcp", "udp":
+			c.Target = f.calibrate + "://127.0.0.1:1" // validated now; the sink's own address replaces it
+		case "unix", "unixgram":
+			c.Target = f.calibrate + ":///calibrate.sock"
+		default:
+			return usagef("--calibrate %q: want tcp, udp, unix or unixgram", f.calibrate)
+		}
+		if f.sinkCPUs != "" {
+			var err error
+			if sinkCPUs, err = bench.ParseCPUs(f.sinkCPUs); err != nil {
+				return usagef("--sink-cpus: %v", err)
+			}
+		}
+	case f.sinkCPUs != "":
+		return usagef("--sink-cpus goes with --calibrate")
+	case c.Target == "":
 		return usagef("load needs --target, e.g. --target tcp://127.0.0.1:7000")
 	}
 	if !validFormat(f.format) {
@@ -193,7 +231,13 @@ func runLoad(cmd *cobra.Command, f *loadFlags) error {
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rep, runErr := loadgen.Run(ctx, c)
+	var rep *loadgen.Report
+	var runErr error
+	if f.calibrate != "" {
+		rep, runErr = loadgen.Calibrate(ctx, c, f.calibrate, sinkCPUs)
+	} else {
+		rep, runErr = loadgen.Run(ctx, c)
+	}
 	if rep == nil {
 		// Nothing was sent (the file limit, say): leave no empty files.
 		for _, f := range []*os.File{outFile, hdrFile} {

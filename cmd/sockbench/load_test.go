@@ -104,6 +104,12 @@ func TestLoadBadFlags(t *testing.T) {
 		{"load", target, "--format", "xml"},
 		{"load", target, "--seed", "0"},
 		{"load", target, "--bogus"},
+		{"load", "--calibrate", "http"},
+		{"load", "--calibrate", "tcp", target},
+		{"load", "--calibrate", "tcp", "--rate", "1000"},
+		{"load", target, "--sink-cpus", "0"},
+		{"load", "--calibrate", "tcp", "--sink-cpus", "x"},
+		{"load", "--calibrate", "tcp", "--sink-cpus", "4095", "-n", "10"},
 		{"merge"},
 		{"merge", "--format", "yaml", "x.hlog"},
 	} {
@@ -112,6 +118,29 @@ func TestLoadBadFlags(t *testing.T) {
 		if code != 2 || stdout != "" || len(lines) != 1 || !strings.HasPrefix(lines[0], "sockbench: ") {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 and one line", args, code, stdout, stderr)
 		}
+	}
+}
+
+// TestLoadCalibrate: --calibrate measures against its own sink, with no
+// server, and says what the generator's ceiling is, in every format.
+func TestLoadCalibrate(t *testing.T) {
+	code, stdout, stderr := runBin(t, 20*time.Second, "load", "--calibrate", "udp", "-c", "2", "-d", "200ms", "--warmup", "50ms", "--format", "json")
+	var rep struct {
+		Requests    int64 `json:"requests"`
+		Calibration *struct {
+			CeilingRPS float64 `json:"ceiling_rps"`
+			Net        string  `json:"net"`
+		} `json:"calibration"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); code != 0 || err != nil {
+		t.Fatalf("exit %d, %v, stderr %q", code, err, stderr)
+	}
+	if rep.Requests == 0 || rep.Calibration == nil || rep.Calibration.Net != "udp" || !(rep.Calibration.CeilingRPS > 0) {
+		t.Fatalf("report %s", stdout)
+	}
+	code, stdout, stderr = runBin(t, 20*time.Second, "load", "--calibrate", "unix", "-c", "2", "-n", "500")
+	if code != 0 || !strings.Contains(stdout, "Ceiling") || !strings.Contains(stdout, "the most this generator drives") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
 

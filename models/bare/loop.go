@@ -51,8 +51,6 @@ const (
 	socketBuffer = 4 << 20
 	// yieldEvery: the loop yields to the scheduler this often (see run).
 	yieldEvery = int64(2 * time.Millisecond)
-	// rateLogEvery spaces out log lines about a recurring problem.
-	rateLogEvery = 5 * time.Second
 )
 
 // maxEvents is how many readiness events one wait returns at most, as in
@@ -80,15 +78,19 @@ type loop struct {
 	maxLine int
 	maxConn int
 	idle    int64 // idle timeout in ns, 0: none
+	lineTO  int64 // line timeout in ns (Config.LineBound), 0: none
 
 	buf   []byte  // the read buffer every connection shares
 	conns []*conn // by descriptor
 	open  connList
 	// closing holds lingering connections in order of deadline.
 	closing connList
-	nconns  int // open and lingering connections
-	from    sockaddr
-	pool    *pool
+	// lines holds the open connections with a partial line, in order of
+	// when that line began (only with a line timeout).
+	lines  lineList
+	nconns int // open and lingering connections
+	from   sockaddr
+	pool   *pool
 
 	t0        time.Time // the loop's clock counts from here (see clock)
 	tick      int64     // ns between sweeps
@@ -105,7 +107,8 @@ type loop struct {
 	// the hot path touches no atomic.
 	requests, bytesIn, bytesOut uint64
 
-	acceptLog, connLog, dgramLog models.RateLog
+	logs *models.RateLog // the server's: every line a client can cause
+	bufs *models.Buffers // Config.MaxBuffered; nil without a bound
 
 	wakeMu  sync.Mutex // orders wake against closing the poller
 	pclosed bool
@@ -122,17 +125,19 @@ func newLoop(s *server, fd int) (*loop, error) {
 		stream: cfg.IsStream(), tcp: cfg.IsStream() && !cfg.IsUnix(),
 		mode: cfg.Mode, work: cfg.Cost.Work, blocks: cfg.Cost.Blocks(),
 		maxLine: cfg.MaxLine, maxConn: cfg.MaxConns, idle: int64(cfg.IdleTimeout),
-		t0: time.Now(), tick: maxTick,
+		lineTO: int64(cfg.LineBound()), t0: time.Now(), tick: maxTick,
+		logs: &s.logs, bufs: s.bufs,
 	}
-	if it := l.idle / 4; it > 0 && it < l.tick {
-		l.tick = max(it, int64(time.Millisecond))
+	for _, d := range []int64{l.idle, l.lineTO} {
+		if it := d / 4; it > 0 && it < l.tick {
+			l.tick = max(it, int64(time.Millisecond))
+		}
 	}
 	if l.stream {
 		l.buf = make([]byte, prefixMax+readSize)
 	} else {
 		l.buf = make([]byte, protocol.MaxDatagram+1)
 	}
-	l.acceptLog.Every, l.connLog.Every, l.dgramLog.Every = rateLogEvery, rateLogEvery, rateLogEvery
 	l.pool = newPool(s.poolSize, cfg.Cost, cfg.Mode, s.hardCtx, l.wake)
 	if err := p.add(fd, wantRead); err != nil {
 		p.close()
@@ -236,10 +241,10 @@ func (l *loop) deadline() int64 {
 	return at
 }
 
-// sweeping reports whether sweeps have work: idle timeouts to watch or
-// lingering connections to close.
+// sweeping reports whether sweeps have work: idle or line timeouts to
+// watch, or lingering connections to close.
 func (l *loop) sweeping() bool {
-	return (l.idle > 0 && l.open.head != nil) || l.closing.head != nil
+	return (l.idle > 0 && l.open.head != nil) || l.lines.head != nil || l.closing.head != nil
 }
 
 // timers runs what is due at now.

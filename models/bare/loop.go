@@ -39,9 +39,6 @@ const (
 	// maxTick is the longest interval between two sweeps (idle timeouts,
 	// lingering closes) while any is due.
 	maxTick = int64(50 * time.Millisecond)
-	// Accept errors (EMFILE) back off from minBackoff to maxBackoff.
-	minBackoff = 5 * time.Millisecond
-	maxBackoff = time.Second
 	// acceptBatch and dgramBatch bound the accepts and datagrams taken
 	// for one readiness event, so one busy socket cannot starve the rest.
 	acceptBatch = 64
@@ -97,8 +94,8 @@ type loop struct {
 	nextSweep int64     // 0: none due
 	yielded   int64     // when the loop last yielded to the scheduler
 
-	backoff  time.Duration
-	acceptAt int64 // when to re-arm the listener after an accept error; 0: armed
+	backoff  models.Backoff // accept errors (EMFILE): 5 ms doubling to 1 s
+	acceptAt int64          // when to re-arm the listener after an accept error; 0: armed
 
 	draining bool
 	forced   bool

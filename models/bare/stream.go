@@ -57,7 +57,7 @@ func (c *conn) pending() bool { return c.outOff < len(c.out) }
 
 // accept takes new connections. An accept error other than the ones that
 // concern only the connection that failed (EMFILE, ENFILE, ENOBUFS) turns
-// the listener off for a backoff that doubles from 5 ms to 1 s: a
+// the listener off for a models.Backoff (5 ms doubling to 1 s): a
 // level-triggered listener with a connection waiting would otherwise
 // report it again at once, and the loop would spin.
 func (l *loop) accept() {
@@ -71,13 +71,13 @@ func (l *loop) accept() {
 			continue
 		default:
 			l.ctr.AcceptErrors.Add(1)
-			l.backoff = min(max(2*l.backoff, minBackoff), maxBackoff)
-			l.acceptAt = l.clock() + int64(l.backoff)
+			d := l.backoff.Next()
+			l.acceptAt = l.clock() + int64(d)
 			l.p.mod(l.lfd, 0)
-			l.logs.Warn(l.s.log, "accept failed; retrying", "err", e, "backoff", l.backoff)
+			l.logs.Warn(l.s.log, "accept failed; retrying", "err", e, "backoff", d)
 			return
 		}
-		l.backoff = 0
+		l.backoff.Reset()
 		if l.maxConn > 0 && l.nconns >= l.maxConn {
 			l.ctr.Rejected.Add(1)
 			unix.Close(fd)

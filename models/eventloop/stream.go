@@ -145,12 +145,12 @@ func (s *server) startStream() error {
 }
 
 // acceptLoop accepts connections and hands each to an event loop. Accept
-// errors (EMFILE when file descriptors run out) back off from 5 ms to 1 s
-// instead of spinning, and are counted.
+// errors (EMFILE when file descriptors run out) back off (models.Backoff:
+// 5 ms doubling to 1 s) instead of spinning, and are counted.
 func (ss *streamSide) acceptLoop() {
 	defer close(ss.acceptDone)
 	s := ss.s
-	var backoff time.Duration
+	var backoff models.Backoff
 	for {
 		nc, err := ss.ln.Accept()
 		if err != nil {
@@ -158,18 +158,14 @@ func (ss *streamSide) acceptLoop() {
 				return
 			}
 			s.ctr.AcceptErrors.Add(1)
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.logs.Warn(s.log, "accept failed; retrying", "err", err, "in", backoff)
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-ss.stopAccept:
-				t.Stop()
+			d := backoff.Next()
+			s.logs.Warn(s.log, "accept failed; retrying", "err", err, "in", d)
+			if !models.Sleep(d, ss.stopAccept) {
 				return
 			}
 			continue
 		}
-		backoff = 0
+		backoff.Reset()
 		// EnrollContext dups the descriptor, closes nc, and returns once
 		// the loop has run OnOpen.
 		if _, err := ss.cli.EnrollContext(nc, nil); err != nil {

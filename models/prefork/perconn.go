@@ -4,14 +4,8 @@ import (
 	"errors"
 	"net"
 	"syscall"
-	"time"
-)
 
-// Backoff bounds for failing Accept calls (EMFILE and the like), as
-// net/http's Serve uses.
-const (
-	minAcceptBackoff = 5 * time.Millisecond
-	maxAcceptBackoff = time.Second
+	"github.com/sockbench/sockbench/models"
 )
 
 // acceptLoop is the per-conn parent: it accepts each connection and hands
@@ -22,7 +16,7 @@ const (
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
 	limit := int64(s.perConnLimit())
-	var backoff time.Duration
+	var backoff models.Backoff
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
@@ -30,14 +24,14 @@ func (s *Server) acceptLoop() {
 				return
 			}
 			s.parent.AcceptErrors.Add(1)
-			backoff = nextBackoff(backoff)
-			s.logs.Warn(s.log, "accept failed; retrying", "err", err, "backoff", backoff)
-			if !s.sleep(backoff) {
+			d := backoff.Next()
+			s.logs.Warn(s.log, "accept failed; retrying", "err", err, "backoff", d)
+			if !models.Sleep(d, s.closing) {
 				return
 			}
 			continue
 		}
-		backoff = 0
+		backoff.Reset()
 		if gone, reset := closedOnArrival(c); gone {
 			// Nothing to serve: no process for it.
 			s.parent.Accepted.Add(1)
@@ -74,15 +68,16 @@ func (s *Server) perConnLimit() int {
 const otherSpawnTries = 3
 
 // handOffRetrying starts a child for c. When that fails for want of file
-// descriptors or processes it keeps c and retries with a backoff (5ms
-// doubling to 1s) instead of dropping the client: accepting pauses, new
-// clients wait in the listen backlog as they would with a failing Accept,
-// and service resumes once children exit and free what they held. Any
-// other failure gets otherSpawnTries tries in all before c is dropped. It
-// reports false when the server is stopping.
+// descriptors or processes it keeps c and retries with a models.Backoff
+// (5ms doubling to 1s) instead of dropping the client: accepting pauses,
+// new clients wait in the listen backlog as they would with a failing
+// Accept, and service resumes once children exit and free what they held.
+// Any other failure gets otherSpawnTries tries in all, with a backoff of
+// its own, before c is dropped. It reports false when the server is
+// stopping.
 func (s *Server) handOffRetrying(c net.Conn) bool {
 	defer c.Close() // the child has its own copy
-	var backoff time.Duration
+	var shortage, other models.Backoff
 	for tries := 1; ; tries++ {
 		err := s.handOff(c)
 		switch {
@@ -97,15 +92,15 @@ func (s *Server) handOffRetrying(c net.Conn) bool {
 		case !outOfResources(err):
 			s.parent.AcceptErrors.Add(1)
 			s.logs.Warn(s.log, "could not start a process for a connection; retrying", "err", err)
-			if !s.sleep(minAcceptBackoff << (tries - 1)) {
+			if !models.Sleep(other.Next(), s.closing) {
 				return false
 			}
 			continue
 		}
 		s.parent.AcceptErrors.Add(1)
-		backoff = nextBackoff(backoff)
-		s.logs.Warn(s.log, "out of resources to start a process for a connection; retrying", "err", err, "backoff", backoff)
-		if !s.sleep(backoff) {
+		d := shortage.Next()
+		s.logs.Warn(s.log, "out of resources to start a process for a connection; retrying", "err", err, "backoff", d)
+		if !models.Sleep(d, s.closing) {
 			return false
 		}
 	}
@@ -159,23 +154,4 @@ func closedOnArrival(c net.Conn) (gone, reset bool) {
 		}
 	})
 	return gone, reset
-}
-
-// sleep waits d, or reports false when the server starts stopping first.
-func (s *Server) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-s.closing:
-		return false
-	}
-}
-
-func nextBackoff(d time.Duration) time.Duration {
-	if d == 0 {
-		return minAcceptBackoff
-	}
-	return min(2*d, maxAcceptBackoff)
 }

@@ -437,14 +437,15 @@ func (s *Server) refresh() {
 
 // supervise keeps one pool slot filled: it starts a worker, waits for it
 // to exit, and starts another, at once the first time and then after a
-// backoff (100ms doubling, capped at maxRespawnDelay) while the worker
-// keeps dying within stableRun of starting. After crashLimit such deaths
-// in a row the server gives up with ErrCrashLoop. firstReady is called
-// once, when the slot's first worker serves.
+// models.Backoff (100ms doubling, capped at maxRespawnDelay) while the
+// worker keeps dying within stableRun of starting. After crashLimit such
+// deaths in a row the server gives up with ErrCrashLoop. firstReady is
+// called once, when the slot's first worker serves.
 func (s *Server) supervise(slot int, firstReady func()) {
 	defer s.wg.Done()
 	var readyOnce sync.Once
 	crashes := 0
+	respawn := models.Backoff{Min: minRespawnDelay, Max: maxRespawnDelay}
 	for {
 		p, err := s.spawnProc(WorkerRole, slot, s.sock)
 		if errors.Is(err, errClosing) {
@@ -488,17 +489,13 @@ func (s *Server) supervise(slot int, firstReady func()) {
 		}
 		delay := time.Duration(0)
 		if crashes > 1 {
-			delay = min(100*time.Millisecond<<(crashes-2), maxRespawnDelay)
+			delay = respawn.Next()
+		} else {
+			respawn.Reset()
 		}
 		s.log.Warn("worker died; respawning", "slot", slot, "err", err, "delay", delay)
-		if delay > 0 {
-			t := time.NewTimer(delay)
-			select {
-			case <-t.C:
-			case <-s.closing:
-				t.Stop()
-				return
-			}
+		if delay > 0 && !models.Sleep(delay, s.closing) {
+			return
 		}
 		s.mu.Lock()
 		s.respawns++

@@ -34,12 +34,6 @@ const (
 	stateClosed
 )
 
-// Backoff bounds for failing Accept calls, as net/http's Serve uses.
-const (
-	minAcceptBackoff = 5 * time.Millisecond
-	maxAcceptBackoff = time.Second
-)
-
 // aLongTimeAgo is a deadline in the past: setting it makes a blocked Read
 // return at once.
 var aLongTimeAgo = time.Unix(1, 0)
@@ -275,13 +269,13 @@ func (s *Server) isClosing() bool {
 }
 
 // acceptLoop accepts stream connections until Shutdown. Failing accepts
-// (EMFILE, ENFILE, ENOBUFS, ...) are counted and retried after a backoff
-// that doubles from 5ms to 1s, so the server neither spins nor exits while
-// the process is out of file descriptors; connections it already has keep
-// being served.
+// (EMFILE, ENFILE, ENOBUFS, ...) are counted and retried after a
+// models.Backoff (5ms doubling to 1s), so the server neither spins nor
+// exits while the process is out of file descriptors; connections it
+// already has keep being served.
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
-	var backoff time.Duration
+	var backoff models.Backoff
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
@@ -293,22 +287,14 @@ func (s *Server) acceptLoop() {
 				return
 			}
 			s.ctr.AcceptErrors.Add(1)
-			if backoff == 0 {
-				backoff = minAcceptBackoff
-			} else if backoff *= 2; backoff > maxAcceptBackoff {
-				backoff = maxAcceptBackoff
-			}
-			s.logs.Warn(s.log, "accept failed; retrying", "err", err, "backoff", backoff)
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-s.closing:
-				t.Stop()
+			d := backoff.Next()
+			s.logs.Warn(s.log, "accept failed; retrying", "err", err, "backoff", d)
+			if !models.Sleep(d, s.closing) {
 				return
 			}
 			continue
 		}
-		backoff = 0
+		backoff.Reset()
 		// Active only grows here, so this check never lets more than
 		// MaxConns connections in.
 		if s.cfg.MaxConns > 0 && s.ctr.Active.Load() >= int64(s.cfg.MaxConns) {

@@ -36,9 +36,9 @@ const (
 	lingerTime = int64(1500 * time.Millisecond)
 	// lingerMax bounds the bytes discarded while lingering.
 	lingerMax = 1 << 20
-	// maxTick is the longest interval between two sweeps (idle timeouts,
-	// lingering closes) while any is due.
-	maxTick = int64(50 * time.Millisecond)
+	// maxTick is the longest interval between two sweeps (idle and line
+	// timeouts, lingering closes) while any is due.
+	maxTick = 50 * time.Millisecond
 	// acceptBatch and dgramBatch bound the accepts and datagrams taken
 	// for one readiness event, so one busy socket cannot starve the rest.
 	acceptBatch = 64
@@ -79,12 +79,13 @@ type loop struct {
 
 	buf   []byte  // the read buffer every connection shares
 	conns []*conn // by descriptor
-	open  connList
-	// closing holds lingering connections in order of deadline.
-	closing connList
-	// lines holds the open connections with a partial line, in order of
-	// when that line began (only with a line timeout).
-	lines  lineList
+	// open holds the open connections in order of their last read (with
+	// an idle timeout), closing the lingering ones in order of deadline,
+	// through conn.link; lines the open ones holding a partial line, in
+	// order of when that line began (with a line timeout), through
+	// conn.lineLink.
+	open, closing, lines models.List[*conn]
+
 	nconns int // open and lingering connections
 	from   sockaddr
 	pool   *pool
@@ -122,13 +123,9 @@ func newLoop(s *server, fd int) (*loop, error) {
 		stream: cfg.IsStream(), tcp: cfg.IsStream() && !cfg.IsUnix(),
 		mode: cfg.Mode, work: cfg.Cost.Work, blocks: cfg.Cost.Blocks(),
 		maxLine: cfg.MaxLine, maxConn: cfg.MaxConns, idle: int64(cfg.IdleTimeout),
-		lineTO: int64(cfg.LineBound()), t0: time.Now(), tick: maxTick,
+		lineTO: int64(cfg.LineBound()), t0: time.Now(),
+		tick: int64(models.SweepInterval(maxTick, cfg.IdleTimeout, cfg.LineBound())),
 		logs: &s.logs, bufs: s.bufs,
-	}
-	for _, d := range []int64{l.idle, l.lineTO} {
-		if it := d / 4; it > 0 && it < l.tick {
-			l.tick = max(it, int64(time.Millisecond))
-		}
 	}
 	if l.stream {
 		l.buf = make([]byte, prefixMax+readSize)
@@ -241,7 +238,7 @@ func (l *loop) deadline() int64 {
 // sweeping reports whether sweeps have work: idle or line timeouts to
 // watch, or lingering connections to close.
 func (l *loop) sweeping() bool {
-	return (l.idle > 0 && l.open.head != nil) || l.lines.head != nil || l.closing.head != nil
+	return (l.idle > 0 && !l.open.Empty()) || !l.lines.Empty() || !l.closing.Empty()
 }
 
 // timers runs what is due at now.
@@ -311,19 +308,19 @@ func (l *loop) startDrain() {
 	} else {
 		l.p.mod(l.lfd, 0)
 	}
-	for c := l.open.head; c != nil; {
-		next := c.next
-		l.startLinger(c)
-		c = next
+	for x := l.open.Front(); x != nil; {
+		next := x.Next()
+		l.startLinger(x.Elem)
+		x = next
 	}
 }
 
 // exit closes what is left (everything, after a forced stop), stops the
 // pool and closes the poller.
 func (l *loop) exit() {
-	for _, list := range []*connList{&l.open, &l.closing} {
-		for list.head != nil {
-			l.closeConn(list.head)
+	for _, list := range []*models.List[*conn]{&l.open, &l.closing} {
+		for !list.Empty() {
+			l.closeConn(list.Front().Elem)
 		}
 	}
 	if l.lfd >= 0 {

@@ -47,10 +47,8 @@ type conn struct {
 	hold models.Hold // Config.MaxBuffered only
 	held int         // what hold was last told
 
-	prev, next   *conn
-	list         *connList
-	lprev, lnext *conn // loop.lines links
-	inLines      bool
+	// link puts it on loop.open or loop.closing, lineLink on loop.lines.
+	link, lineLink models.Link[*conn]
 }
 
 func (c *conn) pending() bool { return c.outOff < len(c.out) }
@@ -78,8 +76,7 @@ func (l *loop) accept() {
 			return
 		}
 		l.backoff.Reset()
-		if l.maxConn > 0 && l.nconns >= l.maxConn {
-			l.ctr.Rejected.Add(1)
+		if !l.ctr.Admit(l.maxConn) {
 			unix.Close(fd)
 			continue
 		}
@@ -87,12 +84,14 @@ func (l *loop) accept() {
 			unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		}
 		if err := l.p.add(fd, wantRead); err != nil {
+			l.ctr.Active.Add(-1)
 			l.ctr.AcceptErrors.Add(1)
 			l.logs.Warn(l.s.log, "could not watch a new connection; closed it", "err", err)
 			unix.Close(fd)
 			continue
 		}
 		c := &conn{fd: fd, want: wantRead}
+		c.link.Elem, c.lineLink.Elem = c, c
 		if l.idle > 0 {
 			c.last = l.clock()
 		}
@@ -100,10 +99,9 @@ func (l *loop) accept() {
 			l.conns = append(l.conns, make([]*conn, len(l.conns)+64)...)
 		}
 		l.conns[fd] = c
-		l.open.pushBack(c)
+		l.open.PushBack(&c.link)
 		l.nconns++
 		l.ctr.Accepted.Add(1)
-		l.ctr.Active.Add(1)
 	}
 }
 
@@ -165,7 +163,7 @@ func (l *loop) readServe(c *conn) {
 	l.bytesIn += uint64(n)
 	if l.idle > 0 {
 		c.last = l.clock()
-		l.open.moveToBack(c)
+		l.open.MoveToBack(&c.link)
 	}
 	if long {
 		l.serve(c, c.partial[:p+n], true)
@@ -255,8 +253,8 @@ func (l *loop) keepPartial(c *conn, tail []byte, inPartial, newLine bool) {
 		if cap(c.partial) > keepBuf {
 			c.partial = nil
 		}
-		if c.inLines {
-			l.lines.remove(c)
+		if c.lineLink.Listed() {
+			c.lineLink.Remove()
 		}
 		return
 	case inPartial:
@@ -265,9 +263,9 @@ func (l *loop) keepPartial(c *conn, tail []byte, inPartial, newLine bool) {
 	default:
 		c.partial = append(c.partial[:0], tail...)
 	}
-	if l.lineTO > 0 && (newLine || !c.inLines) {
+	if l.lineTO > 0 && (newLine || !c.lineLink.Listed()) {
 		c.lineStart = l.clock()
-		l.lines.pushBack(c)
+		l.lines.PushBack(&c.lineLink)
 	}
 }
 
@@ -378,9 +376,7 @@ func (l *loop) update(c *conn) {
 func (l *loop) startLinger(c *conn) {
 	c.closeAfter = true
 	c.partial = nil
-	if c.inLines {
-		l.lines.remove(c)
-	}
+	c.lineLink.Remove()
 	if l.bufs != nil {
 		l.account(c)
 	}
@@ -392,8 +388,7 @@ func (l *loop) startLinger(c *conn) {
 		return
 	}
 	c.phase = phaseLingering
-	l.open.remove(c)
-	l.closing.pushBack(c)
+	l.closing.PushBack(&c.link)
 	c.deadline = l.clock() + lingerTime
 	if unix.Shutdown(c.fd, unix.SHUT_WR) != nil {
 		l.closeConn(c) // the peer is gone already
@@ -433,10 +428,8 @@ func (l *loop) closeConn(c *conn) {
 	}
 	unix.Close(c.fd)
 	l.conns[c.fd] = nil
-	c.list.remove(c)
-	if c.inLines {
-		l.lines.remove(c)
-	}
+	c.link.Remove()
+	c.lineLink.Remove()
 	c.closed = true
 	c.partial, c.out = nil, nil
 	if l.bufs != nil {
@@ -452,32 +445,32 @@ func (l *loop) closeConn(c *conn) {
 // deadline order, so it looks only at what expired.
 func (l *loop) sweep(now int64) {
 	if l.idle > 0 {
-		for c := l.open.head; c != nil && now-c.last >= l.idle; {
-			next := c.next
+		for x := l.open.Front(); x != nil && now-x.Elem.last >= l.idle; {
+			c, next := x.Elem, x.Next()
 			if c.busy || c.pending() || c.closeAfter {
 				// Waiting for its own handler or for the client to read
 				// is not idleness.
 				c.last = now
-				l.open.moveToBack(c)
+				l.open.MoveToBack(x)
 			} else {
 				l.ctr.IdleTimeouts.Add(1)
 				l.startLinger(c)
 			}
-			c = next
+			x = next
 		}
 	}
-	for c := l.lines.head; c != nil && now-c.lineStart >= l.lineTO; {
-		next := c.lnext
+	for x := l.lines.Front(); x != nil && now-x.Elem.lineStart >= l.lineTO; {
+		c, next := x.Elem, x.Next()
 		l.ctr.LineTimeouts.Add(1)
 		l.logs.Warn(l.s.log, "request line not complete within line-timeout; closing the connection",
 			"remote", c.Remote(), "line_timeout", time.Duration(l.lineTO), "bytes", len(c.partial))
 		l.startLinger(c) // takes it off lines
-		c = next
+		x = next
 	}
-	for c := l.closing.head; c != nil && now >= c.deadline; {
-		next := c.next
-		l.closeConn(c)
-		c = next
+	for x := l.closing.Front(); x != nil && now >= x.Elem.deadline; {
+		next := x.Next()
+		l.closeConn(x.Elem)
+		x = next
 	}
 }
 
@@ -519,81 +512,6 @@ func (l *loop) streamDone(d done) {
 	}
 }
 
-// connList is an intrusive doubly linked list of connections.
-type connList struct {
-	head, tail *conn
-}
-
-func (cl *connList) pushBack(c *conn) {
-	c.list, c.prev, c.next = cl, cl.tail, nil
-	if cl.tail != nil {
-		cl.tail.next = c
-	} else {
-		cl.head = c
-	}
-	cl.tail = c
-}
-
-func (cl *connList) remove(c *conn) {
-	if cl == nil || c.list != cl {
-		return
-	}
-	if c.prev != nil {
-		c.prev.next = c.next
-	} else {
-		cl.head = c.next
-	}
-	if c.next != nil {
-		c.next.prev = c.prev
-	} else {
-		cl.tail = c.prev
-	}
-	c.prev, c.next, c.list = nil, nil, nil
-}
-
-func (cl *connList) moveToBack(c *conn) {
-	if c.list != cl || cl.tail == c {
-		return
-	}
-	cl.remove(c)
-	cl.pushBack(c)
-}
-
-// lineList is the intrusive list of the connections holding a partial
-// line, through their own links (a connection is on one connList and
-// maybe on this one too).
-type lineList struct {
-	head, tail *conn
-}
-
-func (ll *lineList) pushBack(c *conn) {
-	ll.remove(c)
-	c.inLines, c.lprev, c.lnext = true, ll.tail, nil
-	if ll.tail != nil {
-		ll.tail.lnext = c
-	} else {
-		ll.head = c
-	}
-	ll.tail = c
-}
-
-func (ll *lineList) remove(c *conn) {
-	if !c.inLines {
-		return
-	}
-	if c.lprev != nil {
-		c.lprev.lnext = c.lnext
-	} else {
-		ll.head = c.lnext
-	}
-	if c.lnext != nil {
-		c.lnext.lprev = c.lprev
-	} else {
-		ll.tail = c.lprev
-	}
-	c.lprev, c.lnext, c.inLines = nil, nil, false
-}
-
 // account tells the server's Buffers (Config.MaxBuffered) what c holds
 // now: its partial line, the replies its socket has not taken and the
 // lines its job has not answered yet. When that growth takes the server
@@ -625,8 +543,8 @@ func (l *loop) account(c *conn) {
 // largest returns the open connection holding the most, for account.
 func (l *loop) largest() (*conn, bool) {
 	return models.Largest(func(yield func(*conn) bool) {
-		for c := l.open.head; c != nil; c = c.next {
-			if !yield(c) {
+		for x := l.open.Front(); x != nil; x = x.Next() {
+			if !yield(x.Elem) {
 				return
 			}
 		}

@@ -589,8 +589,8 @@ func TestJobBatchBound(t *testing.T) {
 				done := make(chan struct{})
 				look := gnet.RunnableFunc(func(context.Context) error {
 					defer close(done)
-					for st := ls.active.head; st != nil; st = st.next {
-						if st.job != nil {
+					for x := ls.active.Front(); x != nil; x = x.Next() {
+						if st := x.Elem; st.job != nil {
 							most.Store(max(most.Load(), int64(len(st.job.B))))
 						}
 					}

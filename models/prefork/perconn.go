@@ -15,7 +15,7 @@ import (
 // Accepted and Active; the children count requests, bytes and errors.
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
-	limit := int64(s.perConnLimit())
+	limit := s.perConnLimit()
 	var backoff models.Backoff
 	for {
 		c, err := s.ln.Accept()
@@ -41,9 +41,9 @@ func (s *Server) acceptLoop() {
 			c.Close()
 			continue
 		}
-		// Active only grows here, so this never lets more than limit in.
-		if s.parent.Active.Load() >= limit {
-			s.parent.Rejected.Add(1)
+		// The place is given back when the child is reaped (watch), or
+		// by handOffRetrying when no child could be started.
+		if !s.parent.Admit(limit) {
 			c.Close()
 			continue
 		}
@@ -73,15 +73,23 @@ const otherSpawnTries = 3
 // new clients wait in the listen backlog as they would with a failing
 // Accept, and service resumes once children exit and free what they held.
 // Any other failure gets otherSpawnTries tries in all, with a backoff of
-// its own, before c is dropped. It reports false when the server is
-// stopping.
+// its own, before c is dropped. c holds a place (Counters.Admit), which
+// its child gives back when it is reaped; when no child takes c, this
+// gives it back. It reports false when the server is stopping.
 func (s *Server) handOffRetrying(c net.Conn) bool {
 	defer c.Close() // the child has its own copy
+	taken := false
+	defer func() {
+		if !taken {
+			s.parent.Active.Add(-1)
+		}
+	}()
 	var shortage, other models.Backoff
 	for tries := 1; ; tries++ {
 		err := s.handOff(c)
 		switch {
 		case err == nil:
+			taken = true
 			return true
 		case errors.Is(err, errClosing):
 			return false
@@ -113,19 +121,17 @@ func outOfResources(err error) bool {
 		errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ENOBUFS)
 }
 
-// handOff starts a child serving c. The caller closes its copy of c.
+// handOff starts a child serving c, and counts c as accepted. The caller
+// closes its copy of c.
 func (s *Server) handOff(c net.Conn) error {
 	rc, err := c.(syscall.Conn).SyscallConn()
 	if err != nil {
 		return err
 	}
-	s.parent.Accepted.Add(1)
-	s.parent.Active.Add(1) // given back when the child is reaped (watch)
 	if _, err := s.spawnProc(ConnRole, -1, rc); err != nil {
-		s.parent.Accepted.Add(^uint64(0))
-		s.parent.Active.Add(-1)
 		return err
 	}
+	s.parent.Accepted.Add(1)
 	return nil
 }
 

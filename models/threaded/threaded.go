@@ -295,15 +295,11 @@ func (s *Server) acceptLoop() {
 			continue
 		}
 		backoff.Reset()
-		// Active only grows here, so this check never lets more than
-		// MaxConns connections in.
-		if s.cfg.MaxConns > 0 && s.ctr.Active.Load() >= int64(s.cfg.MaxConns) {
-			s.ctr.Rejected.Add(1)
+		if !s.ctr.Admit(s.cfg.MaxConns) {
 			c.Close()
 			continue
 		}
 		s.ctr.Accepted.Add(1)
-		s.ctr.Active.Add(1)
 		cn := newConn(c, &s.cfg, &s.ctr, s.log, &s.logs)
 		if s.bufs != nil {
 			cn.bufs, cn.shed = s.bufs, s.shed

@@ -142,27 +142,17 @@ func (s *server) startStream() error {
 }
 
 // acceptLoop accepts connections and hands each to an event loop. Accept
-// errors (EMFILE when file descriptors run out) back off (models.Backoff:
-// 5 ms doubling to 1 s) instead of spinning, and are counted.
+// errors (EMFILE when file descriptors run out) are counted and back off
+// (models.Acceptor) instead of spinning.
 func (ss *streamSide) acceptLoop() {
 	defer close(ss.acceptDone)
 	s := ss.s
-	var backoff models.Backoff
+	acc := models.Acceptor{Listener: ss.ln, Stop: ss.stopAccept, Failed: &s.ctr.AcceptErrors, Logs: &s.logs, Log: s.log}
 	for {
-		nc, err := ss.ln.Accept()
+		nc, err := acc.Accept()
 		if err != nil {
-			if s.draining.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.ctr.AcceptErrors.Add(1)
-			d := backoff.Next()
-			s.logs.Warn(s.log, "accept failed; retrying", "err", err, "in", d)
-			if !models.Sleep(d, ss.stopAccept) {
-				return
-			}
-			continue
+			return // closed by Shutdown
 		}
-		backoff.Reset()
 		// EnrollContext dups the descriptor, closes nc, and returns once
 		// the loop has run OnOpen.
 		if _, err := ss.cli.EnrollContext(nc, nil); err != nil {

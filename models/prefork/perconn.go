@@ -16,22 +16,12 @@ import (
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
 	limit := s.perConnLimit()
-	var backoff models.Backoff
+	acc := models.Acceptor{Listener: s.ln, Stop: s.closing, Failed: &s.parent.AcceptErrors, Logs: &s.logs, Log: s.log}
 	for {
-		c, err := s.ln.Accept()
+		c, err := acc.Accept()
 		if err != nil {
-			if s.isClosing() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.parent.AcceptErrors.Add(1)
-			d := backoff.Next()
-			s.logs.Warn(s.log, "accept failed; retrying", "err", err, "backoff", d)
-			if !models.Sleep(d, s.closing) {
-				return
-			}
-			continue
+			return // closed by Shutdown
 		}
-		backoff.Reset()
 		if gone, reset := closedOnArrival(c); gone {
 			// Nothing to serve: no process for it.
 			s.parent.Accepted.Add(1)

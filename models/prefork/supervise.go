@@ -503,14 +503,7 @@ func (s *Server) supervise(slot int, firstReady func()) {
 	}
 }
 
-func (s *Server) isClosing() bool {
-	select {
-	case <-s.closing:
-		return true
-	default:
-		return false
-	}
-}
+func (s *Server) isClosing() bool { return models.Closed(s.closing) }
 
 // fail ends the server on its own: it logs err, records it for Err and
 // Shutdown, and stops every worker within the grace period. Only the

@@ -120,15 +120,11 @@ func pushStats(w *msgWriter, snap func() models.Stats, period time.Duration, sto
 }
 
 // relog re-emits a child's slog JSON record on the parent's logger, with
-// the child's pid, through limit when it is not nil.
+// the child's pid, through limit (nil: every record).
 func relog(log *slog.Logger, limit *models.RateLog, pid int, raw json.RawMessage) {
 	var rec map[string]any
 	if err := json.Unmarshal(raw, &rec); err != nil {
-		if limit != nil {
-			limit.Warn(log, "unreadable log line from child", "pid", pid, "line", string(raw))
-		} else {
-			log.Warn("unreadable log line from child", "pid", pid, "line", string(raw))
-		}
+		limit.Warn(log, "unreadable log line from child", "pid", pid, "line", string(raw))
 		return
 	}
 	var lvl slog.Level
@@ -148,11 +144,7 @@ func relog(log *slog.Logger, limit *models.RateLog, pid int, raw json.RawMessage
 	for _, k := range keys {
 		args = append(args, k, rec[k])
 	}
-	if limit != nil {
-		limit.Log(log, lvl, text, args...)
-		return
-	}
-	log.Log(context.Background(), lvl, text, args...)
+	limit.Log(log, lvl, text, args...)
 }
 
 // minLevel is the lowest level log shows, so children do not send records

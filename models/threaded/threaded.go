@@ -259,42 +259,24 @@ func (s *Server) cleanup() {
 	})
 }
 
-func (s *Server) isClosing() bool {
-	select {
-	case <-s.closing:
-		return true
-	default:
-		return false
-	}
-}
+func (s *Server) isClosing() bool { return models.Closed(s.closing) }
 
 // acceptLoop accepts stream connections until Shutdown. Failing accepts
-// (EMFILE, ENFILE, ENOBUFS, ...) are counted and retried after a
-// models.Backoff (5ms doubling to 1s), so the server neither spins nor
-// exits while the process is out of file descriptors; connections it
-// already has keep being served.
+// (EMFILE, ENFILE, ENOBUFS, ...) are counted and retried after a backoff
+// (models.Acceptor), so the server neither spins nor exits while the
+// process is out of file descriptors; connections it already has keep
+// being served.
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
-	var backoff models.Backoff
+	acc := models.Acceptor{Listener: s.ln, Stop: s.closing, Failed: &s.ctr.AcceptErrors, Logs: &s.logs, Log: s.log}
 	for {
-		c, err := s.ln.Accept()
+		c, err := acc.Accept()
 		if err != nil {
-			if s.isClosing() {
-				return
-			}
-			if errors.Is(err, net.ErrClosed) {
+			if !s.isClosing() {
 				s.log.Error("listener closed underneath the server; no longer accepting", "err", err)
-				return
 			}
-			s.ctr.AcceptErrors.Add(1)
-			d := backoff.Next()
-			s.logs.Warn(s.log, "accept failed; retrying", "err", err, "backoff", d)
-			if !models.Sleep(d, s.closing) {
-				return
-			}
-			continue
+			return
 		}
-		backoff.Reset()
 		if !s.ctr.Admit(s.cfg.MaxConns) {
 			c.Close()
 			continue

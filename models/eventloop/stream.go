@@ -76,19 +76,18 @@ type connState struct {
 	partial   *bytebufferpool.ByteBuffer // start of a line not yet complete
 	lineStart int64                      // when partial began (preciseNow), if on loop.lines
 	lineLink  models.Link[*connState]    // on loop.lines
-	busy      bool                       // a job is in the pool
+	busy      bool                       // a job is in the pool (job.go)
 	stalled   bool                       // the socket was full: a writer is in the pool (write.go)
-	w         writeState
-	resumeFn  gnet.Runnable
+	pooled    pooled                     // shared with that job or writer (handover.go)
+	resumeFn  gnet.Runnable              // st.resume, after a writer
 	job       *bytebufferpool.ByteBuffer // the lines of that job
 	stopAfter bool                       // linger once the job is done (line too long)
 	draining  bool                       // shutdown: answer budget more bytes, then linger
 	budget    int
 
-	gone      atomic.Bool   // closed; read by the job
+	gone      atomic.Bool   // closed, and not detached: read by the job or writer
 	failed    atomic.Bool   // the failure that ends the connection is counted (countFailure)
-	js        jobSync       // blocking handlers only (job.go)
-	jobDoneFn gnet.Runnable // st.jobDone
+	jobDoneFn gnet.Runnable // st.jobDone, after a job
 	handedOff bool          // gnet closed c and a detached job finishes it
 
 	// Config.MaxBuffered only. hold is set on the loop (account);
@@ -269,18 +268,8 @@ func (h *streamHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 		delete(ss.reg, st)
 		ss.regMu.Unlock()
 	}
-	detached, jobDetached := false, false
-	if st.phase == phaseOpen && errors.Is(err, io.EOF) {
-		switch {
-		case st.busy:
-			detached = st.detach(c)
-			jobDetached = detached
-			st.handedOff = st.handedOff || detached
-		case st.stalled:
-			detached = ss.detachWriter(c, st)
-		}
-	}
-	if !jobDetached {
+	detached := st.phase == phaseOpen && errors.Is(err, io.EOF) && st.waiting() && ss.detach(c, st)
+	if !detached {
 		st.gone.Store(true)
 	}
 	if st.partial != nil {

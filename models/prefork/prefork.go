@@ -187,7 +187,7 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.state = stateRunning
-	s.sp = startSpawner()
+	s.sp = startSpawner(stuckStart)
 	var ready sync.WaitGroup
 	if s.spawn == SpawnPerConn {
 		s.wg.Add(1)

@@ -51,7 +51,7 @@ func testParentMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	noPdeathsig = sp.NoPdeathsig
+	testNoPdeathsig = sp.NoPdeathsig
 	if sp.NoFile > 0 {
 		lim := syscall.Rlimit{Cur: sp.NoFile, Max: sp.NoFile}
 		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
@@ -716,7 +716,7 @@ func TestCrashLoopWhileRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := srv.(*Server)
-	t.Setenv(envTestCrash, "1") // every replacement exits at once
+	t.Setenv(envTestCrash, "1") // every replacement (a re-executed test binary) exits at once
 	syscall.Kill(s.workerPids()[0], syscall.SIGKILL)
 	// Meanwhile the listener the healthy worker shares must stay
 	// non-blocking: handing it to a child must not change its mode (see
@@ -754,15 +754,13 @@ func TestCrashLoopWhileRunning(t *testing.T) {
 	}
 }
 
-// TestStuckStartIsKilled: a start that does not return within stuckStart
+// TestStuckStartIsKilled: a start that does not return within its bound
 // has its child (the one the spawner has not handed out) killed and
 // reaped and fails with errStartStuck; children already started are left
 // alone. The hang is simulated by a start function that waits after
 // starting a process, as syscall.StartProcess waits for a child that
 // never execs.
 func TestStuckStartIsKilled(t *testing.T) {
-	defer func(d time.Duration) { stuckStart = d }(stuckStart)
-	stuckStart = 200 * time.Millisecond
 	sleep, err := exec.LookPath("sleep")
 	if err != nil {
 		t.Skip("no sleep binary")
@@ -771,7 +769,7 @@ func TestStuckStartIsKilled(t *testing.T) {
 		pid, _, err := syscall.StartProcess(sleep, []string{"sleep", "30"}, &syscall.ProcAttr{Files: []uintptr{0, 1, 2}})
 		return pid, err
 	}
-	sp := startSpawner()
+	sp := startSpawner(200 * time.Millisecond)
 	defer sp.stop()
 
 	live, err := sp.run(startSleep)

@@ -29,6 +29,14 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// envTestCrash, set in a test's environment, makes the pool workers this
+// test binary re-executes crash before serving (testCrashWorker), to drive
+// the crash-loop limit. The test binary's init reads it; a production
+// binary has neither.
+const envTestCrash = "SOCKBENCH_PREFORK_TEST_CRASH"
+
+func init() { testCrashWorker = os.Getenv(envTestCrash) != "" }
+
 // scaled stretches a test's wait by SOCKBENCH_TEST_SCALE, as the
 // conformance suite does, for runs under qemu-user where every process
 // start costs tens of milliseconds more on a loaded machine.

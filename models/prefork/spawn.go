@@ -37,13 +37,15 @@ var errClosing = errors.New("prefork: server stopping")
 // forked child has exec'd; a child that hangs between fork and exec
 // (qemu-user 7.2 does this now and then to a multithreaded guest) would
 // block it, and with it the server's lock, Start and Shutdown, forever.
-// After stuckStart the spawner SIGKILLs whichever child of its thread it
-// has not handed out yet (the one still starting), reaps it, and reports
-// errStartStuck; callers treat that as a failed start and try again.
+// After stuck (stuckStart for a server's) the spawner SIGKILLs whichever
+// child of its thread it has not handed out yet (the one still starting),
+// reaps it, and reports errStartStuck; callers treat that as a failed
+// start and try again.
 type spawner struct {
 	reqs    chan spawnReq
 	stopped chan struct{}
-	tid     int // the locked thread (Linux), whose children the watchdog reads
+	tid     int           // the locked thread (Linux), whose children the watchdog reads
+	stuck   time.Duration // how long a start may take
 
 	mu    sync.Mutex
 	known map[int]bool // children started and not reaped yet
@@ -59,15 +61,17 @@ type spawnRes struct {
 	err error
 }
 
-// stuckStart bounds one process start: fork and exec take milliseconds
-// natively and well under a second under emulation.
-var stuckStart = 10 * time.Second
+// stuckStart bounds one process start of a server's spawner: fork and
+// exec take milliseconds natively and well under a second under
+// emulation.
+const stuckStart = 10 * time.Second
 
 // errStartStuck: a child hung between fork and exec and was killed.
 var errStartStuck = errors.New("prefork: a child hung between fork and exec; killed it")
 
-func startSpawner() *spawner {
-	sp := &spawner{reqs: make(chan spawnReq), stopped: make(chan struct{}), known: map[int]bool{}}
+// startSpawner starts a spawner whose starts may take stuck at most.
+func startSpawner(stuck time.Duration) *spawner {
+	sp := &spawner{reqs: make(chan spawnReq), stopped: make(chan struct{}), known: map[int]bool{}, stuck: stuck}
 	started := make(chan struct{})
 	go func() {
 		runtime.LockOSThread() // never unlocked: see spawner
@@ -89,7 +93,7 @@ func (sp *spawner) guarded(fn func() (int, error)) spawnRes {
 		returned bool // fn is back: a late watchdog does nothing
 		killed   int
 	)
-	wd := time.AfterFunc(stuckStart, func() {
+	wd := time.AfterFunc(sp.stuck, func() {
 		wdMu.Lock()
 		defer wdMu.Unlock()
 		if returned {

@@ -39,10 +39,6 @@ const (
 // envSpec carries the child's spec (JSON) in its environment.
 const envSpec = "SOCKBENCH_PREFORK"
 
-// envTestCrash makes a worker exit with status 1 before serving. Tests use
-// it to drive the crash-loop limit; it is never set otherwise.
-const envTestCrash = "SOCKBENCH_PREFORK_TEST_CRASH"
-
 // spec is what a child needs to know besides its inherited descriptors.
 type spec struct {
 	Config   models.Config `json:"config"`

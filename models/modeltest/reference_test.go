@@ -510,14 +510,14 @@ func (s *refServer) serveConn(c net.Conn) {
 					s.mu.Unlock()
 				}
 				s.closeConn(c)
-			case isTimeout(err) && !s.closing.Load() && cr.lineFired:
+			case IsTimeout(err) && !s.closing.Load() && cr.lineFired:
 				s.cnt.LineTimeouts.Add(1)
 				s.warn("line not complete within line-timeout; closing")
 				s.closeConn(c)
-			case isTimeout(err) && !s.closing.Load():
+			case IsTimeout(err) && !s.closing.Load():
 				s.cnt.IdleTimeouts.Add(1)
 				s.closeConn(c)
-			case err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) || isTimeout(err):
+			case err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) || IsTimeout(err):
 				if errors.Is(err, io.ErrUnexpectedEOF) {
 					s.debug("client closed inside a line")
 				}

@@ -280,10 +280,7 @@ func (c *unixPacketConn) LocalAddr() net.Addr { return c.addr }
 // SocketFile.
 func ListenStream(cfg *Config) (net.Listener, *SocketFile, error) {
 	if cfg.Transport() == protocol.Unix {
-		if err := PrepareUnixPath(cfg.Addr, cfg.Net); err != nil {
-			return nil, nil, err
-		}
-		c, sf, err := bindUnixSocket(cfg.Addr, cfg.Net, cfg.SocketMode)
+		c, sf, err := listenUnixPath(cfg)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -304,10 +301,7 @@ func ListenStream(cfg *Config) (net.Listener, *SocketFile, error) {
 // same Unix socket handling as ListenStream.
 func ListenPacket(cfg *Config) (net.PacketConn, *SocketFile, error) {
 	if cfg.Transport() == protocol.Unixgram {
-		if err := PrepareUnixPath(cfg.Addr, cfg.Net); err != nil {
-			return nil, nil, err
-		}
-		c, sf, err := bindUnixSocket(cfg.Addr, cfg.Net, cfg.SocketMode)
+		c, sf, err := listenUnixPath(cfg)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -322,4 +316,14 @@ func ListenPacket(cfg *Config) (net.PacketConn, *SocketFile, error) {
 		return nil, nil, fmt.Errorf("models: %w", err)
 	}
 	return pc, nil, nil
+}
+
+// listenUnixPath clears a stale socket at cfg.Addr (PrepareUnixPath) and
+// binds a new one of cfg.Net there, never wider than cfg.SocketMode
+// (bindUnixSocket): the Unix half of ListenStream and ListenPacket.
+func listenUnixPath(cfg *Config) (io.Closer, *SocketFile, error) {
+	if err := PrepareUnixPath(cfg.Addr, cfg.Net); err != nil {
+		return nil, nil, err
+	}
+	return bindUnixSocket(cfg.Addr, cfg.Net, cfg.SocketMode)
 }

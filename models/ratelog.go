@@ -35,8 +35,10 @@ const (
 // mutex, and nothing at all for a level the logger does not show. Stats
 // keep the exact numbers; the log only samples.
 //
-// The zero value is ready to use with Every = DefaultLogEvery. All methods
-// are safe for concurrent use.
+// The zero value is ready to use with Every = DefaultLogEvery; a nil
+// *RateLog limits nothing (every line is logged), for a caller that
+// limits only some of its sources. All methods are safe for concurrent
+// use.
 type RateLog struct {
 	// Every is the window; 0 means DefaultLogEvery.
 	Every time.Duration
@@ -82,6 +84,10 @@ func (r *RateLog) Log(log *slog.Logger, level slog.Level, msg string, args ...an
 // format); the summary repeats the last msg of the group.
 func (r *RateLog) LogAs(key string, log *slog.Logger, level slog.Level, msg string, args ...any) {
 	if log == nil || !log.Enabled(context.Background(), level) {
+		return
+	}
+	if r == nil {
+		log.Log(context.Background(), level, msg, args...)
 		return
 	}
 	every := r.every()
@@ -131,6 +137,9 @@ func (r *RateLog) summarize(key string, stop bool) {
 // Flush writes every pending summary now instead of at the end of its
 // window.
 func (r *RateLog) Flush() {
+	if r == nil {
+		return
+	}
 	r.mu.Lock()
 	var keys []string
 	for key, g := range r.groups {

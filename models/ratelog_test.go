@@ -115,3 +115,25 @@ func TestRateLogFlush(t *testing.T) {
 		t.Fatalf("%d records, want 4 (two full lines, two summaries)", n)
 	}
 }
+
+// TestNilRateLog: a nil *RateLog logs every line, at its level, and
+// Flush does nothing.
+func TestNilRateLog(t *testing.T) {
+	h := newRecorder()
+	log := slog.New(h)
+	var r *RateLog
+	for range 3 {
+		r.Warn(log, "same message")
+	}
+	r.Debug(log, "below the recorder's level")
+	r.Flush()
+	recs := h.records()
+	if len(recs) != 3 {
+		t.Fatalf("%d records, want the 3 warnings", len(recs))
+	}
+	for _, rec := range recs {
+		if rec.Message != "same message" || rec.Level != slog.LevelWarn || more(rec) != -1 {
+			t.Errorf("record %q at %v (more=%d), want the warning itself", rec.Message, rec.Level, more(rec))
+		}
+	}
+}

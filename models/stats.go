@@ -77,3 +77,26 @@ func (c *Counters) Snapshot() Stats {
 		BadDatagrams: c.BadDgrams.Load(),
 	}
 }
+
+// Admit takes a place for a stream connection just accepted, when fewer
+// than maxConns are open (0: no bound): it adds one to Active and reports
+// true. When every place is taken it counts the connection in Rejected
+// and reports false, and the caller closes it at once. The caller counts
+// Accepted once it keeps the connection, and gives the place back with
+// Active.Add(-1) when the connection is gone.
+//
+// It is safe from any number of goroutines (eventloop admits on every
+// event loop): a place is taken by compare-and-swap, so Active never
+// passes maxConns, however the admissions interleave.
+func (c *Counters) Admit(maxConns int) bool {
+	for {
+		n := c.Active.Load()
+		if maxConns > 0 && n >= int64(maxConns) {
+			c.Rejected.Add(1)
+			return false
+		}
+		if c.Active.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}

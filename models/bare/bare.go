@@ -57,6 +57,12 @@ type server struct {
 
 	failed  chan struct{} // closed when the loop ended by itself
 	failErr error         // why; written before failed is closed
+
+	// logs limits every log line a client can cause (see models.RateLog);
+	// Shutdown flushes its summaries.
+	logs models.RateLog
+	// bufs is the account of Config.MaxBuffered; nil without a bound.
+	bufs *models.Buffers
 }
 
 // New builds a bare server for cfg; Start binds it. It is the Factory
@@ -79,7 +85,7 @@ func New(cfg models.Config) (models.Server, error) {
 		size = n
 	}
 	s := &server{cfg: cfg, log: cfg.Logger.With("model", Name), poolSize: size,
-		done: make(chan struct{}), failed: make(chan struct{})}
+		done: make(chan struct{}), failed: make(chan struct{}), bufs: models.NewBuffers(cfg.MaxBuffered)}
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -187,7 +193,11 @@ func (s *server) Addr() string {
 // Stats returns a snapshot of the counters. The loop adds its per-request
 // counts once per batch of events, so a snapshot lags the loop by at most
 // one batch.
-func (s *server) Stats() models.Stats { return s.ctr.Snapshot() }
+func (s *server) Stats() models.Stats {
+	st := s.ctr.Snapshot()
+	st.Buffered = s.bufs.Mine()
+	return st
+}
 
 // Shutdown asks the loop to stop accepting (streams) or reading
 // (datagrams), to answer every request it has read, including those in
@@ -220,6 +230,7 @@ func (s *server) Shutdown(ctx context.Context) error {
 		}
 		s.hardCancel()
 		s.sf.Remove()
+		s.logs.Flush()
 		s.log.Debug("stopped", "stats", s.Stats().String())
 	})
 	return s.shutErr

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -50,80 +49,21 @@ func BenchmarkBare(b *testing.B) {
 	}
 }
 
-// start runs a bare server with cfg (Addr filled in for network) and shuts
-// it down when the test ends.
+// start runs a bare server on network for the test, in upper mode, with
+// cfg changed by mod.
 func start(t *testing.T, network string, mod func(*models.Config)) models.Server {
 	t.Helper()
-	cfg := models.Config{Net: network, Addr: "127.0.0.1:0", Mode: protocol.Upper, Grace: 5 * time.Second}
-	if network == "unix" || network == "unixgram" {
-		cfg.Addr = filepath.Join(shortDir(t), "s.sock")
-	}
+	cfg := models.Config{Net: network, Mode: protocol.Upper, Grace: 5 * time.Second}
 	if mod != nil {
 		mod(&cfg)
 	}
-	srv, err := models.New(bare.Name, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	return srv
+	return modeltest.Start(t, bare.Name, cfg)
 }
 
-// shortDir is a temporary directory with a path short enough for a Unix
-// socket, removed when the test ends.
-func shortDir(t *testing.T) string {
-	dir, err := os.MkdirTemp("", "sbb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-// dial connects to srv; a unixgram client binds its own path so the server
-// can answer it.
+// dial connects to srv.
 func dial(t *testing.T, network string, srv models.Server) net.Conn {
 	t.Helper()
-	var (
-		c   net.Conn
-		err error
-	)
-	if network == "unixgram" {
-		local := &net.UnixAddr{Name: filepath.Join(shortDir(t), "c"), Net: "unixgram"}
-		c, err = net.DialUnix("unixgram", local, &net.UnixAddr{Name: srv.Addr(), Net: "unixgram"})
-	} else {
-		c, err = net.DialTimeout(network, srv.Addr(), 10*time.Second)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// waitStats waits until cond holds on srv's Stats.
-func waitStats(t *testing.T, srv models.Server, what string, cond func(models.Stats) bool) models.Stats {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := srv.Stats()
-		if cond(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Stats never showed %s: %s", what, st)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	return modeltest.Dial(t, network, srv.Addr())
 }
 
 // TestNoAllocsPerRequest: the common path (no handler cost) allocates
@@ -154,7 +94,7 @@ func TestNoAllocsPerRequest(t *testing.T) {
 				if !bytes.Equal(got, want) {
 					t.Fatalf("reply %q, want %q", got, want)
 				}
-				if n := countGoroutines("bare.(*pool).work"); n != 0 {
+				if n := modeltest.Goroutines("bare.(*pool).work"); n != 0 {
 					t.Errorf("%d pool goroutines without a handler cost: the common path must not use the pool", n)
 				}
 				var m0, m1 runtime.MemStats
@@ -169,19 +109,6 @@ func TestNoAllocsPerRequest(t *testing.T) {
 			})
 		}
 	}
-}
-
-// countGoroutines counts the goroutines with fn in their stack.
-func countGoroutines(fn string) int {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	n := 0
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, fn) {
-			n++
-		}
-	}
-	return n
 }
 
 // TestReaderThatDoesNotRead: a client that pipelines without reading its
@@ -275,8 +202,8 @@ func TestBlockDoesNotStallTheLoop(t *testing.T) {
 	if _, err := a.Write([]byte("blocked\n")); err != nil {
 		t.Fatal(err)
 	}
-	waitStats(t, srv, "the blocked request read", func(st models.Stats) bool { return st.BytesIn >= 8 })
-	if countGoroutines("bare.(*pool).work") == 0 {
+	modeltest.WaitStats(t, srv, "the blocked request read", func(st models.Stats) bool { return st.BytesIn >= 8 })
+	if modeltest.Goroutines("bare.(*pool).work") == 0 {
 		t.Error("no pool goroutine holds the blocked request")
 	}
 
@@ -343,7 +270,7 @@ func TestDatagramPeerThatDoesNotRead(t *testing.T) {
 	}
 
 	// Unconnected: only its own replies are dropped.
-	deaf, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(shortDir(t), "d"), Net: "unixgram"})
+	deaf, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: modeltest.Addr(t, "unixgram"), Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +282,7 @@ func TestDatagramPeerThatDoesNotRead(t *testing.T) {
 	if err := ping(other); err != nil {
 		t.Fatalf("another client while replies to an unconnected one are dropped: %v", err)
 	}
-	st := waitStats(t, srv, "every datagram answered or dropped", func(st models.Stats) bool {
+	st := modeltest.WaitStats(t, srv, "every datagram answered or dropped", func(st models.Stats) bool {
 		return st.Requests+st.WriteErrors == uint64(sent)+1
 	})
 	t.Logf("unconnected: %d datagrams sent by a client that reads none: %s", sent, st)
@@ -368,7 +295,7 @@ func TestDatagramPeerThatDoesNotRead(t *testing.T) {
 	if _, err := other.Write([]byte("hi")); err != nil {
 		t.Fatal(err)
 	}
-	waitStats(t, srv, "the next client's datagram read", func(st models.Stats) bool { return st.BytesIn >= in+2 })
+	modeltest.WaitStats(t, srv, "the next client's datagram read", func(st models.Stats) bool { return st.BytesIn >= in+2 })
 	deaf2.Close()
 	for i := 0; ; i++ { // the reply to "hi" above may have been dropped
 		err := ping(other)

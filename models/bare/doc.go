@@ -84,16 +84,25 @@
 // (EMFILE) turns the listener off for a backoff from 5 ms to 1 s, so the
 // loop neither spins nor stops serving the connections it has.
 //
-// Idle timeouts and lingering closes need no timer per connection: open
-// connections are kept in order of their last read, lingering ones in
-// order of deadline, and a sweep at most every 50 ms (a quarter of the
-// idle timeout, if shorter) looks only at the expired head of each list.
-// A per-line deadline (--line-timeout) is one more list in the same
-// sweep, of the connections holding a partial line, in order of when it
-// began (keepPartial knows); a server-wide byte budget (--max-buffered)
-// is one counter kept where partial lines, backed-up replies and jobs
-// grow and shrink (keepPartial, send, flush, dispatch, release), checked
-// where update decides whether a connection is read.
+// Idle timeouts, line timeouts and lingering closes need no timer per
+// connection: open connections are kept in order of their last read,
+// those holding a partial line in order of when that line began
+// (keepPartial knows: a read without a '\n' continues the line, one with a
+// '\n' leaves a new one), lingering ones in order of deadline; a sweep at
+// most every 50 ms (a quarter of the idle or line timeout, if shorter)
+// looks only at the expired head of each list. A line not complete within
+// --line-timeout closes its connection, after the replies to the lines
+// before it, and counts in LineTimeouts. --max-buffered is a
+// models.Buffers account: each connection reports what it holds (its
+// partial line, replies its socket has not taken, lines its job has not
+// answered) once a read, a write or a reply from the pool has settled it,
+// and past the bound the connections holding the most are closed at once
+// and counted in OverBuffered (models.Shed). Without the bound, and with
+// reads that end on a line's end, the common path pays a nil check and a
+// flag test for both. Every log line a client can cause (a line over
+// max-line or too slow, a failed read, a datagram that cannot be
+// answered, a failed accept) goes through the server's models.RateLog,
+// whose summaries Shutdown flushes.
 //
 // # Handler cost
 //

@@ -36,12 +36,9 @@ const (
 	lingerTime = int64(1500 * time.Millisecond)
 	// lingerMax bounds the bytes discarded while lingering.
 	lingerMax = 1 << 20
-	// maxTick is the longest interval between two sweeps (idle timeouts,
-	// lingering closes) while any is due.
-	maxTick = int64(50 * time.Millisecond)
-	// Accept errors (EMFILE) back off from minBackoff to maxBackoff.
-	minBackoff = 5 * time.Millisecond
-	maxBackoff = time.Second
+	// maxTick is the longest interval between two sweeps (idle and line
+	// timeouts, lingering closes) while any is due.
+	maxTick = 50 * time.Millisecond
 	// acceptBatch and dgramBatch bound the accepts and datagrams taken
 	// for one readiness event, so one busy socket cannot starve the rest.
 	acceptBatch = 64
@@ -51,8 +48,6 @@ const (
 	socketBuffer = 4 << 20
 	// yieldEvery: the loop yields to the scheduler this often (see run).
 	yieldEvery = int64(2 * time.Millisecond)
-	// rateLogEvery spaces out log lines about a recurring problem.
-	rateLogEvery = 5 * time.Second
 )
 
 // maxEvents is how many readiness events one wait returns at most, as in
@@ -80,23 +75,28 @@ type loop struct {
 	maxLine int
 	maxConn int
 	idle    int64 // idle timeout in ns, 0: none
+	lineTO  int64 // line timeout in ns (Config.LineBound), 0: none
 
 	buf   []byte  // the read buffer every connection shares
 	conns []*conn // by descriptor
-	open  connList
-	// closing holds lingering connections in order of deadline.
-	closing connList
-	nconns  int // open and lingering connections
-	from    sockaddr
-	pool    *pool
+	// open holds the open connections in order of their last read (with
+	// an idle timeout), closing the lingering ones in order of deadline,
+	// through conn.link; lines the open ones holding a partial line, in
+	// order of when that line began (with a line timeout), through
+	// conn.lineLink.
+	open, closing, lines models.List[*conn]
+
+	nconns int // open and lingering connections
+	from   sockaddr
+	pool   *pool
 
 	t0        time.Time // the loop's clock counts from here (see clock)
 	tick      int64     // ns between sweeps
 	nextSweep int64     // 0: none due
 	yielded   int64     // when the loop last yielded to the scheduler
 
-	backoff  time.Duration
-	acceptAt int64 // when to re-arm the listener after an accept error; 0: armed
+	backoff  models.Backoff // accept errors (EMFILE): 5 ms doubling to 1 s
+	acceptAt int64          // when to re-arm the listener after an accept error; 0: armed
 
 	draining bool
 	forced   bool
@@ -105,7 +105,8 @@ type loop struct {
 	// the hot path touches no atomic.
 	requests, bytesIn, bytesOut uint64
 
-	acceptLog, connLog, dgramLog models.RateLog
+	logs *models.RateLog // the server's: every line a client can cause
+	bufs *models.Buffers // Config.MaxBuffered; nil without a bound
 
 	wakeMu  sync.Mutex // orders wake against closing the poller
 	pclosed bool
@@ -122,17 +123,15 @@ func newLoop(s *server, fd int) (*loop, error) {
 		stream: cfg.IsStream(), tcp: cfg.IsStream() && !cfg.IsUnix(),
 		mode: cfg.Mode, work: cfg.Cost.Work, blocks: cfg.Cost.Blocks(),
 		maxLine: cfg.MaxLine, maxConn: cfg.MaxConns, idle: int64(cfg.IdleTimeout),
-		t0: time.Now(), tick: maxTick,
-	}
-	if it := l.idle / 4; it > 0 && it < l.tick {
-		l.tick = max(it, int64(time.Millisecond))
+		lineTO: int64(cfg.LineBound()), t0: time.Now(),
+		tick: int64(models.SweepInterval(maxTick, cfg.IdleTimeout, cfg.LineBound())),
+		logs: &s.logs, bufs: s.bufs,
 	}
 	if l.stream {
 		l.buf = make([]byte, prefixMax+readSize)
 	} else {
 		l.buf = make([]byte, protocol.MaxDatagram+1)
 	}
-	l.acceptLog.Every, l.connLog.Every, l.dgramLog.Every = rateLogEvery, rateLogEvery, rateLogEvery
 	l.pool = newPool(s.poolSize, cfg.Cost, cfg.Mode, s.hardCtx, l.wake)
 	if err := p.add(fd, wantRead); err != nil {
 		p.close()
@@ -236,10 +235,10 @@ func (l *loop) deadline() int64 {
 	return at
 }
 
-// sweeping reports whether sweeps have work: idle timeouts to watch or
-// lingering connections to close.
+// sweeping reports whether sweeps have work: idle or line timeouts to
+// watch, or lingering connections to close.
 func (l *loop) sweeping() bool {
-	return (l.idle > 0 && l.open.head != nil) || l.closing.head != nil
+	return (l.idle > 0 && !l.open.Empty()) || !l.lines.Empty() || !l.closing.Empty()
 }
 
 // timers runs what is due at now.
@@ -309,19 +308,19 @@ func (l *loop) startDrain() {
 	} else {
 		l.p.mod(l.lfd, 0)
 	}
-	for c := l.open.head; c != nil; {
-		next := c.next
-		l.startLinger(c)
-		c = next
+	for x := l.open.Front(); x != nil; {
+		next := x.Next()
+		l.startLinger(x.Elem)
+		x = next
 	}
 }
 
 // exit closes what is left (everything, after a forced stop), stops the
 // pool and closes the poller.
 func (l *loop) exit() {
-	for _, list := range []*connList{&l.open, &l.closing} {
-		for list.head != nil {
-			l.closeConn(list.head)
+	for _, list := range []*models.List[*conn]{&l.open, &l.closing} {
+		for !list.Empty() {
+			l.closeConn(list.Front().Elem)
 		}
 	}
 	if l.lfd >= 0 {

@@ -23,19 +23,19 @@ func (l *loop) readDgrams() {
 		if e != 0 {
 			if e != unix.EAGAIN && e != unix.EINTR {
 				l.ctr.ReadErrors.Add(1)
-				l.dgramLog.Warn(l.s.log, "datagram read failed", "err", e)
+				l.logs.Warn(l.s.log, "datagram read failed", "err", e)
 			}
 			return
 		}
 		l.bytesIn += uint64(n)
 		if n > protocol.MaxDatagram {
 			l.ctr.BadDgrams.Add(1)
-			l.dgramLog.Warn(l.s.log, "datagram larger than the largest request; dropped", "max", protocol.MaxDatagram)
+			l.logs.Warn(l.s.log, "datagram larger than the largest request; dropped", "max", protocol.MaxDatagram)
 			continue
 		}
 		if !l.from.named() {
 			l.ctr.BadDgrams.Add(1)
-			l.dgramLog.Warn(l.s.log, "datagram from an unbound unix socket; cannot reply, dropped")
+			l.logs.Warn(l.s.log, "datagram from an unbound unix socket; cannot reply, dropped")
 			continue
 		}
 		b := l.buf[:n]
@@ -62,7 +62,7 @@ func (l *loop) reply(b []byte, to *sockaddr) {
 	}
 	if e != 0 {
 		l.ctr.WriteErrors.Add(1)
-		l.dgramLog.Warn(l.s.log, "datagram reply dropped", "err", e)
+		l.logs.Warn(l.s.log, "datagram reply dropped", "err", e)
 		return
 	}
 	l.requests++
@@ -76,7 +76,7 @@ func (l *loop) reply(b []byte, to *sockaddr) {
 func (l *loop) dispatchDgram(b []byte) {
 	if !l.pool.hasRoom() {
 		l.ctr.BadDgrams.Add(1)
-		l.dgramLog.Warn(l.s.log, "every handler is busy; datagram dropped", "pool", l.pool.max)
+		l.logs.Warn(l.s.log, "every handler is busy; datagram dropped", "pool", l.pool.max)
 		return
 	}
 	j := l.pool.get()

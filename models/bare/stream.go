@@ -4,11 +4,13 @@ package bare
 
 import (
 	"bytes"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sockbench/sockbench/models"
 	"github.com/sockbench/sockbench/protocol"
 )
 
@@ -24,7 +26,8 @@ const (
 // of a line not yet complete (less than max-line bytes), out the replies
 // the socket did not take (at most one read's worth, plus a line: a
 // connection with output waiting is not read), and a job in the pool at
-// most the lines of one read.
+// most the lines of one read. With Config.MaxBuffered, hold is its share
+// of the server's account (see account).
 type conn struct {
 	fd         int
 	want       int // interest registered with the poller
@@ -39,16 +42,20 @@ type conn struct {
 	last       int64 // the last read, for the idle timeout
 	deadline   int64 // lingering: when to give up and close
 	discarded  int
+	lineStart  int64 // when its partial line began, while on loop.lines
 
-	prev, next *conn
-	list       *connList
+	hold models.Hold // Config.MaxBuffered only
+	held int         // what hold was last told
+
+	// link puts it on loop.open or loop.closing, lineLink on loop.lines.
+	link, lineLink models.Link[*conn]
 }
 
 func (c *conn) pending() bool { return c.outOff < len(c.out) }
 
 // accept takes new connections. An accept error other than the ones that
 // concern only the connection that failed (EMFILE, ENFILE, ENOBUFS) turns
-// the listener off for a backoff that doubles from 5 ms to 1 s: a
+// the listener off for a models.Backoff (5 ms doubling to 1 s): a
 // level-triggered listener with a connection waiting would otherwise
 // report it again at once, and the loop would spin.
 func (l *loop) accept() {
@@ -62,15 +69,14 @@ func (l *loop) accept() {
 			continue
 		default:
 			l.ctr.AcceptErrors.Add(1)
-			l.backoff = min(max(2*l.backoff, minBackoff), maxBackoff)
-			l.acceptAt = l.clock() + int64(l.backoff)
+			d := l.backoff.Next()
+			l.acceptAt = l.clock() + int64(d)
 			l.p.mod(l.lfd, 0)
-			l.acceptLog.Warn(l.s.log, "accept failed; retrying", "err", e, "backoff", l.backoff)
+			l.logs.Warn(l.s.log, "accept failed; retrying", "err", e, "backoff", d)
 			return
 		}
-		l.backoff = 0
-		if l.maxConn > 0 && l.nconns >= l.maxConn {
-			l.ctr.Rejected.Add(1)
+		l.backoff.Reset()
+		if !l.ctr.Admit(l.maxConn) {
 			unix.Close(fd)
 			continue
 		}
@@ -78,12 +84,14 @@ func (l *loop) accept() {
 			unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		}
 		if err := l.p.add(fd, wantRead); err != nil {
+			l.ctr.Active.Add(-1)
 			l.ctr.AcceptErrors.Add(1)
-			l.acceptLog.Warn(l.s.log, "could not watch a new connection; closed it", "err", err)
+			l.logs.Warn(l.s.log, "could not watch a new connection; closed it", "err", err)
 			unix.Close(fd)
 			continue
 		}
 		c := &conn{fd: fd, want: wantRead}
+		c.link.Elem, c.lineLink.Elem = c, c
 		if l.idle > 0 {
 			c.last = l.clock()
 		}
@@ -91,10 +99,9 @@ func (l *loop) accept() {
 			l.conns = append(l.conns, make([]*conn, len(l.conns)+64)...)
 		}
 		l.conns[fd] = c
-		l.open.pushBack(c)
+		l.open.PushBack(&c.link)
 		l.nconns++
 		l.ctr.Accepted.Add(1)
-		l.ctr.Active.Add(1)
 	}
 }
 
@@ -156,15 +163,18 @@ func (l *loop) readServe(c *conn) {
 	l.bytesIn += uint64(n)
 	if l.idle > 0 {
 		c.last = l.clock()
-		l.open.moveToBack(c)
+		l.open.MoveToBack(&c.link)
 	}
 	if long {
 		l.serve(c, c.partial[:p+n], true)
-		return
+	} else {
+		start := prefixMax - p
+		copy(l.buf[start:], c.partial)
+		l.serve(c, l.buf[start:prefixMax+n], false)
 	}
-	start := prefixMax - p
-	copy(l.buf[start:], c.partial)
-	l.serve(c, l.buf[start:prefixMax+n], false)
+	if l.bufs != nil {
+		l.account(c)
+	}
 }
 
 // growPartial gives a long partial line room for another read, never past
@@ -188,7 +198,7 @@ func (l *loop) serve(c *conn, region []byte, inPartial bool) {
 			l.tooLong(c)
 			return
 		}
-		l.keepPartial(c, region, inPartial)
+		l.keepPartial(c, region, inPartial, false)
 		return
 	}
 	lines, tail := region[:last+1], region[last+1:]
@@ -226,25 +236,36 @@ func (l *loop) serve(c *conn, region []byte, inPartial bool) {
 		l.tooLong(c)
 		return
 	}
-	l.keepPartial(c, tail, inPartial)
+	l.keepPartial(c, tail, inPartial, true)
 }
 
 var newline = []byte{'\n'}
 
 // keepPartial stores tail, the start of a line not yet complete, as c's
-// partial line.
-func (l *loop) keepPartial(c *conn, tail []byte, inPartial bool) {
+// partial line. newLine says tail begins a line (the read held a '\n'
+// before it); otherwise it continues the partial line c held. A line that
+// begins goes to the back of loop.lines with its start time, for the line
+// timeout; one that continues keeps its place.
+func (l *loop) keepPartial(c *conn, tail []byte, inPartial, newLine bool) {
 	switch {
 	case len(tail) == 0:
 		c.partial = c.partial[:0]
 		if cap(c.partial) > keepBuf {
 			c.partial = nil
 		}
+		if c.lineLink.Listed() {
+			c.lineLink.Remove()
+		}
+		return
 	case inPartial:
 		// tail lies further on in the same buffer: move it to the front.
 		c.partial = c.partial[:copy(c.partial[:cap(c.partial)], tail)]
 	default:
 		c.partial = append(c.partial[:0], tail...)
+	}
+	if l.lineTO > 0 && (newLine || !c.lineLink.Listed()) {
+		c.lineStart = l.clock()
+		l.lines.PushBack(&c.lineLink)
 	}
 }
 
@@ -252,7 +273,7 @@ func (l *loop) keepPartial(c *conn, tail []byte, inPartial bool) {
 // lines before it.
 func (l *loop) tooLong(c *conn) {
 	l.ctr.LineTooLong.Add(1)
-	l.connLog.Warn(l.s.log, "request line longer than max-line; closing the connection", "max_line", l.maxLine)
+	l.logs.Warn(l.s.log, "request line longer than max-line; closing the connection", "max_line", l.maxLine)
 	l.startLinger(c)
 }
 
@@ -301,11 +322,17 @@ func (l *loop) flush(c *conn) {
 	l.requests += uint64(bytes.Count(b[:w], newline))
 	c.outOff += w
 	if c.pending() {
+		if l.bufs != nil {
+			l.account(c)
+		}
 		return
 	}
 	c.out, c.outOff = c.out[:0], 0
 	if cap(c.out) > keepBuf {
 		c.out = nil
+	}
+	if l.bufs != nil {
+		l.account(c)
 	}
 	l.resume(c)
 }
@@ -349,6 +376,10 @@ func (l *loop) update(c *conn) {
 func (l *loop) startLinger(c *conn) {
 	c.closeAfter = true
 	c.partial = nil
+	c.lineLink.Remove()
+	if l.bufs != nil {
+		l.account(c)
+	}
 	if c.busy || c.pending() {
 		l.update(c)
 		return
@@ -357,8 +388,7 @@ func (l *loop) startLinger(c *conn) {
 		return
 	}
 	c.phase = phaseLingering
-	l.open.remove(c)
-	l.closing.pushBack(c)
+	l.closing.PushBack(&c.link)
 	c.deadline = l.clock() + lingerTime
 	if unix.Shutdown(c.fd, unix.SHUT_WR) != nil {
 		l.closeConn(c) // the peer is gone already
@@ -383,9 +413,9 @@ func (l *loop) discard(c *conn) {
 func (l *loop) fail(c *conn, ctr *atomic.Uint64, msg string, e unix.Errno) {
 	ctr.Add(1)
 	if e != 0 {
-		l.connLog.Warn(l.s.log, msg, "err", e)
+		l.logs.Warn(l.s.log, msg, "err", e)
 	} else {
-		l.connLog.Warn(l.s.log, msg)
+		l.logs.Warn(l.s.log, msg)
 	}
 	l.closeConn(c)
 }
@@ -398,35 +428,49 @@ func (l *loop) closeConn(c *conn) {
 	}
 	unix.Close(c.fd)
 	l.conns[c.fd] = nil
-	c.list.remove(c)
+	c.link.Remove()
+	c.lineLink.Remove()
 	c.closed = true
 	c.partial, c.out = nil, nil
+	if l.bufs != nil {
+		l.bufs.Release(&c.hold)
+	}
 	l.nconns--
 	l.ctr.Active.Add(-1)
 }
 
-// sweep closes idle connections and lingering ones past their deadline.
-// Both lists are in deadline order, so it looks only at what expired.
+// sweep closes idle connections, connections whose partial line has taken
+// longer than the line timeout (after the replies to their earlier
+// lines), and lingering ones past their deadline. Each list is in
+// deadline order, so it looks only at what expired.
 func (l *loop) sweep(now int64) {
 	if l.idle > 0 {
-		for c := l.open.head; c != nil && now-c.last >= l.idle; {
-			next := c.next
+		for x := l.open.Front(); x != nil && now-x.Elem.last >= l.idle; {
+			c, next := x.Elem, x.Next()
 			if c.busy || c.pending() || c.closeAfter {
 				// Waiting for its own handler or for the client to read
 				// is not idleness.
 				c.last = now
-				l.open.moveToBack(c)
+				l.open.MoveToBack(x)
 			} else {
 				l.ctr.IdleTimeouts.Add(1)
 				l.startLinger(c)
 			}
-			c = next
+			x = next
 		}
 	}
-	for c := l.closing.head; c != nil && now >= c.deadline; {
-		next := c.next
-		l.closeConn(c)
-		c = next
+	for x := l.lines.Front(); x != nil && now-x.Elem.lineStart >= l.lineTO; {
+		c, next := x.Elem, x.Next()
+		l.ctr.LineTimeouts.Add(1)
+		l.logs.Warn(l.s.log, "request line not complete within line-timeout; closing the connection",
+			"remote", c.Remote(), "line_timeout", time.Duration(l.lineTO), "bytes", len(c.partial))
+		l.startLinger(c) // takes it off lines
+		x = next
+	}
+	for x := l.closing.Front(); x != nil && now >= x.Elem.deadline; {
+		next := x.Next()
+		l.closeConn(x.Elem)
+		x = next
 	}
 }
 
@@ -448,55 +492,85 @@ func (l *loop) streamDone(d done) {
 	j, c := d.j, d.j.c
 	mine := !c.closed && c.job == j
 	if mine && d.end > j.sent {
-		l.send(c, j.buf[j.sent:d.end], 1)
+		b := j.buf[j.sent:d.end]
 		j.sent = d.end
+		l.send(c, b, 1)
+		if l.bufs != nil {
+			l.account(c)
+		}
 	}
 	if !d.last {
 		return
 	}
-	l.pool.release(j)
-	if mine && !c.closed {
+	mine = mine && !c.closed
+	if mine {
 		c.job, c.busy = nil, false
+	}
+	l.pool.release(j)
+	if mine {
 		l.resume(c)
 	}
 }
 
-// connList is an intrusive doubly linked list of connections.
-type connList struct {
-	head, tail *conn
-}
-
-func (cl *connList) pushBack(c *conn) {
-	c.list, c.prev, c.next = cl, cl.tail, nil
-	if cl.tail != nil {
-		cl.tail.next = c
-	} else {
-		cl.head = c
-	}
-	cl.tail = c
-}
-
-func (cl *connList) remove(c *conn) {
-	if cl == nil || c.list != cl {
+// account tells the server's Buffers (Config.MaxBuffered) what c holds
+// now: its partial line, the replies its socket has not taken and the
+// lines its job has not answered yet. When that growth takes the server
+// past the bound, the connections holding the most are closed at once,
+// without a lingering close, and counted in OverBuffered (models.Shed),
+// c itself maybe among them. It runs only with the bound (callers check
+// l.bufs), once what c holds has settled: at the end of readServe (what
+// serve kept, sent and dispatched), in streamDone, flush and
+// startLinger. In between, a partial line copied in front of a read is
+// both in c.partial and in what serve sends: accounting then would count
+// it twice.
+func (l *loop) account(c *conn) {
+	if c.closed {
 		return
 	}
-	if c.prev != nil {
-		c.prev.next = c.next
-	} else {
-		cl.head = c.next
+	n := len(c.partial) + len(c.out) - c.outOff
+	if c.job != nil {
+		n += len(c.job.buf) - c.job.sent
 	}
-	if c.next != nil {
-		c.next.prev = c.prev
-	} else {
-		cl.tail = c.prev
-	}
-	c.prev, c.next, c.list = nil, nil, nil
-}
-
-func (cl *connList) moveToBack(c *conn) {
-	if c.list != cl || cl.tail == c {
+	if n == c.held {
 		return
 	}
-	cl.remove(c)
-	cl.pushBack(c)
+	c.held = n
+	if l.bufs.Set(&c.hold, n) && models.Shed(l.bufs, c, l.largest, l.closeConn, l.ctr, l.logs, l.s.log) {
+		l.closeConn(c)
+	}
+}
+
+// largest returns the open connection holding the most, for account.
+func (l *loop) largest() (*conn, bool) {
+	return models.Largest(func(yield func(*conn) bool) {
+		for x := l.open.Front(); x != nil; x = x.Next() {
+			if !yield(x.Elem) {
+				return
+			}
+		}
+	})
+}
+
+// Hold and Remote make a conn a models.Holder.
+func (c *conn) Hold() *models.Hold { return &c.hold }
+
+// Remote names the peer for a log line. The loop accepts without asking
+// for the address (it would cost every connection a sockaddr), so it is
+// asked for here, off the common path.
+func (c *conn) Remote() string {
+	sa, err := unix.Getpeername(c.fd)
+	if err != nil {
+		return "unknown"
+	}
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
+	case *unix.SockaddrUnix:
+		if a.Name != "" {
+			return a.Name
+		}
+	}
+	return "unix"
 }

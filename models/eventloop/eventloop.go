@@ -179,7 +179,7 @@ func New(cfg models.Config) (models.Server, error) {
 		blocks:  cfg.Cost.Blocks(),
 		maxLine: cfg.MaxLine,
 		lineTO:  int64(cfg.LineBound()),
-		tick:    maxTick,
+		tick:    models.SweepInterval(maxTick, cfg.IdleTimeout, cfg.LineBound()),
 		t0:      time.Now(),
 		pool:    newPool(size),
 		bufs:    models.NewBuffers(cfg.MaxBuffered),
@@ -187,11 +187,6 @@ func New(cfg models.Config) (models.Server, error) {
 	s.backlog = 64 * cfg.MaxLine
 	if s.backlog < 1<<20 {
 		s.backlog = 1 << 20
-	}
-	for _, d := range []time.Duration{cfg.IdleTimeout, cfg.LineBound()} {
-		if it := d / 4; it > 0 && it < s.tick {
-			s.tick = max(it, time.Millisecond)
-		}
 	}
 	s.taskCtx, s.cancelTasks = context.WithCancel(context.Background())
 	return s, nil

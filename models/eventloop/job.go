@@ -4,11 +4,8 @@ import (
 	"bytes"
 	"context"
 	"net"
-	"os"
-	"sync"
 
 	"github.com/panjf2000/gnet/v2"
-	"github.com/valyala/bytebufferpool"
 	"golang.org/x/sys/unix"
 
 	"github.com/sockbench/sockbench/protocol"
@@ -25,23 +22,9 @@ import (
 // would lose replies (TestSlowReader). Writing from the job also keeps the
 // order trivially: one writer per connection at a time. When the job is
 // done, the loop (jobDone, through Execute) takes the lines that arrived
-// meanwhile; until then they wait in gnet's inbound buffer.
-
-// jobSync is what a connection's job shares with its loop. Guarded by mu.
-type jobSync struct {
-	mu       sync.Mutex
-	runDone  bool                       // the job will take no more lines
-	detached bool                       // gnet closed the connection: the job finishes and closes it
-	tail     *bytebufferpool.ByteBuffer // detached: lines gnet still held
-	failed   bool                       // a reply could not be written
-}
-
-// reset prepares for a new job; the loop calls it when no job runs.
-func (js *jobSync) reset(detached bool) {
-	js.mu.Lock()
-	js.runDone, js.detached, js.tail, js.failed = false, detached, nil, false
-	js.mu.Unlock()
-}
+// meanwhile; until then they wait in gnet's inbound buffer. If gnet closes
+// the connection on an EOF meanwhile, the job answers the lines it still
+// held too, and closes it (handover.go).
 
 // dispatch hands st.job to the pool; the loop calls it with st.job set.
 // It returns false when the connection cannot be served and must close.
@@ -55,7 +38,7 @@ func (ss *streamSide) dispatch(c gnet.Conn, st *connState) bool {
 		return false
 	}
 	st.busy = true
-	st.js.reset(false)
+	st.pooled.start(nil, false)
 	if !ss.s.pool.submit(&blockJob{st: st, fd: fd}) {
 		unix.Close(fd)
 		st.busy = false
@@ -66,7 +49,8 @@ func (ss *streamSide) dispatch(c gnet.Conn, st *connState) bool {
 	return true
 }
 
-// blockJob answers a batch of lines of one connection.
+// blockJob answers a batch of lines of one connection: st.job, then what
+// is handed over to it once the connection is detached.
 type blockJob struct {
 	st *connState
 	fd int // a dup of the socket, owned by the job
@@ -74,52 +58,24 @@ type blockJob struct {
 
 func (j *blockJob) run() {
 	st := j.st
-	s := st.side.s
-	js := &st.js
-	f := os.NewFile(uintptr(j.fd), "")
-	conn, err := net.FileConn(f)
-	f.Close()
-	ok := err == nil
+	conn, ok := dupConn(j.fd)
 	if ok && st.job != nil {
 		ok = j.answer(conn, st.job.B)
 	}
-	js.mu.Lock()
-	js.runDone = true
-	for js.detached && js.tail != nil {
-		tail := js.tail
-		js.tail = nil
-		js.mu.Unlock()
-		if ok {
-			ok = j.answer(conn, tail.B)
+	for {
+		more, detached := st.pooled.next(ok)
+		if more == nil {
+			if !ok {
+				st.countFailure(&st.side.s.ctr.WriteErrors)
+			}
+			st.finish(conn, ok, detached, st.jobDoneFn)
+			return
 		}
-		bufs.Put(tail)
-		js.mu.Lock()
+		if ok {
+			ok = j.answer(conn, more.B)
+		}
+		bufs.Put(more)
 	}
-	detached := js.detached
-	js.failed = !ok
-	js.mu.Unlock()
-	if !ok {
-		st.countFailure(&s.ctr.WriteErrors)
-	}
-	switch {
-	case conn == nil:
-	case detached && ok:
-		lingerConn(conn)
-	default:
-		conn.Close()
-	}
-	if detached {
-		bufs.Put(st.job)
-		st.job = nil
-		st.side.closed(st)
-		return
-	}
-	st.heldOut.Store(0)
-	s.stopMu.RLock()
-	if !s.stopped {
-		st.c.EventLoop().Execute(context.Background(), st.jobDoneFn)
-	}
-	s.stopMu.RUnlock()
 }
 
 // answer pays the cost of each line of b, transforms it in place and
@@ -156,77 +112,6 @@ func (st *connState) jobDone(context.Context) error {
 	if st.gone.Load() {
 		return nil
 	}
-	ss := st.side
-	switch {
-	case st.js.failed:
-		st.loop.el.Close(st.c)
-	case st.stopAfter:
-		ss.startLinger(st.c, st)
-	default:
-		ss.touch(st)
-		if ss.serve(st.c, st) {
-			st.loop.el.Close(st.c)
-		}
-	}
+	st.side.takeBack(st)
 	return nil
-}
-
-// detach is OnClose's part for a connection whose job is in the pool when
-// the client half-closes: gnet closes the connection on the EOF, but the
-// job has its own dup of the socket, so it gets the complete lines gnet
-// still held and answers them too before closing. It returns false when
-// nothing is left to answer and the connection may close as usual.
-func (st *connState) detach(c gnet.Conn) bool {
-	s := st.side.s
-	tail := bufs.Get()
-	if !st.stopAfter {
-		data, _ := c.Peek(-1)
-		if st.draining {
-			data = data[:min(len(data), st.budget)]
-		}
-		if st.partial != nil {
-			tail.B = append(tail.B, st.partial.B...)
-		}
-		tail.B = append(tail.B, data...)
-		end := 0
-		for {
-			n, err := protocol.LineLen(tail.B[end:], s.maxLine)
-			if err != nil || n == 0 {
-				break
-			}
-			end += n
-		}
-		tail.B = tail.B[:end]
-		if st.partial != nil && end > 0 {
-			end -= len(st.partial.B) // counted when it was taken
-		}
-		s.ctr.BytesIn.Add(uint64(end))
-	}
-	js := &st.js
-	js.mu.Lock()
-	if !js.runDone {
-		js.detached, js.tail = true, tail
-		js.mu.Unlock()
-		return true
-	}
-	js.mu.Unlock()
-	// The job is over but jobDone has not run: a new job for the tail.
-	if len(tail.B) == 0 {
-		bufs.Put(tail)
-		return false
-	}
-	fd, err := c.Dup()
-	if err != nil {
-		bufs.Put(tail)
-		return false
-	}
-	bufs.Put(st.job)
-	st.job = tail
-	st.handedOff = true // the old job's jobDone must leave st.job alone
-	st.js.reset(true)
-	if !s.pool.submit(&blockJob{st: st, fd: fd}) {
-		unix.Close(fd)
-		return false
-	}
-	return true
 }

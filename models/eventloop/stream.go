@@ -44,9 +44,9 @@ type streamSide struct {
 // loop touches it (sweeps and drains run there through Execute).
 type loopState struct {
 	el      gnet.EventLoop
-	active  connList // open connections, least recently active first
-	closing connList // flushing or lingering, in order of deadline
-	lines   lineList // connections holding a partial line, oldest line first
+	active  models.List[*connState] // open connections, least recently active first (connState.link)
+	closing models.List[*connState] // flushing or lingering, in order of deadline (connState.link)
+	lines   models.List[*connState] // connections holding a partial line, oldest line first (connState.lineLink)
 	sweep   gnet.Runnable
 	drain   gnet.Runnable
 	out     bytebufferpool.ByteBuffer // the replies of one read, reused by every connection of the loop
@@ -67,31 +67,27 @@ type connState struct {
 	c    gnet.Conn
 	loop *loopState
 
-	prev, next *connState
-	list       *connList
-	last       int64 // time of the last read (see touch)
-	deadline   int64 // closing: when to give up and close
-	phase      int
-	discarded  int
+	link      models.Link[*connState] // on loop.active or loop.closing
+	last      int64                   // time of the last read (see touch)
+	deadline  int64                   // closing: when to give up and close
+	phase     int
+	discarded int
 
 	partial   *bytebufferpool.ByteBuffer // start of a line not yet complete
-	lineStart int64                      // when partial began (preciseNow), if in loop.lines
-	lprev     *connState                 // loop.lines links
-	lnext     *connState
-	inLines   bool
-	busy      bool // a job is in the pool
-	stalled   bool // the socket was full: a writer is in the pool (write.go)
-	w         writeState
-	resumeFn  gnet.Runnable
+	lineStart int64                      // when partial began (preciseNow), if on loop.lines
+	lineLink  models.Link[*connState]    // on loop.lines
+	busy      bool                       // a job is in the pool (job.go)
+	stalled   bool                       // the socket was full: a writer is in the pool (write.go)
+	pooled    pooled                     // shared with that job or writer (handover.go)
+	resumeFn  gnet.Runnable              // st.resume, after a writer
 	job       *bytebufferpool.ByteBuffer // the lines of that job
 	stopAfter bool                       // linger once the job is done (line too long)
 	draining  bool                       // shutdown: answer budget more bytes, then linger
 	budget    int
 
-	gone      atomic.Bool   // closed; read by the job
+	gone      atomic.Bool   // closed, and not detached: read by the job or writer
 	failed    atomic.Bool   // the failure that ends the connection is counted (countFailure)
-	js        jobSync       // blocking handlers only (job.go)
-	jobDoneFn gnet.Runnable // st.jobDone
+	jobDoneFn gnet.Runnable // st.jobDone, after a job
 	handedOff bool          // gnet closed c and a detached job finishes it
 
 	// Config.MaxBuffered only. hold is set on the loop (account);
@@ -145,31 +141,17 @@ func (s *server) startStream() error {
 }
 
 // acceptLoop accepts connections and hands each to an event loop. Accept
-// errors (EMFILE when file descriptors run out) back off from 5 ms to 1 s
-// instead of spinning, and are counted.
+// errors (EMFILE when file descriptors run out) are counted and back off
+// (models.Acceptor) instead of spinning.
 func (ss *streamSide) acceptLoop() {
 	defer close(ss.acceptDone)
 	s := ss.s
-	var backoff time.Duration
+	acc := models.Acceptor{Listener: ss.ln, Stop: ss.stopAccept, Failed: &s.ctr.AcceptErrors, Logs: &s.logs, Log: s.log}
 	for {
-		nc, err := ss.ln.Accept()
+		nc, err := acc.Accept()
 		if err != nil {
-			if s.draining.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.ctr.AcceptErrors.Add(1)
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.logs.Warn(s.log, "accept failed; retrying", "err", err, "in", backoff)
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-ss.stopAccept:
-				t.Stop()
-				return
-			}
-			continue
+			return // closed by Shutdown
 		}
-		backoff = 0
 		// EnrollContext dups the descriptor, closes nc, and returns once
 		// the loop has run OnOpen.
 		if _, err := ss.cli.EnrollContext(nc, nil); err != nil {
@@ -218,9 +200,7 @@ type streamHandler struct {
 func (h *streamHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	ss := h.ss
 	s := ss.s
-	if n := s.ctr.Active.Add(1); s.cfg.MaxConns > 0 && n > int64(s.cfg.MaxConns) {
-		s.ctr.Active.Add(-1)
-		s.ctr.Rejected.Add(1)
+	if !s.ctr.Admit(s.cfg.MaxConns) {
 		c.SetContext(rejected)
 		return nil, gnet.Close
 	}
@@ -231,7 +211,8 @@ func (h *streamHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	} else {
 		st.resumeFn = gnet.RunnableFunc(st.resume)
 	}
-	st.loop.active.pushBack(st)
+	st.link.Elem, st.lineLink.Elem = st, st
+	st.loop.active.PushBack(&st.link)
 	st.loop.conns.Add(1)
 	if ss.reg != nil {
 		ss.regMu.Lock()
@@ -279,26 +260,16 @@ func (h *streamHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 	}
 	ss := h.ss
 	s := ss.s
-	st.list.remove(st)
-	st.loop.lines.remove(st)
+	st.link.Remove()
+	st.lineLink.Remove()
 	st.loop.conns.Add(-1)
 	if ss.reg != nil {
 		ss.regMu.Lock()
 		delete(ss.reg, st)
 		ss.regMu.Unlock()
 	}
-	detached, jobDetached := false, false
-	if st.phase == phaseOpen && errors.Is(err, io.EOF) {
-		switch {
-		case st.busy:
-			detached = st.detach(c)
-			jobDetached = detached
-			st.handedOff = st.handedOff || detached
-		case st.stalled:
-			detached = ss.detachWriter(c, st)
-		}
-	}
-	if !jobDetached {
+	detached := st.phase == phaseOpen && errors.Is(err, io.EOF) && st.waiting() && ss.detach(c, st)
+	if !detached {
 		st.gone.Store(true)
 	}
 	if st.partial != nil {
@@ -360,7 +331,7 @@ func (ss *streamSide) touch(st *connState) {
 		return
 	}
 	st.last = ss.s.preciseNow()
-	st.loop.active.moveToBack(st)
+	st.loop.active.MoveToBack(&st.link)
 }
 
 // serve takes everything gnet holds for c and answers every complete line
@@ -397,7 +368,7 @@ func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
 			data = data[i+1:]
 			bufs.Put(p)
 			st.partial = nil
-			st.loop.lines.remove(st)
+			st.lineLink.Remove()
 		} else if len(p.B)+len(data) >= s.maxLine {
 			tooLong = true
 		} else {
@@ -417,7 +388,7 @@ func (ss *streamSide) serve(c gnet.Conn, st *connState) (closeNow bool) {
 			data = data[len(data):]
 			if s.lineTO > 0 {
 				st.lineStart = s.preciseNow()
-				st.loop.lines.pushBack(st)
+				st.loop.lines.PushBack(&st.lineLink)
 			}
 			break
 		}
@@ -558,14 +529,13 @@ func (ss *streamSide) startLinger(c gnet.Conn, st *connState) {
 	if st.phase != phaseOpen {
 		return
 	}
-	st.list.remove(st)
-	st.loop.closing.pushBack(st)
+	st.loop.closing.PushBack(&st.link)
 	st.deadline = ss.s.now() + int64(lingerTime)
 	if st.partial != nil {
 		bufs.Put(st.partial)
 		st.partial = nil
 	}
-	st.loop.lines.remove(st)
+	st.lineLink.Remove()
 	if c.OutboundBuffered() > 0 {
 		st.phase = phaseFlushing
 		return
@@ -585,24 +555,24 @@ func (ss *streamSide) shutdownWrite(c gnet.Conn, st *connState) {
 func (ss *streamSide) sweep(ls *loopState, now int64) {
 	s := ss.s
 	if idle := int64(s.cfg.IdleTimeout); idle > 0 {
-		for st := ls.active.head; st != nil && now-st.last >= idle; {
-			next := st.next
+		for x := ls.active.Front(); x != nil && now-x.Elem.last >= idle; {
+			st, next := x.Elem, x.Next()
 			if st.waiting() {
 				// Waiting for its own handler or for the client to
 				// read is not idleness.
 				st.last = now
-				ls.active.moveToBack(st)
+				ls.active.MoveToBack(x)
 			} else {
 				s.ctr.IdleTimeouts.Add(1)
 				ss.startLinger(st.c, st)
 			}
-			st = next
+			x = next
 		}
 	}
 	if lt := s.lineTO; lt > 0 {
-		for st := ls.lines.head; st != nil && now-st.lineStart >= lt; {
-			next := st.lnext
-			ls.lines.remove(st)
+		for x := ls.lines.Front(); x != nil && now-x.Elem.lineStart >= lt; {
+			st, next := x.Elem, x.Next()
+			x.Remove()
 			s.ctr.LineTimeouts.Add(1)
 			s.logs.Warn(s.log, "request line not complete within line-timeout; closing the connection",
 				"remote", st.c.RemoteAddr().String(), "line_timeout", time.Duration(lt))
@@ -611,18 +581,18 @@ func (ss *streamSide) sweep(ls *loopState, now int64) {
 			} else {
 				ss.startLinger(st.c, st)
 			}
-			st = next
+			x = next
 		}
 	}
-	for st := ls.closing.head; st != nil; {
-		next := st.next
+	for x := ls.closing.Front(); x != nil; {
+		st, next := x.Elem, x.Next()
 		if st.phase == phaseFlushing && st.c.OutboundBuffered() == 0 {
 			ss.shutdownWrite(st.c, st)
 		}
 		if now >= st.deadline {
 			ls.el.Close(st.c)
 		}
-		st = next
+		x = next
 	}
 }
 
@@ -630,15 +600,15 @@ func (ss *streamSide) sweep(ls *loopState, now int64) {
 // nothing in flight start closing; busy ones answer the bytes they have
 // already received, then close.
 func (ss *streamSide) drainLoop(ls *loopState) {
-	for st := ls.active.head; st != nil; {
-		next := st.next
+	for x := ls.active.Front(); x != nil; {
+		st, next := x.Elem, x.Next()
 		st.draining = true
 		if st.waiting() {
 			st.budget = st.c.InboundBuffered()
 		} else {
 			ss.startLinger(st.c, st)
 		}
-		st = next
+		x = next
 	}
 }
 
@@ -677,79 +647,4 @@ func (ss *streamSide) shutdown(ctx context.Context) error {
 	s.pool.close()
 	ss.sf.Remove()
 	return err
-}
-
-// connList is an intrusive doubly linked list of connections.
-type connList struct {
-	head, tail *connState
-}
-
-func (l *connList) pushBack(st *connState) {
-	st.list, st.prev, st.next = l, l.tail, nil
-	if l.tail != nil {
-		l.tail.next = st
-	} else {
-		l.head = st
-	}
-	l.tail = st
-}
-
-func (l *connList) remove(st *connState) {
-	if l == nil || st.list != l {
-		return
-	}
-	if st.prev != nil {
-		st.prev.next = st.next
-	} else {
-		l.head = st.next
-	}
-	if st.next != nil {
-		st.next.prev = st.prev
-	} else {
-		l.tail = st.prev
-	}
-	st.prev, st.next, st.list = nil, nil, nil
-}
-
-func (l *connList) moveToBack(st *connState) {
-	if st.list != l || l.tail == st {
-		return
-	}
-	l.remove(st)
-	l.pushBack(st)
-}
-
-// lineList is the intrusive list of a loop's connections holding a
-// partial line, through their own links (a connection is on one connList
-// and maybe on this one too).
-type lineList struct {
-	head, tail *connState
-}
-
-func (l *lineList) pushBack(st *connState) {
-	l.remove(st)
-	st.inLines, st.lprev, st.lnext = true, l.tail, nil
-	if l.tail != nil {
-		l.tail.lnext = st
-	} else {
-		l.head = st
-	}
-	l.tail = st
-}
-
-func (l *lineList) remove(st *connState) {
-	if !st.inLines {
-		return
-	}
-	if st.lprev != nil {
-		st.lprev.lnext = st.lnext
-	} else {
-		l.head = st.lnext
-	}
-	if st.lnext != nil {
-		st.lnext.lprev = st.lprev
-	} else {
-		l.tail = st.lprev
-	}
-	st.lprev, st.lnext, st.inLines = nil, nil, false
 }

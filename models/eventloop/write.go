@@ -4,15 +4,10 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
-	"sync"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
-	"github.com/valyala/bytebufferpool"
 	"golang.org/x/sys/unix"
-
-	"github.com/sockbench/sockbench/protocol"
 )
 
 // Replies on the loop are written with a plain write(2) on the
@@ -24,7 +19,8 @@ import (
 // a dup of the socket and waits for it through Go's poller; the loop takes
 // no more lines from that client until the writer is done (backpressure,
 // which gnet does not have either), and if gnet closes the connection on
-// an EOF meanwhile, the writer answers what was left and closes it itself.
+// an EOF meanwhile, the writer answers what was left and closes it itself
+// (handover.go).
 
 const (
 	// stallTimeout: a client that takes nothing for this long while
@@ -34,15 +30,6 @@ const (
 	// checks whether the server is stopping.
 	writeSlice = 250 * time.Millisecond
 )
-
-// writeState is shared by the loop and a connection's writer. Guarded by mu.
-type writeState struct {
-	mu       sync.Mutex
-	out      *bytebufferpool.ByteBuffer // bytes the writer still has to send
-	running  bool                       // a writer owns the dup
-	detached bool                       // gnet closed the connection: the writer closes it
-	failed   bool
-}
 
 // send writes b to c. What a full socket does not take is copied for a
 // writer job. It returns true when c must be closed.
@@ -76,9 +63,7 @@ func (ss *streamSide) send(c gnet.Conn, st *connState, b []byte) bool {
 		st.heldOut.Store(int64(len(rest.B)))
 	}
 	st.stalled = true
-	st.w.mu.Lock()
-	st.w.out, st.w.running, st.w.failed = rest, true, false
-	st.w.mu.Unlock()
+	st.pooled.start(rest, false)
 	if !ss.s.pool.submit(&writer{st: st, fd: fd}) {
 		unix.Close(fd)
 		return true
@@ -95,40 +80,13 @@ type writer struct {
 func (w *writer) run() {
 	st := w.st
 	s := st.side.s
-	ws := &st.w
-	f := os.NewFile(uintptr(w.fd), "")
-	conn, err := net.FileConn(f)
-	f.Close()
-	ok := err == nil
+	conn, ok := dupConn(w.fd)
 	for {
-		ws.mu.Lock()
-		buf := ws.out
-		ws.out = nil
+		buf, detached := st.pooled.next(ok)
 		if buf == nil {
-			ws.running = false
-			detached := ws.detached
-			ws.failed = !ok
-			ws.mu.Unlock()
-			switch {
-			case conn == nil:
-			case detached && ok:
-				lingerConn(conn)
-			default:
-				conn.Close()
-			}
-			if detached {
-				st.side.closed(st)
-				return
-			}
-			st.heldOut.Store(0)
-			s.stopMu.RLock()
-			if !s.stopped {
-				st.c.EventLoop().Execute(context.Background(), st.resumeFn)
-			}
-			s.stopMu.RUnlock()
+			st.finish(conn, ok, detached, st.resumeFn)
 			return
 		}
-		ws.mu.Unlock()
 		if ok && !s.writeAll(conn, buf.B, w.abandoned) {
 			ok = false
 			st.countFailure(&s.ctr.WriteErrors)
@@ -141,11 +99,7 @@ func (w *writer) run() {
 // reset) while the writer waited on it; a detached connection is the
 // writer's to finish.
 func (w *writer) abandoned() bool {
-	ws := &w.st.w
-	ws.mu.Lock()
-	detached := ws.detached
-	ws.mu.Unlock()
-	return w.st.gone.Load() && !detached
+	return w.st.gone.Load() && !w.st.pooled.isDetached()
 }
 
 // writeAll writes p to c, waiting as long as the client makes progress
@@ -183,119 +137,7 @@ func (st *connState) resume(context.Context) error {
 	if st.gone.Load() || !st.stalled {
 		return nil
 	}
-	ss := st.side
 	st.stalled = false
-	st.w.mu.Lock()
-	failed := st.w.failed
-	st.w.mu.Unlock()
-	switch {
-	case failed:
-		st.loop.el.Close(st.c)
-	case st.stopAfter:
-		ss.startLinger(st.c, st)
-	default:
-		ss.touch(st)
-		if ss.serve(st.c, st) {
-			st.loop.el.Close(st.c)
-		}
-	}
+	st.side.takeBack(st)
 	return nil
-}
-
-// detachWriter is OnClose's part for a stalled connection the client
-// half-closed: the lines gnet still held are answered here, and the writer
-// sends them after what it has, then closes. It returns false when there
-// is nothing left to do and gnet may close the connection as usual.
-func (ss *streamSide) detachWriter(c gnet.Conn, st *connState) bool {
-	s := ss.s
-	tail := bufs.Get()
-	if !st.stopAfter {
-		data, _ := c.Peek(-1)
-		if st.draining {
-			data = data[:min(len(data), st.budget)]
-		}
-		var req []byte
-		if st.partial != nil {
-			req = append(req, st.partial.B...)
-		}
-		req = append(req, data...)
-		lines := 0
-		for {
-			n, err := protocol.LineLen(req, s.maxLine)
-			if err != nil || n == 0 {
-				break
-			}
-			ss.appendLine(tail, req[:n])
-			req = req[n:]
-			lines++
-		}
-		taken := len(tail.B)
-		if st.partial != nil && lines > 0 {
-			taken -= len(st.partial.B) // counted when it was taken
-		}
-		s.ctr.Requests.Add(uint64(lines))
-		s.ctr.BytesIn.Add(uint64(taken))
-		s.ctr.BytesOut.Add(uint64(len(tail.B)))
-	}
-	ws := &st.w
-	ws.mu.Lock()
-	if ws.running {
-		if ws.out == nil {
-			ws.out = tail
-		} else {
-			ws.out.B = append(ws.out.B, tail.B...)
-			bufs.Put(tail)
-		}
-		ws.detached = true
-		ws.mu.Unlock()
-		return true
-	}
-	ws.mu.Unlock()
-	// The writer is done and resume has not run yet.
-	if len(tail.B) == 0 {
-		bufs.Put(tail)
-		return false
-	}
-	fd, err := c.Dup()
-	if err != nil {
-		bufs.Put(tail)
-		return false
-	}
-	ws.mu.Lock()
-	ws.out, ws.running, ws.detached = tail, true, true
-	ws.mu.Unlock()
-	if !s.pool.submit(&writer{st: st, fd: fd}) {
-		unix.Close(fd)
-		return false
-	}
-	return true
-}
-
-// closed accounts for a connection a writer or finisher closed after gnet
-// had let go of it.
-func (ss *streamSide) closed(st *connState) {
-	if ss.s.bufs != nil {
-		ss.s.bufs.Release(&st.hold)
-	}
-	if ss.s.ctr.Active.Add(-1) == 0 && ss.s.draining.Load() {
-		ss.signalDrained()
-	}
-}
-
-// lingerConn closes c without destroying replies the client has not read:
-// FIN, then read and discard until the client closes, lingerMax bytes or
-// lingerTime pass.
-func lingerConn(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-		c.SetReadDeadline(time.Now().Add(lingerTime))
-		buf := make([]byte, 4<<10)
-		for total := 0; total < lingerMax; {
-			n, err := c.Read(buf)
-			total += n
-			if err != nil {
-				break
-			}
-		}
-	}
-	c.Close()
 }

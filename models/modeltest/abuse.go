@@ -579,7 +579,7 @@ func checkMaxBuffered(e *env) {
 	open := 0
 	for _, c := range holders {
 		c.SetReadDeadline(time.Now().Add(e.d(200 * time.Millisecond)))
-		if _, err := c.Read(make([]byte, 16)); isTimeout(err) {
+		if _, err := c.Read(make([]byte, 16)); IsTimeout(err) {
 			open++
 		}
 	}

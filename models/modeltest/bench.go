@@ -136,7 +136,7 @@ func benchDgram(c net.Conn, req, want, buf []byte, n int, wait time.Duration, re
 				}
 				break
 			}
-			if !isTimeout(err) {
+			if !IsTimeout(err) {
 				return fmt.Errorf("request %d: read: %w", i, err)
 			}
 			if tries++; tries == dgramTries {

@@ -82,7 +82,7 @@ func (dc *dgramClient) roundTrip(req []byte) error {
 			dc.c.SetReadDeadline(deadline)
 			n, err := dc.c.Read(dc.buf)
 			if err != nil {
-				if isTimeout(err) {
+				if IsTimeout(err) {
 					break
 				}
 				return fmt.Errorf("read the reply to a %d-byte datagram: %w", len(req), err)

@@ -92,14 +92,7 @@ func (e *env) reply(req []byte) []byte { return e.mode.AppendReply(nil, req) }
 
 // unixPath returns a fresh short socket path in its own temp directory,
 // removed when the test ends.
-func (e *env) unixPath() string {
-	dir, err := os.MkdirTemp("", "sb")
-	if err != nil {
-		e.t.Fatalf("temp dir for unix socket: %v", err)
-	}
-	e.t.Cleanup(func() { os.RemoveAll(dir) })
-	return filepath.Join(dir, "s.sock")
-}
+func (e *env) unixPath() string { return Addr(e.t, "unix") }
 
 // config returns the Config every check starts from.
 func (e *env) config() models.Config {
@@ -224,18 +217,11 @@ func (s *server) shutdown() (time.Duration, error) {
 // timeout; it returns the last Stats seen.
 func (s *server) waitStats(what string, cond func(models.Stats) bool) models.Stats {
 	s.e.t.Helper()
-	deadline := time.Now().Add(s.e.d(opTimeout))
-	for {
-		st := s.srv.Stats()
-		if cond(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			s.e.t.Errorf("Stats never showed %s: %s", what, st)
-			return st
-		}
-		time.Sleep(5 * time.Millisecond)
+	var st models.Stats
+	if !WaitFor(s.e.d(opTimeout), func() bool { st = s.srv.Stats(); return cond(st) }) {
+		s.e.t.Errorf("Stats never showed %s: %s", what, st)
 	}
+	return st
 }
 
 // dial connects to addr on the check's transport.
@@ -359,7 +345,7 @@ func (e *env) expectClosed(c net.Conn, timeout time.Duration) error {
 		n, err := c.Read(buf)
 		extra += n
 		if err != nil {
-			if isTimeout(err) {
+			if IsTimeout(err) {
 				return fmt.Errorf("connection still open after %v (and sent %d unexpected bytes)", timeout, extra)
 			}
 			if extra > 0 {
@@ -371,12 +357,6 @@ func (e *env) expectClosed(c net.Conn, timeout time.Duration) error {
 			return fmt.Errorf("reading until close: %w", err)
 		}
 	}
-}
-
-// isTimeout reports a deadline expiry.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // isReset reports a connection reset (or its Unix-socket equivalents).

@@ -27,7 +27,7 @@ type resources struct {
 
 func measure() resources {
 	r := resources{goroutines: runtime.NumGoroutine(), fds: -1}
-	if n, err := openFDs(); err == nil {
+	if n, err := OpenFDs(); err == nil {
 		r.fds = n
 	}
 	return r

@@ -30,7 +30,7 @@ func (e *env) expectEOF(c net.Conn, timeout time.Duration) error {
 			return fmt.Errorf("server sent %d unexpected bytes before closing (%v)", extra, err)
 		case err == io.EOF:
 			return nil
-		case isTimeout(err):
+		case IsTimeout(err):
 			return fmt.Errorf("no EOF within %v", timeout)
 		case isReset(err):
 			return fmt.Errorf("connection reset instead of a clean close (EOF): %w", err)
@@ -126,7 +126,7 @@ func checkReset(e *env) {
 			big := bytes.Repeat(e.line(8<<10), 64)
 			c.SetWriteDeadline(time.Now().Add(e.d(500 * time.Millisecond)))
 			_, err := c.Write(big)
-			if isTimeout(err) {
+			if IsTimeout(err) {
 				err = nil // the server stopped reading while its replies were unread: expected
 			}
 			return err

@@ -11,12 +11,16 @@
 // alone, before the parallel checks of their group start; servers that need
 // their own process (SIGTERM, RLIMIT_NOFILE) run as the child role
 // "modeltest-server" of the model's test binary.
+//
+// As testing/fstest exports MapFS beside TestFS, the package exports what
+// a model's own tests need beside Run: Start (a server on a free address,
+// shut down when the test ends), Addr, Dial, RoundTrip, WaitStats,
+// WaitFor, OpenFDs, Goroutines, IsTimeout and Scaled. A model's tests
+// test what is particular to it; what every model must do is the suite's.
 package modeltest
 
 import (
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -162,9 +166,7 @@ func newOptions(opts []Option) *options {
 		cycles: DefaultLeakCycles,
 		modes:  protocol.Modes,
 	}
-	if v, err := strconv.ParseFloat(os.Getenv("SOCKBENCH_TEST_SCALE"), 64); err == nil && v > 0 {
-		o.scale = v
-	}
+	o.scale = envScale()
 	for _, opt := range opts {
 		opt(o)
 	}

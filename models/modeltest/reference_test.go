@@ -291,7 +291,7 @@ func (s *refServer) startReusePort() error {
 
 func (s *refServer) acceptLoop() {
 	defer s.wg.Done()
-	var backoff time.Duration
+	backoff := models.Backoff{Max: 200 * time.Millisecond}
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
@@ -305,15 +305,12 @@ func (s *refServer) acceptLoop() {
 			if s.bugs.stopOnAcceptErr {
 				return
 			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), 200*time.Millisecond)
-			select {
-			case <-time.After(backoff):
-			case <-s.stop:
+			if !models.Sleep(backoff.Next(), s.stop) {
 				return
 			}
 			continue
 		}
-		backoff = 0
+		backoff.Reset()
 		s.cnt.Accepted.Add(1)
 		if s.cfg.MaxConns > 0 && !s.bugs.noMaxConns && s.cnt.Active.Load() >= int64(s.cfg.MaxConns) {
 			s.cnt.Rejected.Add(1)
@@ -513,14 +510,14 @@ func (s *refServer) serveConn(c net.Conn) {
 					s.mu.Unlock()
 				}
 				s.closeConn(c)
-			case isTimeout(err) && !s.closing.Load() && cr.lineFired:
+			case IsTimeout(err) && !s.closing.Load() && cr.lineFired:
 				s.cnt.LineTimeouts.Add(1)
 				s.warn("line not complete within line-timeout; closing")
 				s.closeConn(c)
-			case isTimeout(err) && !s.closing.Load():
+			case IsTimeout(err) && !s.closing.Load():
 				s.cnt.IdleTimeouts.Add(1)
 				s.closeConn(c)
-			case err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) || isTimeout(err):
+			case err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) || IsTimeout(err):
 				if errors.Is(err, io.ErrUnexpectedEOF) {
 					s.debug("client closed inside a line")
 				}

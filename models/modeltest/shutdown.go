@@ -211,7 +211,7 @@ func (l *load) dgramClient(addr string, id int) {
 		dc.c.SetReadDeadline(time.Now().Add(wait))
 		n, err := dc.c.Read(dc.buf)
 		if err != nil {
-			if !isTimeout(err) && !errors.Is(err, syscall.ECONNREFUSED) {
+			if !IsTimeout(err) && !errors.Is(err, syscall.ECONNREFUSED) {
 				l.fail(fmt.Errorf("client %d: read: %w", id, err))
 			}
 			return false

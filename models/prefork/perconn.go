@@ -4,14 +4,8 @@ import (
 	"errors"
 	"net"
 	"syscall"
-	"time"
-)
 
-// Backoff bounds for failing Accept calls (EMFILE and the like), as
-// net/http's Serve uses.
-const (
-	minAcceptBackoff = 5 * time.Millisecond
-	maxAcceptBackoff = time.Second
+	"github.com/sockbench/sockbench/models"
 )
 
 // acceptLoop is the per-conn parent: it accepts each connection and hands
@@ -21,23 +15,13 @@ const (
 // Accepted and Active; the children count requests, bytes and errors.
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
-	limit := int64(s.perConnLimit())
-	var backoff time.Duration
+	limit := s.perConnLimit()
+	acc := models.Acceptor{Listener: s.ln, Stop: s.closing, Failed: &s.parent.AcceptErrors, Logs: &s.logs, Log: s.log}
 	for {
-		c, err := s.ln.Accept()
+		c, err := acc.Accept()
 		if err != nil {
-			if s.isClosing() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.parent.AcceptErrors.Add(1)
-			backoff = nextBackoff(backoff)
-			s.logs.Warn(s.log, "accept failed; retrying", "err", err, "backoff", backoff)
-			if !s.sleep(backoff) {
-				return
-			}
-			continue
+			return // closed by Shutdown
 		}
-		backoff = 0
 		if gone, reset := closedOnArrival(c); gone {
 			// Nothing to serve: no process for it.
 			s.parent.Accepted.Add(1)
@@ -47,9 +31,9 @@ func (s *Server) acceptLoop() {
 			c.Close()
 			continue
 		}
-		// Active only grows here, so this never lets more than limit in.
-		if s.parent.Active.Load() >= limit {
-			s.parent.Rejected.Add(1)
+		// The place is given back when the child is reaped (watch), or
+		// by handOffRetrying when no child could be started.
+		if !s.parent.Admit(limit) {
 			c.Close()
 			continue
 		}
@@ -74,19 +58,28 @@ func (s *Server) perConnLimit() int {
 const otherSpawnTries = 3
 
 // handOffRetrying starts a child for c. When that fails for want of file
-// descriptors or processes it keeps c and retries with a backoff (5ms
-// doubling to 1s) instead of dropping the client: accepting pauses, new
-// clients wait in the listen backlog as they would with a failing Accept,
-// and service resumes once children exit and free what they held. Any
-// other failure gets otherSpawnTries tries in all before c is dropped. It
-// reports false when the server is stopping.
+// descriptors or processes it keeps c and retries with a models.Backoff
+// (5ms doubling to 1s) instead of dropping the client: accepting pauses,
+// new clients wait in the listen backlog as they would with a failing
+// Accept, and service resumes once children exit and free what they held.
+// Any other failure gets otherSpawnTries tries in all, with a backoff of
+// its own, before c is dropped. c holds a place (Counters.Admit), which
+// its child gives back when it is reaped; when no child takes c, this
+// gives it back. It reports false when the server is stopping.
 func (s *Server) handOffRetrying(c net.Conn) bool {
 	defer c.Close() // the child has its own copy
-	var backoff time.Duration
+	taken := false
+	defer func() {
+		if !taken {
+			s.parent.Active.Add(-1)
+		}
+	}()
+	var shortage, other models.Backoff
 	for tries := 1; ; tries++ {
 		err := s.handOff(c)
 		switch {
 		case err == nil:
+			taken = true
 			return true
 		case errors.Is(err, errClosing):
 			return false
@@ -97,15 +90,15 @@ func (s *Server) handOffRetrying(c net.Conn) bool {
 		case !outOfResources(err):
 			s.parent.AcceptErrors.Add(1)
 			s.logs.Warn(s.log, "could not start a process for a connection; retrying", "err", err)
-			if !s.sleep(minAcceptBackoff << (tries - 1)) {
+			if !models.Sleep(other.Next(), s.closing) {
 				return false
 			}
 			continue
 		}
 		s.parent.AcceptErrors.Add(1)
-		backoff = nextBackoff(backoff)
-		s.logs.Warn(s.log, "out of resources to start a process for a connection; retrying", "err", err, "backoff", backoff)
-		if !s.sleep(backoff) {
+		d := shortage.Next()
+		s.logs.Warn(s.log, "out of resources to start a process for a connection; retrying", "err", err, "backoff", d)
+		if !models.Sleep(d, s.closing) {
 			return false
 		}
 	}
@@ -118,19 +111,17 @@ func outOfResources(err error) bool {
 		errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ENOBUFS)
 }
 
-// handOff starts a child serving c. The caller closes its copy of c.
+// handOff starts a child serving c, and counts c as accepted. The caller
+// closes its copy of c.
 func (s *Server) handOff(c net.Conn) error {
 	rc, err := c.(syscall.Conn).SyscallConn()
 	if err != nil {
 		return err
 	}
-	s.parent.Accepted.Add(1)
-	s.parent.Active.Add(1) // given back when the child is reaped (watch)
 	if _, err := s.spawnProc(ConnRole, -1, rc); err != nil {
-		s.parent.Accepted.Add(^uint64(0))
-		s.parent.Active.Add(-1)
 		return err
 	}
+	s.parent.Accepted.Add(1)
 	return nil
 }
 
@@ -159,23 +150,4 @@ func closedOnArrival(c net.Conn) (gone, reset bool) {
 		}
 	})
 	return gone, reset
-}
-
-// sleep waits d, or reports false when the server starts stopping first.
-func (s *Server) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-s.closing:
-		return false
-	}
-}
-
-func nextBackoff(d time.Duration) time.Duration {
-	if d == 0 {
-		return minAcceptBackoff
-	}
-	return min(2*d, maxAcceptBackoff)
 }

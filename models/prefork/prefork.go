@@ -51,8 +51,10 @@ const (
 	// stableRun of starting before the server gives up.
 	crashLimit = 5
 	stableRun  = 2 * time.Second
-	// maxRespawnDelay caps the backoff between respawns, so a killed
-	// worker is always replaced within a second.
+	// A worker that died young is respawned after a backoff from
+	// minRespawnDelay doubling to maxRespawnDelay, which keeps a killed
+	// worker always replaced within a second.
+	minRespawnDelay = 100 * time.Millisecond
 	maxRespawnDelay = time.Second
 	// readyTimeout bounds how long Start waits for the first workers.
 	readyTimeout = 30 * time.Second
@@ -185,7 +187,7 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.state = stateRunning
-	s.sp = startSpawner()
+	s.sp = startSpawner(stuckStart)
 	var ready sync.WaitGroup
 	if s.spawn == SpawnPerConn {
 		s.wg.Add(1)

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sockbench/sockbench/models"
+	"github.com/sockbench/sockbench/models/modeltest"
 	"github.com/sockbench/sockbench/protocol"
 )
 
@@ -51,7 +52,7 @@ func testParentMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	noPdeathsig = sp.NoPdeathsig
+	testNoPdeathsig = sp.NoPdeathsig
 	if sp.NoFile > 0 {
 		lim := syscall.Rlimit{Cur: sp.NoFile, Max: sp.NoFile}
 		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
@@ -132,7 +133,7 @@ func TestPerConnOutOfFDs(t *testing.T) {
 		}
 		conns = append(conns, c)
 		go func() {
-			if err := roundTrip(c, bufio.NewReader(c), protocol.Upper, fmt.Sprintf("client %d\n", i)); err != nil {
+			if err := modeltest.RoundTrip(c, bufio.NewReader(c), protocol.Upper, fmt.Sprintf("client %d\n", i)); err != nil {
 				t.Errorf("client %d: %v", i, err)
 			}
 			served <- i
@@ -140,7 +141,7 @@ func TestPerConnOutOfFDs(t *testing.T) {
 	}
 	// Close each client once served, which frees its child's descriptors
 	// for the next.
-	wait := scaled(60 * time.Second)
+	wait := modeltest.Scaled(60 * time.Second)
 	deadline := time.After(wait)
 	for range n {
 		select {
@@ -190,7 +191,7 @@ func TestParentSIGKILL(t *testing.T) {
 }
 
 func parentSIGKILL(t *testing.T, spawn, network string, noPdeathsig bool) {
-	cfg := models.Config{Net: network, Addr: addrFor(t, network), Mode: protocol.Echo, Workers: 2,
+	cfg := models.Config{Net: network, Addr: modeltest.Addr(t, network), Mode: protocol.Echo, Workers: 2,
 		Extra: map[string]string{"spawn": spawn}}
 	cmd, addr := startParent(t, testParentSpec{Config: cfg, NoPdeathsig: noPdeathsig})
 	if spawn == SpawnPerConn {
@@ -201,7 +202,7 @@ func parentSIGKILL(t *testing.T, spawn, network string, noPdeathsig bool) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			if err := roundTrip(c, bufio.NewReader(c), protocol.Echo, "hi\n"); err != nil {
+			if err := modeltest.RoundTrip(c, bufio.NewReader(c), protocol.Echo, "hi\n"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -368,7 +369,7 @@ func testWorkerSIGKILL(t *testing.T, network string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := roundTrip(c, bufio.NewReader(c), protocol.Upper, "warm up\n"); err != nil {
+		if err := modeltest.RoundTrip(c, bufio.NewReader(c), protocol.Upper, "warm up\n"); err != nil {
 			t.Fatal(err)
 		}
 		return c
@@ -423,6 +424,8 @@ func testWorkerSIGKILL(t *testing.T, network string) {
 		// answered counts clients that have ended or been answered after
 		// the kill.
 		answered atomic.Int64
+		// warm counts clients answered at least once before the kill.
+		warm atomic.Int64
 	)
 	for i, c := range clients {
 		wg.Add(1)
@@ -447,18 +450,21 @@ func testWorkerSIGKILL(t *testing.T, network string) {
 				line := fmt.Sprintf("client %d request %d\n", i, j)
 				var err error
 				if network == "udp" {
-					err = dgramTrip(c, line, scaled(2*time.Second))
-					if isTimeout(err) {
+					err = dgramTrip(c, line, modeltest.Scaled(2*time.Second))
+					if modeltest.IsTimeout(err) {
 						r.lost++
 						continue
 					}
 				} else {
-					err = roundTrip(c, br, protocol.Upper, line)
+					err = modeltest.RoundTrip(c, br, protocol.Upper, line)
 				}
 				if err != nil {
 					r.err = err
 					settle()
 					return
+				}
+				if j == 0 {
+					warm.Add(1)
 				}
 				if after {
 					r.afterKill++
@@ -467,7 +473,10 @@ func testWorkerSIGKILL(t *testing.T, network string) {
 			}
 		}()
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Kill with every client in its loop, each answered once.
+	if !modeltest.WaitFor(modeltest.Scaled(10*time.Second), func() bool { return warm.Load() == int64(len(clients)) }) {
+		t.Fatalf("only %d of %d clients answered before the kill", warm.Load(), len(clients))
+	}
 	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -488,15 +497,15 @@ func testWorkerSIGKILL(t *testing.T, network string) {
 	appeared := time.Since(killedAt)
 	select {
 	case <-replacement.ready:
-	case <-time.After(scaled(10 * time.Second)):
+	case <-time.After(modeltest.Scaled(10 * time.Second)):
 	}
-	if serving := time.Since(killedAt); serving > scaled(time.Second) {
+	if serving := time.Since(killedAt); serving > modeltest.Scaled(time.Second) {
 		t.Fatalf("new worker %d not serving within 1s of the kill (%v)", replacement.pid, serving)
 	}
 	t.Logf("new worker %d appeared %v after the kill, serving after %v", replacement.pid, appeared, time.Since(killedAt))
 
 	// Every client either ended or was answered after the kill.
-	for deadline := time.Now().Add(scaled(10 * time.Second)); answered.Load() < int64(len(clients)); {
+	for deadline := time.Now().Add(modeltest.Scaled(10 * time.Second)); answered.Load() < int64(len(clients)); {
 		if time.Now().After(deadline) {
 			break
 		}
@@ -542,7 +551,7 @@ func testWorkerSIGKILL(t *testing.T, network string) {
 	// kill returns before every thread has stopped: a thread of the
 	// survivor still running could take the new connection and then stop
 	// holding it. Dial only once all of them show as stopped.
-	if err := waitStopped(survivor, scaled(5*time.Second)); err != nil {
+	if err := waitStopped(survivor, modeltest.Scaled(5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	c, err := net.Dial(network, s.Addr())
@@ -551,9 +560,9 @@ func testWorkerSIGKILL(t *testing.T, network string) {
 	}
 	clients = append(clients, c)
 	if network == "udp" {
-		err = dgramTrip(c, "new client\n", scaled(10*time.Second))
+		err = dgramTrip(c, "new client\n", modeltest.Scaled(10*time.Second))
 	} else {
-		err = roundTrip(c, bufio.NewReader(c), protocol.Upper, "new client\n")
+		err = modeltest.RoundTrip(c, bufio.NewReader(c), protocol.Upper, "new client\n")
 	}
 	if err != nil {
 		t.Errorf("new client with only the new worker running: %v", err)
@@ -628,7 +637,7 @@ func TestPerConn(t *testing.T) {
 				}
 				defer c.Close()
 				conns = append(conns, c)
-				if err := roundTrip(c, bufio.NewReader(c), protocol.Upper, fmt.Sprintf("conn %d\n", i)); err != nil {
+				if err := modeltest.RoundTrip(c, bufio.NewReader(c), protocol.Upper, fmt.Sprintf("conn %d\n", i)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -639,7 +648,7 @@ func TestPerConn(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := roundTrip(c, bufio.NewReader(c), protocol.Upper, "one too many\n"); err == nil {
+			if err := modeltest.RoundTrip(c, bufio.NewReader(c), protocol.Upper, "one too many\n"); err == nil {
 				t.Error("a fourth connection was served past max-conns 3")
 			}
 			c.Close()
@@ -661,49 +670,6 @@ func TestPerConn(t *testing.T) {
 	}
 }
 
-// TestShutdownForwardsSIGTERM checks that a connection in the middle of a
-// blocking request is answered during Shutdown, in both spawn modes.
-func TestShutdownForwardsSIGTERM(t *testing.T) {
-	for _, spawn := range []string{SpawnPool, SpawnPerConn} {
-		t.Run(spawn, func(t *testing.T) {
-			s := start(t, models.Config{Net: "tcp", Mode: protocol.Upper, Cost: protocol.Cost{Block: 300 * time.Millisecond},
-				Grace: 5 * time.Second, Extra: map[string]string{"spawn": spawn}})
-			c, err := net.Dial("tcp", s.Addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			br := bufio.NewReader(c)
-			if err := roundTrip(c, br, protocol.Upper, "first\n"); err != nil {
-				t.Fatal(err)
-			}
-			c.Write([]byte("during shutdown\n"))
-			time.Sleep(50 * time.Millisecond) // let the request be read
-			done := make(chan error, 1)
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				done <- s.Shutdown(ctx)
-			}()
-			got, err := br.ReadString('\n')
-			if err != nil || got != "DURING SHUTDOWN\n" {
-				t.Errorf("reply during shutdown %q, %v", got, err)
-			}
-			if _, err := br.ReadString('\n'); !errors.Is(err, io.EOF) {
-				t.Errorf("after the reply: %v, want EOF (a graceful close)", err)
-			}
-			c.Close() // ends the server's lingering close
-			if err := <-done; err != nil {
-				t.Errorf("Shutdown: %v", err)
-			}
-			checkNoChildren(t)
-			if st := s.Stats(); st.Requests != 2 {
-				t.Errorf("Stats = %s, want requests=2", st)
-			}
-		})
-	}
-}
-
 // TestCrashLoopWhileRunning: once replacements keep dying, the server
 // gives up, stops the healthy workers too and says why through Done and
 // Err (and Shutdown).
@@ -716,7 +682,7 @@ func TestCrashLoopWhileRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := srv.(*Server)
-	t.Setenv(envTestCrash, "1") // every replacement exits at once
+	t.Setenv(envTestCrash, "1") // every replacement (a re-executed test binary) exits at once
 	syscall.Kill(s.workerPids()[0], syscall.SIGKILL)
 	// Meanwhile the listener the healthy worker shares must stay
 	// non-blocking: handing it to a child must not change its mode (see
@@ -754,15 +720,13 @@ func TestCrashLoopWhileRunning(t *testing.T) {
 	}
 }
 
-// TestStuckStartIsKilled: a start that does not return within stuckStart
+// TestStuckStartIsKilled: a start that does not return within its bound
 // has its child (the one the spawner has not handed out) killed and
 // reaped and fails with errStartStuck; children already started are left
 // alone. The hang is simulated by a start function that waits after
 // starting a process, as syscall.StartProcess waits for a child that
 // never execs.
 func TestStuckStartIsKilled(t *testing.T) {
-	defer func(d time.Duration) { stuckStart = d }(stuckStart)
-	stuckStart = 200 * time.Millisecond
 	sleep, err := exec.LookPath("sleep")
 	if err != nil {
 		t.Skip("no sleep binary")
@@ -771,7 +735,7 @@ func TestStuckStartIsKilled(t *testing.T) {
 		pid, _, err := syscall.StartProcess(sleep, []string{"sleep", "30"}, &syscall.ProcAttr{Files: []uintptr{0, 1, 2}})
 		return pid, err
 	}
-	sp := startSpawner()
+	sp := startSpawner(200 * time.Millisecond)
 	defer sp.stop()
 
 	live, err := sp.run(startSleep)
@@ -788,7 +752,7 @@ func TestStuckStartIsKilled(t *testing.T) {
 	_, err = sp.run(func() (int, error) {
 		pid, err := startSleep()
 		stuck = pid
-		for deadline := time.Now().Add(scaled(5 * time.Second)); err == nil && time.Now().Before(deadline); {
+		for deadline := time.Now().Add(modeltest.Scaled(5 * time.Second)); err == nil && time.Now().Before(deadline); {
 			if state, _, ok := procStat(pid); !ok || state == "Z" {
 				break // killed
 			}

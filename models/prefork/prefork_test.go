@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/sockbench/sockbench/models"
+	"github.com/sockbench/sockbench/models/modeltest"
 	"github.com/sockbench/sockbench/protocol"
 )
 
@@ -29,53 +29,39 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// scaled stretches a test's wait by SOCKBENCH_TEST_SCALE, as the
-// conformance suite does, for runs under qemu-user where every process
-// start costs tens of milliseconds more on a loaded machine.
-func scaled(d time.Duration) time.Duration {
-	if v, err := strconv.ParseFloat(os.Getenv("SOCKBENCH_TEST_SCALE"), 64); err == nil && v > 1 {
-		return time.Duration(float64(d) * v)
-	}
-	return d
-}
+// envTestCrash, set in a test's environment, makes the pool workers this
+// test binary re-executes crash before serving (testCrashWorker), to drive
+// the crash-loop limit. The test binary's init reads it; a production
+// binary has neither.
+const envTestCrash = "SOCKBENCH_PREFORK_TEST_CRASH"
 
-// addrFor returns a loopback address or a short temp socket path.
-func addrFor(t *testing.T, network string) string {
-	t.Helper()
-	if network == "unix" || network == "unixgram" {
-		dir, err := os.MkdirTemp("", "sb")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-		return filepath.Join(dir, "s.sock")
-	}
-	return "127.0.0.1:0"
-}
+func init() { testCrashWorker = os.Getenv(envTestCrash) != "" }
 
-// start builds and starts a prefork server; it is shut down at the end of
-// the test, after which no child process may remain.
+// start builds and starts a prefork server (two workers unless cfg says);
+// it is shut down at the end of the test, after which no child process
+// may remain.
 func start(t *testing.T, cfg models.Config) *Server {
 	t.Helper()
-	if cfg.Addr == "" {
-		cfg.Addr = addrFor(t, cfg.Net)
-	}
 	if cfg.Workers == 0 {
 		cfg.Workers = 2
 	}
-	srv, err := models.New("prefork", cfg)
+	t.Cleanup(func() { checkNoChildren(t) }) // after modeltest.Start's shutdown: cleanups run last first
+	return modeltest.Start(t, "prefork", cfg).(*Server)
+}
+
+// openFDs counts this process's open descriptors (-1 where unknown).
+func openFDs() int {
+	n, err := modeltest.OpenFDs()
 	if err != nil {
-		t.Fatal(err)
+		return -1
 	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := srv.(*Server)
-	t.Cleanup(func() {
-		shutdown(t, s)
-		checkNoChildren(t)
-	})
-	return s
+	return n
+}
+
+// waitStats waits until cond holds on s's Stats (modeltest.WaitStats).
+func waitStats(t *testing.T, s *Server, what string, cond func(models.Stats) bool) models.Stats {
+	t.Helper()
+	return modeltest.WaitStats(t, s, what, cond)
 }
 
 func shutdown(t *testing.T, s *Server) {
@@ -154,39 +140,6 @@ func (s *Server) workerPids() []int {
 	return pids
 }
 
-// waitStats polls s.Stats until cond holds, failing after 5s.
-func waitStats(t *testing.T, s *Server, what string, cond func(models.Stats) bool) models.Stats {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		st := s.Stats()
-		if cond(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("Stats never showed %s: %s", what, st)
-			return st
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// roundTrip sends one line and checks its reply.
-func roundTrip(c net.Conn, br *bufio.Reader, mode protocol.Mode, line string) error {
-	c.SetDeadline(time.Now().Add(scaled(10 * time.Second)))
-	if _, err := io.WriteString(c, line); err != nil {
-		return err
-	}
-	got, err := br.ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if want := string(mode.AppendReply(nil, []byte(line))); got != want {
-		return fmt.Errorf("reply %q, want %q", got, want)
-	}
-	return nil
-}
-
 func TestServesEveryNet(t *testing.T) {
 	for _, network := range []string{"tcp", "unix", "udp"} {
 		t.Run(network, func(t *testing.T) {
@@ -208,7 +161,7 @@ func TestServesEveryNet(t *testing.T) {
 					defer c.Close()
 					br := bufio.NewReader(c)
 					for j := range reqs {
-						if err := roundTrip(c, br, protocol.Upper, fmt.Sprintf("conn %d req %d\n", i, j)); err != nil {
+						if err := modeltest.RoundTrip(c, br, protocol.Upper, fmt.Sprintf("conn %d req %d\n", i, j)); err != nil {
 							errs <- err
 							return
 						}
@@ -357,63 +310,6 @@ func TestCrashLoopEndsServer(t *testing.T) {
 	}
 }
 
-func TestMaxConnsAcrossWorkers(t *testing.T) {
-	s := start(t, models.Config{Net: "tcp", Mode: protocol.Echo, Workers: 2, MaxConns: 3})
-	var open []net.Conn
-	defer func() {
-		for _, c := range open {
-			c.Close()
-		}
-	}()
-	for i := range 3 {
-		c, err := net.Dial("tcp", s.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		open = append(open, c)
-		if err := roundTrip(c, bufio.NewReader(c), protocol.Echo, "x\n"); err != nil {
-			t.Fatalf("conn %d of 3 (within max-conns): %v", i, err)
-		}
-	}
-	// Whichever worker gets the fourth, it is over the pool's limit.
-	c, err := net.Dial("tcp", s.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := roundTrip(c, bufio.NewReader(c), protocol.Echo, "x\n"); err == nil {
-		t.Fatal("fourth connection served; want it rejected (max-conns 3)")
-	}
-	c.Close()
-	waitStats(t, s, "rejected=1 active=3", func(st models.Stats) bool { return st.Rejected == 1 && st.Active == 3 })
-	// A place freed is a place for the next client.
-	open[0].Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := net.Dial("tcp", s.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = roundTrip(c, bufio.NewReader(c), protocol.Echo, "y\n")
-		open = append(open, c)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no connection served after one closed: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// openFDs counts this process's open descriptors (-1 where unknown).
-func openFDs() int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return -1
-	}
-	return len(ents)
-}
-
 // TestNoLeaks runs servers of both spawn modes through many connections
 // and checks goroutines, descriptors and child processes come back to
 // their baseline, and the socket file is gone.
@@ -422,7 +318,7 @@ func TestNoLeaks(t *testing.T) {
 		for _, network := range []string{"tcp", "unix"} {
 			t.Run(spawn+"/"+network, func(t *testing.T) {
 				g0, fd0 := runtime.NumGoroutine(), openFDs()
-				addr := addrFor(t, network)
+				addr := modeltest.Addr(t, network)
 				srv, err := models.New("prefork", models.Config{Net: network, Addr: addr, Mode: protocol.Echo, Workers: 2,
 					Extra: map[string]string{"spawn": spawn}})
 				if err != nil {
@@ -442,7 +338,7 @@ func TestNoLeaks(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if err := roundTrip(c, bufio.NewReader(c), protocol.Echo, fmt.Sprintf("cycle %d\n", i)); err != nil {
+					if err := modeltest.RoundTrip(c, bufio.NewReader(c), protocol.Echo, fmt.Sprintf("cycle %d\n", i)); err != nil {
 						t.Fatal(err)
 					}
 					c.Close()
@@ -496,7 +392,7 @@ func TestPerConnSpawnFailure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := roundTrip(c, bufio.NewReader(c), protocol.Echo, "hi\n"); err == nil || isTimeout(err) {
+		if err := modeltest.RoundTrip(c, bufio.NewReader(c), protocol.Echo, "hi\n"); err == nil || modeltest.IsTimeout(err) {
 			t.Fatalf("client %d: %v, want the connection dropped", i, err)
 		}
 		c.Close()
@@ -510,11 +406,6 @@ func TestPerConnSpawnFailure(t *testing.T) {
 		t.Fatalf("server ended: %v", s.Err())
 	default:
 	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // TestClosedOnArrival: per-conn starts no process for a connection the

@@ -7,9 +7,11 @@ import (
 	"syscall"
 )
 
-// noPdeathsig turns Pdeathsig off, so tests can show the control-pipe
-// watch alone (what macOS relies on) also takes workers down.
-var noPdeathsig bool
+// testNoPdeathsig turns Pdeathsig off, so a test can show the
+// control-pipe watch alone (what macOS relies on) also takes workers
+// down. It is a test hook: only prefork_linux_test.go sets it, in the
+// parent process it runs; a production binary has no way to set it.
+var testNoPdeathsig bool
 
 // sysProcAttr makes the kernel SIGKILL a child when its parent dies, even
 // when the parent itself was SIGKILLed and had no chance to clean up.
@@ -18,7 +20,7 @@ var noPdeathsig bool
 // process: see spawner for how every child is started from one locked
 // thread that lives as long as the server.
 func sysProcAttr() *syscall.SysProcAttr {
-	if noPdeathsig {
+	if testNoPdeathsig {
 		return nil
 	}
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

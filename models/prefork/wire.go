@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -36,10 +38,6 @@ const (
 
 // envSpec carries the child's spec (JSON) in its environment.
 const envSpec = "SOCKBENCH_PREFORK"
-
-// envTestCrash makes a worker exit with status 1 before serving. Tests use
-// it to drive the crash-loop limit; it is never set otherwise.
-const envTestCrash = "SOCKBENCH_PREFORK_TEST_CRASH"
 
 // spec is what a child needs to know besides its inherited descriptors.
 type spec struct {
@@ -120,15 +118,11 @@ func pushStats(w *msgWriter, snap func() models.Stats, period time.Duration, sto
 }
 
 // relog re-emits a child's slog JSON record on the parent's logger, with
-// the child's pid, through limit when it is not nil.
+// the child's pid, through limit (nil: every record).
 func relog(log *slog.Logger, limit *models.RateLog, pid int, raw json.RawMessage) {
 	var rec map[string]any
 	if err := json.Unmarshal(raw, &rec); err != nil {
-		if limit != nil {
-			limit.Warn(log, "unreadable log line from child", "pid", pid, "line", string(raw))
-		} else {
-			log.Warn("unreadable log line from child", "pid", pid, "line", string(raw))
-		}
+		limit.Warn(log, "unreadable log line from child", "pid", pid, "line", string(raw))
 		return
 	}
 	var lvl slog.Level
@@ -148,11 +142,7 @@ func relog(log *slog.Logger, limit *models.RateLog, pid int, raw json.RawMessage
 	for _, k := range keys {
 		args = append(args, k, rec[k])
 	}
-	if limit != nil {
-		limit.Log(log, lvl, text, args...)
-		return
-	}
-	log.Log(context.Background(), lvl, text, args...)
+	limit.Log(log, lvl, text, args...)
 }
 
 // minLevel is the lowest level log shows, so children do not send records
@@ -195,4 +185,103 @@ func childEnv(role string, sp spec) ([]string, error) {
 		gorace = strings.TrimSpace(gorace + " atexit_sleep_ms=0")
 	}
 	return append(env, models.ChildEnv+"="+role, envSpec+"="+string(b), "GOMAXPROCS=1", "GORACE="+gorace), nil
+}
+
+// readMessages handles a child's messages until EOF: the child has exited
+// (or handed its pipe on, which children never do).
+func (s *Server) readMessages(p *proc, r io.Reader) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	readyOnce := sync.Once{}
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			s.logs.Warn(s.log, "overlong message from child; dropped", "pid", p.pid)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+			continue
+		}
+		if err != nil {
+			return
+		}
+		var m msg
+		if err := json.Unmarshal(line, &m); err != nil {
+			s.logs.Warn(s.log, "unreadable message from child", "pid", p.pid, "err", err)
+			continue
+		}
+		switch m.T {
+		case "ready":
+			readyOnce.Do(func() { close(p.ready) })
+		case "stats":
+			if m.Stats != nil {
+				s.mu.Lock()
+				p.last = *m.Stats
+				if m.Seq > p.seq {
+					p.seq = m.Seq
+				}
+				s.notifyLocked()
+				s.mu.Unlock()
+			}
+		case "log":
+			// The child's records carry their own model attribute. A
+			// pool worker limits its own lines; a per-conn child lives
+			// for one connection, so the parent limits them all together.
+			var limit *models.RateLog
+			if p.slot < 0 {
+				limit = &s.logs
+			}
+			relog(s.cfg.Logger, limit, p.pid, m.Log)
+		}
+	}
+}
+
+func (s *Server) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// refresh asks every live child for a snapshot and waits, at most
+// statsWait, until each has answered or exited.
+func (s *Server) refresh() {
+	s.mu.Lock()
+	if s.state != stateRunning || len(s.procs) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.statsSeq++
+	seq := s.statsSeq
+	asked := make([]*proc, 0, len(s.procs))
+	for p := range s.procs {
+		asked = append(asked, p)
+	}
+	s.mu.Unlock()
+	req := []byte("stats " + strconv.FormatUint(seq, 10) + "\n")
+	deadline := time.Now().Add(statsWait)
+	for _, p := range asked {
+		// A child that stopped reading must not block Stats.
+		p.ctrl.SetWriteDeadline(deadline)
+		p.ctrl.Write(req)
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		pending := false
+		for _, p := range asked {
+			if _, live := s.procs[p]; live && p.seq < seq {
+				pending = true
+				break
+			}
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		if !pending {
+			return
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return
+		}
+	}
 }

@@ -30,6 +30,13 @@ const (
 // statsPeriod is how often a child pushes changed stats on its own.
 const statsPeriod = 500 * time.Millisecond
 
+// testCrashWorker makes a pool worker exit with status 1 before it
+// serves. It is a test hook: only this package's tests set it (the init
+// of prefork_test.go, in the test binary and so in the workers it
+// re-executes), to drive the crash-loop limit. A production binary has no
+// way to set it.
+var testCrashWorker bool
+
 func init() {
 	models.RegisterChild(WorkerRole, workerMain)
 	models.RegisterChild(ConnRole, connMain)
@@ -95,7 +102,7 @@ func workerMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	if os.Getenv(envTestCrash) != "" {
+	if testCrashWorker {
 		fmt.Fprintln(os.Stderr, "prefork worker: crashing on purpose for a test")
 		return 1
 	}

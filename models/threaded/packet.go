@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/sockbench/sockbench/models"
 	"github.com/sockbench/sockbench/protocol"
@@ -101,7 +100,7 @@ func (s *Server) startPacket() {
 func (s *Server) readLoop(jobs chan<- *dgram) {
 	buf := make([]byte, protocol.MaxDatagram+1)
 	udp, _ := s.pc.(*net.UDPConn)
-	var backoff time.Duration
+	var backoff models.Backoff
 	for {
 		var (
 			n    int
@@ -121,21 +120,12 @@ func (s *Server) readLoop(jobs chan<- *dgram) {
 			// Never spin on a persistent error.
 			s.ctr.ReadErrors.Add(1)
 			s.logs.Warn(s.log, "datagram read failed", "err", err)
-			if backoff == 0 {
-				backoff = minAcceptBackoff
-			} else if backoff *= 2; backoff > maxAcceptBackoff {
-				backoff = maxAcceptBackoff
-			}
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-s.closing:
-				t.Stop()
+			if !models.Sleep(backoff.Next(), s.closing) {
 				return
 			}
 			continue
 		}
-		backoff = 0
+		backoff.Reset()
 		s.ctr.BytesIn.Add(uint64(n))
 		if n > protocol.MaxDatagram {
 			s.ctr.BadDgrams.Add(1)

@@ -34,12 +34,6 @@ const (
 	stateClosed
 )
 
-// Backoff bounds for failing Accept calls, as net/http's Serve uses.
-const (
-	minAcceptBackoff = 5 * time.Millisecond
-	maxAcceptBackoff = time.Second
-)
-
 // aLongTimeAgo is a deadline in the past: setting it makes a blocked Read
 // return at once.
 var aLongTimeAgo = time.Unix(1, 0)
@@ -265,59 +259,29 @@ func (s *Server) cleanup() {
 	})
 }
 
-func (s *Server) isClosing() bool {
-	select {
-	case <-s.closing:
-		return true
-	default:
-		return false
-	}
-}
+func (s *Server) isClosing() bool { return models.Closed(s.closing) }
 
 // acceptLoop accepts stream connections until Shutdown. Failing accepts
 // (EMFILE, ENFILE, ENOBUFS, ...) are counted and retried after a backoff
-// that doubles from 5ms to 1s, so the server neither spins nor exits while
-// the process is out of file descriptors; connections it already has keep
+// (models.Acceptor), so the server neither spins nor exits while the
+// process is out of file descriptors; connections it already has keep
 // being served.
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
-	var backoff time.Duration
+	acc := models.Acceptor{Listener: s.ln, Stop: s.closing, Failed: &s.ctr.AcceptErrors, Logs: &s.logs, Log: s.log}
 	for {
-		c, err := s.ln.Accept()
+		c, err := acc.Accept()
 		if err != nil {
-			if s.isClosing() {
-				return
-			}
-			if errors.Is(err, net.ErrClosed) {
+			if !s.isClosing() {
 				s.log.Error("listener closed underneath the server; no longer accepting", "err", err)
-				return
 			}
-			s.ctr.AcceptErrors.Add(1)
-			if backoff == 0 {
-				backoff = minAcceptBackoff
-			} else if backoff *= 2; backoff > maxAcceptBackoff {
-				backoff = maxAcceptBackoff
-			}
-			s.logs.Warn(s.log, "accept failed; retrying", "err", err, "backoff", backoff)
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-s.closing:
-				t.Stop()
-				return
-			}
-			continue
+			return
 		}
-		backoff = 0
-		// Active only grows here, so this check never lets more than
-		// MaxConns connections in.
-		if s.cfg.MaxConns > 0 && s.ctr.Active.Load() >= int64(s.cfg.MaxConns) {
-			s.ctr.Rejected.Add(1)
+		if !s.ctr.Admit(s.cfg.MaxConns) {
 			c.Close()
 			continue
 		}
 		s.ctr.Accepted.Add(1)
-		s.ctr.Active.Add(1)
 		cn := newConn(c, &s.cfg, &s.ctr, s.log, &s.logs)
 		if s.bufs != nil {
 			cn.bufs, cn.shed = s.bufs, s.shed

@@ -10,7 +10,9 @@
 # SOCKBENCH is a built bin/sockbench; YARDSTICK_DIR holds refserver and
 # refclient (../shared/yardstick/build.sh prints it). Environment: CASES
 # ("tcp:1 tcp:64 udp:1 udp:64 unix:1 unix:64"), MODE (echo), SIZE (64),
-# SERVER_CPU (0), CLIENT_CPU (1), SERVERS ("ref bare").
+# SERVER_CPU (0), CLIENT_CPU (1), SERVERS ("ref bare"), OLD (another
+# sockbench binary, say one built before a change: its bare model runs as
+# the server "old", interleaved with the others in every round).
 #
 # Server CPU is what bench reads (bench/proc_linux.go): the server
 # process's user+system time, from the run time of each of its threads in
@@ -23,8 +25,10 @@ sb=$1 ys=$2 secs=${3:-3} rounds=${4:-3}
 cases=${CASES:-"tcp:1 tcp:64 udp:1 udp:64 unix:1 unix:64"}
 mode=${MODE:-echo} size=${SIZE:-64} scpu=${SERVER_CPU:-0} ccpu=${CLIENT_CPU:-1}
 servers=${SERVERS:-"ref bare"}
+old=${OLD:-}
+if [ -n "$old" ]; then servers="$servers old"; fi
 dir=$(mktemp -d /tmp/vsys.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$dir"' EXIT
 
 cpu_ns() { # run time of every thread of $1, ns
 	local t=0 a f
@@ -44,6 +48,10 @@ start() { # $1 server, $2 net, $3 addr; sets pid
 	case $1 in
 	ref)
 		taskset -c "$scpu" "$ys"/refserver "$2" "$3" "$mode" 1 >/dev/null 2>&1 &
+		pid=$!
+		;;
+	old)
+		taskset -c "$scpu" "$old" serve --model bare --net "$2" --addr "$3" --mode "$mode" --workers 1 --log-level error >"$dir/ready" 2>"$dir/err" &
 		pid=$!
 		;;
 	*)

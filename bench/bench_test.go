@@ -555,18 +555,27 @@ func TestReportRenders(t *testing.T) {
 	}
 	s := buf.String()
 	for _, want := range []string{"<svg", "Throughput — tcp", "Throughput — udp", "Throughput — unix", "Latency percentiles",
-		"Server CPU per request", "Server peak memory", "Memory per connection — udp", "threaded · b.csv", "t &lt;x&gt;", "needs about 3000 MiB", "saturated"} {
+		"Server CPU per request", "Server peak memory", "Memory per connection — tcp", "threaded · b.csv", "t &lt;x&gt;", "needs about 3000 MiB", "saturated",
+		"Findings — a.csv", "Findings — b.csv", "Changes: b.csv against a.csv", "Verdicts in numbers"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("report lacks %q", want)
 		}
+	}
+	// No memory per connection for a datagram server; the findings and
+	// what changed come before any table of numbers or chart.
+	if strings.Contains(s, "Memory per connection — udp") {
+		t.Error("report draws memory per connection for UDP")
+	}
+	if f, diff, sets := strings.Index(s, "Findings — a.csv"), strings.Index(s, "Changes: b.csv"), strings.Index(s, "Result sets"); !(diff < f && f < sets) || strings.Index(s, "<svg") < sets {
+		t.Errorf("order: changes at %d, findings at %d, sets table at %d, first chart at %d", diff, f, sets, strings.Index(s, "<svg"))
 	}
 	for _, bad := range []string{"<script", "http://", "https://", "NaN"} {
 		if strings.Contains(strings.ReplaceAll(s, `xmlns="http://www.w3.org/2000/svg"`, ""), bad) {
 			t.Errorf("report contains %q", bad)
 		}
 	}
-	if n := strings.Count(s, "<svg"); n != 3+6+3+3+3 {
-		t.Errorf("%d charts, want %d", n, 3+6+3+3+3)
+	if n := strings.Count(s, "<svg"); n != 3+6+3+3+2 {
+		t.Errorf("%d charts, want %d", n, 3+6+3+3+2)
 	}
 	// A negative memory slope (noise) is no bar, not a bar of 0.
 	lo, hi := synthRows(key("threaded", "tcp", 1), 3, 20000, 0, rng), synthRows(key("threaded", "tcp", 32), 3, 20000, 0, rng)

@@ -164,6 +164,9 @@ func ComputeVerdicts(rows []Row, alpha float64) *Verdicts {
 	for _, c := range cells {
 		cv := CellVerdict{Key: c, Limit: map[string]Shift{}, Title: cellTitle(c, len(sizes) > 1)}
 		ms := models[c]
+		if len(ms) < 2 {
+			continue // one model: nothing to rank
+		}
 		for _, m := range ms {
 			for _, r := range runs(c, m) {
 				if r.Bound == BoundClient || r.ClientSaturated {

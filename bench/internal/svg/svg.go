@@ -111,19 +111,25 @@ func (c *Chart) HTML() (template.HTML, error) {
 	return template.HTML(b.String()), nil // chart.tmpl escaped every value
 }
 
-// NiceMax rounds v up to 1, 2 or 5 times a power of ten: the top of a
-// linear axis.
-func NiceMax(v float64) float64 {
-	if v <= 0 || math.IsNaN(v) {
-		return 1
+// NiceScale is a linear axis from 0 that fits v: the tick step is 1,
+// 2, 2.5 or 5 times a power of ten, the smallest that reaches v in at
+// most five steps, and the top is the first tick at or above v. Data
+// peaking at 210k gets ticks of 50k up to 250k (rounding the top up to
+// 1, 2 or 5 times a power of ten drew it against an axis to 500k).
+func NiceScale(v float64) (top, step float64) {
+	if v <= 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 1, 0.25
 	}
-	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
-		if v <= m*p {
-			return m * p
+	p := math.Pow(10, math.Floor(math.Log10(v/5)))
+	for {
+		for _, m := range []float64{1, 2, 2.5, 5} {
+			step = m * p
+			if n := math.Ceil(v/step - 1e-9); n <= 5 {
+				return n * step, step
+			}
 		}
+		p *= 10
 	}
-	return 10 * p
 }
 
 // legendWidth fits the longest series label (about 6.5 px a character at
@@ -177,10 +183,10 @@ func BarChart(title, unit string, groups []string, ser []Series, vals [][]Bar, t
 			}
 		}
 	}
-	axisTop := NiceMax(maxV)
+	axisTop, step := NiceScale(maxV)
 	y := func(v float64) float64 { return top + plotH - v/axisTop*plotH }
-	for i := 0; i <= 4; i++ {
-		v := axisTop * float64(i) / 4
+	for i := 0; float64(i)*step <= axisTop*(1+1e-9); i++ {
+		v := float64(i) * step
 		c.Grid = append(c.Grid, Line{left, y(v), left + plotW, y(v), "#e5e5e5", ""})
 		c.Texts = append(c.Texts, Text{X: left - 4, Y: y(v) + 3, Size: 10, Anchor: "end", S: tick(v)})
 	}

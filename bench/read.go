@@ -15,19 +15,24 @@ import (
 	"golang.org/x/perf/benchfmt"
 )
 
-// ReadResults reads a results file: a CSV, or Go benchmark format (.txt)
-// as WriteBenchfmt writes it. A directory means every *.csv in it, merged
-// (runs of one build made in several sittings, e.g. interleaved in CI).
+// ReadResults reads a result set: a bench CSV, Go benchmark format
+// (.txt) as WriteBenchfmt writes it, or what `sockbench load` writes with
+// --format json or csv (ReadLoad: one run per JSON object or CSV row,
+// several appended to one file are several runs). A directory means every
+// *.csv and *.json in it, merged (runs of one build made in several
+// sittings, e.g. interleaved in CI, or one load run per file).
 func ReadResults(path string) ([]Row, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		files, _ := filepath.Glob(filepath.Join(path, "*.csv"))
+		csvs, _ := filepath.Glob(filepath.Join(path, "*.csv"))
+		jsons, _ := filepath.Glob(filepath.Join(path, "*.json"))
+		files := append(csvs, jsons...)
 		if len(files) == 0 {
-			return nil, fmt.Errorf("bench: no *.csv in directory %s", path)
+			return nil, fmt.Errorf("bench: no *.csv or *.json in directory %s", path)
 		}
 		sort.Strings(files)
 		var all []Row
 		for _, f := range files {
-			rows, err := ReadCSVFile(f)
+			rows, err := readResultsFile(f)
 			if err != nil {
 				return nil, err
 			}
@@ -35,23 +40,25 @@ func ReadResults(path string) ([]Row, error) {
 		}
 		return all, nil
 	}
-	if strings.HasSuffix(path, ".csv") {
-		return ReadCSVFile(path)
-	}
-	f, err := os.Open(path)
+	return readResultsFile(path)
+}
+
+// readResultsFile reads one file, telling the formats apart by content.
+func readResultsFile(path string) ([]Row, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	defer f.Close()
-	var head [512]byte
-	n, _ := io.ReadFull(f, head[:])
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
+	head := bytes.TrimLeft(data, " \t\r\n\ufeff")
+	var rows []Row
+	switch {
+	case bytes.HasPrefix(head, []byte("{")), bytes.HasPrefix(head, []byte("target,")):
+		rows, err = ReadLoad(bytes.NewReader(data))
+	case bytes.HasPrefix(head, []byte("time,")), strings.HasSuffix(path, ".csv"):
+		rows, err = ReadCSV(bytes.NewReader(data))
+	default:
+		rows, err = ReadBenchfmt(bytes.NewReader(data), path)
 	}
-	if bytes.HasPrefix(head[:n], []byte("time,")) {
-		return ReadCSV(f)
-	}
-	rows, err := ReadBenchfmt(f, path)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %s: %w", path, err)
 	}

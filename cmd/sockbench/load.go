@@ -398,7 +398,7 @@ func reportInterval(d time.Duration) time.Duration {
 	if d <= 0 || d >= 20*time.Second {
 		return time.Second
 	}
-	return max(10*time.Millisecond, (d/20).Truncate(10*time.Millisecond))
+	return max(10*time.Millisecond, (d / 20).Truncate(10*time.Millisecond))
 }
 
 // sloOutcome prints every threshold's result to stderr and returns the

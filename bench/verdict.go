@@ -78,6 +78,8 @@ const (
 )
 
 // Ranking is the models of one cell ordered on one metric, the best first.
+// On throughput only the server-bound models are ranked; the Note names
+// the client-bound ones.
 type Ranking struct {
 	Metric string // RankThroughput, RankCPU or RankMemory
 	Higher bool   // higher is better
@@ -190,9 +192,22 @@ func ComputeVerdicts(rows []Row, alpha float64) *Verdicts {
 			}
 			return vals
 		}
-		tput := rank(RankThroughput, ms, get(RankThroughput))
+		// Throughput ranks the server-bound models only: a client-bound
+		// model's req/s are the generator's, a lower bound of its own.
+		var free []string
+		for _, m := range ms {
+			if !slices.Contains(cv.ClientBound, m) {
+				free = append(free, m)
+			}
+		}
+		tput := rank(RankThroughput, free, get(RankThroughput))
 		if len(cv.ClientBound) > 0 {
-			tput = Ranking{Metric: RankThroughput, Higher: true, Note: fmt.Sprintf("client-bound (%s): req/s are the load generator's, not ranked", strings.Join(cv.ClientBound, ", "))}
+			why := fmt.Sprintf("client-bound (%s): req/s are the load generator's, not ranked", strings.Join(cv.ClientBound, ", "))
+			if tput.Best == "" {
+				tput = Ranking{Metric: RankThroughput, Higher: true, Note: why}
+			} else {
+				tput.Note = joinNote(why, tput.Note)
+			}
 		}
 		cpu := get(RankCPU)
 		cv.Rankings = append(cv.Rankings, tput, rank(RankCPU, ms, cpu))

@@ -380,7 +380,10 @@ func TestCompareStatistics(t *testing.T) {
 	}
 	c, _ = Compare(base, slower, opts)
 	f := c.Failed()
-	if len(f) != 1 || f[0].Key.Model != "eventloop" || f[0].Verdict != VerdictWorse || f[0].Delta > -0.1 {
+	// By default both throughput and CPU per request gate: the synthetic
+	// runs cost more CPU per request as they slow down.
+	if len(f) != 2 || f[0].Key.Model != "eventloop" || f[0].Verdict != VerdictWorse || f[0].Delta > -0.1 ||
+		f[1].Metric.Name != "cpu_us_per_req" || f[1].Verdict != VerdictWorse || !f[1].Ratio.Excludes(1) {
 		t.Fatalf("failed = %+v", f)
 	}
 	var out bytes.Buffer
@@ -390,7 +393,7 @@ func TestCompareStatistics(t *testing.T) {
 	}
 	// Improvements fail too unless only regressions are asked for.
 	c, _ = Compare(slower, base, opts)
-	if len(c.Failed()) != 1 || c.Failed()[0].Verdict != VerdictBetter {
+	if len(c.Failed()) != 2 || c.Failed()[0].Verdict != VerdictBetter {
 		t.Errorf("improvement: %+v", c.Failed())
 	}
 	opts.RegressionsOnly = true
@@ -411,7 +414,7 @@ func TestCompareStatistics(t *testing.T) {
 	if len(c.Failed()) != 0 {
 		t.Errorf("3%% change failed a 5%% threshold")
 	}
-	c, _ = Compare(tight, small, CompareOptions{Threshold: 0.01})
+	c, _ = Compare(tight, small, CompareOptions{Threshold: 0.01, Gate: []string{"rps"}})
 	if len(c.Failed()) != 3 {
 		t.Errorf("3%% change past a 1%% threshold: %d failures", len(c.Failed()))
 	}
@@ -421,7 +424,7 @@ func TestCompareStatistics(t *testing.T) {
 	c, _ = Compare(few, fewSlow, CompareOptions{Threshold: 0.05})
 	out.Reset()
 	c.WriteText(&out)
-	if len(c.Failed()) != 0 || c.TooFew() != 1 || !strings.Contains(out.String(), "CANNOT JUDGE") || !strings.Contains(out.String(), ">= 4") {
+	if len(c.Failed()) != 0 || c.TooFew() != 2 || !strings.Contains(out.String(), "CANNOT JUDGE") || !strings.Contains(out.String(), ">= 4") {
 		t.Errorf("too few runs:\n%s", out.String())
 	}
 	// Cells present on one side only are listed.
@@ -490,7 +493,7 @@ func TestCompareManyCellsNoFalseAlarms(t *testing.T) {
 		if len(c.Failed()) > 0 {
 			corrected++
 		}
-		if c.Tests != len(cells) || c.LoneRuns != 7 {
+		if c.Tests != 2*len(cells) || c.LoneRuns != 7 {
 			t.Fatalf("tests %d, lone runs %d", c.Tests, c.LoneRuns)
 		}
 		u, _ := Compare(a, b, CompareOptions{Threshold: 0.05, NoCorrection: true})
@@ -552,18 +555,27 @@ func TestReportRenders(t *testing.T) {
 	}
 	s := buf.String()
 	for _, want := range []string{"<svg", "Throughput — tcp", "Throughput — udp", "Throughput — unix", "Latency percentiles",
-		"Server CPU per request", "Server peak memory", "Memory per connection — udp", "threaded · b.csv", "t &lt;x&gt;", "needs about 3000 MiB", "saturated"} {
+		"Server CPU per request", "Server peak memory", "Memory per connection — tcp", "threaded · b.csv", "t &lt;x&gt;", "needs about 3000 MiB", "saturated",
+		"Findings — a.csv", "Findings — b.csv", "Changes: b.csv against a.csv", "Verdicts in numbers"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("report lacks %q", want)
 		}
+	}
+	// No memory per connection for a datagram server; the findings and
+	// what changed come before any table of numbers or chart.
+	if strings.Contains(s, "Memory per connection — udp") {
+		t.Error("report draws memory per connection for UDP")
+	}
+	if f, diff, sets := strings.Index(s, "Findings — a.csv"), strings.Index(s, "Changes: b.csv"), strings.Index(s, "Result sets"); !(diff < f && f < sets) || strings.Index(s, "<svg") < sets {
+		t.Errorf("order: changes at %d, findings at %d, sets table at %d, first chart at %d", diff, f, sets, strings.Index(s, "<svg"))
 	}
 	for _, bad := range []string{"<script", "http://", "https://", "NaN"} {
 		if strings.Contains(strings.ReplaceAll(s, `xmlns="http://www.w3.org/2000/svg"`, ""), bad) {
 			t.Errorf("report contains %q", bad)
 		}
 	}
-	if n := strings.Count(s, "<svg"); n != 3+6+3+3+3 {
-		t.Errorf("%d charts, want %d", n, 3+6+3+3+3)
+	if n := strings.Count(s, "<svg"); n != 3+6+3+3+2 {
+		t.Errorf("%d charts, want %d", n, 3+6+3+3+2)
 	}
 	// A negative memory slope (noise) is no bar, not a bar of 0.
 	lo, hi := synthRows(key("threaded", "tcp", 1), 3, 20000, 0, rng), synthRows(key("threaded", "tcp", 32), 3, 20000, 0, rng)

@@ -59,6 +59,11 @@ func WriteBenchfmt(w io.Writer, rows []Row, extra map[string]string) error {
 	var last []string
 	for i := range rows {
 		r := &rows[i]
+		if r.Status == StatusPartial {
+			// benchfmt ignores it; ReadBenchfmt reads the set as partial.
+			fmt.Fprintf(bw, "%s%s\n", partialPrefix, configValue(r.Note))
+			continue
+		}
 		if !r.OK() {
 			continue
 		}
@@ -96,6 +101,9 @@ func WriteBenchfmt(w io.Writer, rows []Row, extra map[string]string) error {
 	}
 	return bw.Flush()
 }
+
+// partialPrefix starts the comment line that marks a partial set.
+const partialPrefix = "# partial: "
 
 // buildKeyPrefix starts the comment lines that carry a build's identity:
 // benchfmt ignores them (a config key must start with a lower-case

@@ -120,7 +120,7 @@ var Columns = append(designed(
 	measured(field("client_saturated", "", "true when the load generator used >= 90% of its CPUs: the cell measured the client as much as the server",
 		func(r *Row) *bool { return &r.ClientSaturated }, strconv.FormatBool, func(s string) (bool, error) { return s == "true", nil }, false)),
 ),
-	text("status", "ok: measured; skipped: would not fit the machine (note says why); failed: could not be measured; unclean-exit: measured, but the server did not exit 0 within its grace", func(r *Row) *string { return &r.Status }),
+	text("status", "ok: measured; skipped: would not fit the machine (note says why); failed: could not be measured; unclean-exit: measured, but the server did not exit 0 within its grace; partial: not a run but the last row of a set that was cut short, its cell columns empty and its note saying why and how far it got (\"interrupted: 37 of 288 runs\"); compare refuses such a set unless given --allow-partial", func(r *Row) *string { return &r.Status }),
 	text("note", "why a run was skipped or failed, and warnings of a measured one", func(r *Row) *string { return &r.Note }),
 	renamed(text("server_cpu_list", "CPUs the server was pinned to, such as 0 or 0-3,6 (\"\" unpinned)", func(r *Row) *string { return &r.ServerCPUList }), "server_cpus"),
 	renamed(text("client_cpu_list", "CPUs the load generator was pinned to (\"\" unpinned)", func(r *Row) *string { return &r.ClientCPUList }), "client_cpus"),
@@ -215,7 +215,7 @@ earlier names listed under "formerly".
 		fmt.Fprintf(&b, "| %d | `%s` | %s | %s | %s | %s |\n", i+1, c.Name, unit, meas, strings.ReplaceAll(c.Meaning, "|", "\\|"), old)
 	}
 	b.WriteString(`
-"measured": empty in rows with status skipped or failed. The same runs are
+"measured": empty in rows with status skipped, failed or partial. The same runs are
 also written in Go benchmark format (` + "`.txt`" + `, for benchstat); there the
 pinning keeps its former names, config lines ` + "`server_cpus`" + ` and ` + "`client_cpus`" + `, as
 benchstat compares only files whose config keys agree.

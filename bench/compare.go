@@ -2,19 +2,17 @@ package bench
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/montanaflynn/stats"
-	"golang.org/x/perf/benchfmt"
 	"golang.org/x/perf/benchmath"
 
 	"github.com/sockbench/sockbench/internal/human"
@@ -56,7 +54,10 @@ type CompareOptions struct {
 	Threshold float64
 	// Alpha is the significance level of the Mann-Whitney U test.
 	Alpha float64
-	// Gate lists the metrics whose changes fail the comparison.
+	// Gate lists the metrics whose changes fail the comparison (default:
+	// rps and cpu_us_per_req, in one Benjamini-Hochberg family).
+	// Throughput (rps, mbps) is never gated in a client-bound cell: there
+	// it is the load generator's, and only what the server costs tells.
 	Gate []string
 	// Show lists further metrics printed for context.
 	Show []string
@@ -64,11 +65,33 @@ type CompareOptions struct {
 	RegressionsOnly bool
 	// NoCorrection judges every cell's p-value against Alpha on its own.
 	// By default the p-values of all gated comparisons are adjusted
-	// together (Benjamini-Hochberg): the quick profile tests 36 cells,
-	// and at alpha 0.05 uncorrected tests flag at least one of them in
-	// most comparisons of a build with itself.
+	// together (Benjamini-Hochberg): the quick profile tests 96 cells
+	// and metrics, and at alpha 0.05 uncorrected tests flag at least one
+	// of them in most comparisons of a build with itself.
 	NoCorrection bool
+	// Basis is what is compared: BasisAuto (the default), BasisAbsolute
+	// or BasisRatio. See Compare.
+	Basis string
 }
+
+// Bases of a comparison.
+const (
+	// BasisAuto compares absolute numbers when both sets ran on one
+	// machine within MaxAbsoluteAge of each other, ratios otherwise.
+	BasisAuto = "auto"
+	// BasisAbsolute compares each cell's own numbers: req/s, µs.
+	BasisAbsolute = "absolute"
+	// BasisRatio compares each model's numbers over those of the
+	// reference model (the limit, bare) of the same workload, run by
+	// run: what a machine changes for every model alike cancels out.
+	BasisRatio = "ratio"
+)
+
+// MaxAbsoluteAge is how far apart in time two sets may be for BasisAuto
+// to compare absolute numbers: a machine's speed drifts from day to day
+// (a shared host, a kernel update, thermals), so runs a day apart differ
+// by more than code.
+const MaxAbsoluteAge = 24 * time.Hour
 
 // Verdicts of one cell and metric.
 const (
@@ -92,13 +115,19 @@ type Change struct {
 	// BaseSpread and NewSpread are the runs' largest deviation from their
 	// median, relative (0.04 = the runs lie within ±4% of the median).
 	BaseSpread, NewSpread float64
-	Delta                 float64 // relative change of the median, new/base - 1
+	// Delta is the relative change, new/base - 1, by the Hodges-Lehmann
+	// estimate (the median of all run-by-run ratios new/base); Ratio is
+	// that ratio with its 95% interval (Moses', from the same U test).
+	Delta float64
+	Ratio Shift
 	// P is the U test's two-sided p-value; Q is P adjusted for the number
 	// of comparisons in its family (the gated ones, or the shown ones),
 	// and what the verdict is judged by (Q == P with NoCorrection).
 	P, Q    float64
 	Verdict string
 	Note    string
+	// ClientBound is set when the cell was client-bound on either side.
+	ClientBound bool
 }
 
 // Failing reports whether this change fails the comparison.
@@ -116,7 +145,10 @@ func (c *Change) Failing(regressionsOnly bool) bool {
 type Comparison struct {
 	Opts    CompareOptions
 	Changes []Change
-	// Notes are warnings about the inputs (different machines, failed runs).
+	// Basis is what was compared: BasisAbsolute or BasisRatio; BasisNote
+	// says why, in one line.
+	Basis, BasisNote string
+	// Notes are warnings about the inputs (failed runs, partial sets).
 	Notes []string
 	// MinRuns is how many runs a side the U test needs at Alpha.
 	MinRuns int
@@ -166,49 +198,91 @@ func MinRunsForAlpha(alpha float64) int {
 	return 50
 }
 
+// DefaultGate is what compare gates on by default: throughput and what
+// the server pays for it, judged together.
+var DefaultGate = []string{"rps", "cpu_us_per_req"}
+
+// throughputMetric reports whether a metric is what the client managed
+// rather than what the server cost: not gated in a client-bound cell.
+func throughputMetric(name string) bool { return name == "rps" || name == "mbps" }
+
 // Compare groups the clean runs of base and new by cell and compares every
 // metric in opts.Gate and opts.Show with a Mann-Whitney U test (benchmath's
 // AssumeNothing). A change fails when it is both significant at Alpha,
 // after adjusting the p-values of all gated comparisons together
 // (Benjamini-Hochberg, unless NoCorrection), and larger than Threshold.
 // Cells with fewer runs than the test needs are reported as such, never
-// judged.
+// judged; throughput is not gated where either side was client-bound.
+//
+// What is compared (opts.Basis): on one machine within a day, each
+// cell's absolute numbers. Across machines (host or CPU differ) or days,
+// absolute numbers move with the machine for every model alike: then
+// each gated metric is compared as a ratio to the limit server of the
+// same workload (LimitModel, or the first model both sets ran where it
+// is missing), run by run, each run with the reference run nearest to it
+// in time; the absolute changes are shown and never gated.
 func Compare(base, new []Row, opts CompareOptions) (*Comparison, error) {
 	if opts.Alpha == 0 {
 		opts.Alpha = 0.05
 	}
 	if len(opts.Gate) == 0 {
-		opts.Gate = []string{"rps"}
+		opts.Gate = DefaultGate
+	}
+	if opts.Basis == "" {
+		opts.Basis = BasisAuto
 	}
 	cmp := &Comparison{Opts: opts, MinRuns: MinRunsForAlpha(opts.Alpha)}
-	var metrics []Metric
-	gated := map[string]bool{}
-	for _, name := range opts.Gate {
-		m, ok := MetricByName(name)
-		if !ok {
-			return nil, fmt.Errorf("bench: unknown metric %q (known: %s)", name, metricNames())
-		}
-		if !gated[name] {
-			metrics = append(metrics, m)
-		}
-		gated[name] = true
+	type spec struct {
+		m     Metric
+		gated bool
+		ratio bool
 	}
-	for _, name := range opts.Show {
-		m, ok := MetricByName(name)
-		if !ok {
-			return nil, fmt.Errorf("bench: unknown metric %q (known: %s)", name, metricNames())
+	var gates, shows []Metric
+	seen := map[string]bool{}
+	for _, list := range []struct {
+		names []string
+		dst   *[]Metric
+	}{{opts.Gate, &gates}, {opts.Show, &shows}} {
+		for _, name := range list.names {
+			m, ok := MetricByName(name)
+			if !ok {
+				return nil, fmt.Errorf("bench: unknown metric %q (known: %s)", name, metricNames())
+			}
+			if !seen[name] {
+				*list.dst = append(*list.dst, m)
+			}
+			seen[name] = true
 		}
-		if !gated[name] {
-			metrics = append(metrics, m)
-			gated[name] = false
-		}
+	}
+	switch opts.Basis {
+	case BasisAuto, BasisAbsolute, BasisRatio:
+	default:
+		return nil, fmt.Errorf("bench: unknown basis %q (want auto, absolute or ratio)", opts.Basis)
 	}
 	bg, bnotes := groupRows(base, "base")
 	ng, nnotes := groupRows(new, "new")
 	cmp.Notes = append(append(cmp.Notes, bnotes...), nnotes...)
-	if bh, nh := machines(base), machines(new); bh != "" && nh != "" && bh != nh {
-		cmp.Notes = append(cmp.Notes, fmt.Sprintf("base ran on %s, new on %s: differences include the hardware, not only the code", bh, nh))
+	for _, side := range []struct {
+		name string
+		rows []Row
+	}{{"base", base}, {"new", new}} {
+		if p, ok := PartialOf(side.rows); ok {
+			cmp.Notes = append(cmp.Notes, fmt.Sprintf("%s is a partial set (%s): cells it never reached are missing", side.name, p))
+		}
 	}
+	cmp.Basis, cmp.BasisNote = chooseBasis(opts.Basis, base, new)
+	var specs []spec
+	for _, m := range gates {
+		if cmp.Basis == BasisRatio {
+			specs = append(specs, spec{m, true, true}, spec{m, false, false})
+		} else {
+			specs = append(specs, spec{m, true, false})
+		}
+	}
+	for _, m := range shows {
+		specs = append(specs, spec{m, false, false})
+	}
+	refs := references(bg, ng)
 	keys := map[Key]bool{}
 	for k := range bg {
 		keys[k] = true
@@ -223,9 +297,31 @@ func Compare(base, new []Row, opts CompareOptions) (*Comparison, error) {
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Less(sorted[j]) })
 	thr := &benchmath.Thresholds{CompareAlpha: opts.Alpha}
 	for _, k := range sorted {
-		for _, m := range metrics {
-			ch := Change{Key: k, Metric: m, Gated: gated[m.Name], Delta: math.NaN(), P: math.NaN(), Q: math.NaN()}
-			bv, nv := values(bg[k], m), values(ng[k], m)
+		clientBound := anyClientBound(bg[k]) || anyClientBound(ng[k])
+		for _, sp := range specs {
+			m := sp.m
+			var bv, nv []float64
+			if sp.ratio {
+				w := k
+				w.Model = ""
+				ref := refs[w]
+				if ref == "" || ref == k.Model {
+					continue // the reference itself, or nothing to refer to
+				}
+				rk := k
+				rk.Model = ref
+				m = Metric{Name: m.Name + "/" + ref, Label: m.Label + " ÷ " + ref, Higher: m.Higher, Get: m.Get}
+				bv, nv = ratios(bg[k], bg[rk], sp.m), ratios(ng[k], ng[rk], sp.m)
+				clientBound = clientBound || anyClientBound(bg[rk]) || anyClientBound(ng[rk])
+			} else {
+				bv, nv = values(bg[k], m), values(ng[k], m)
+			}
+			ch := Change{Key: k, Metric: m, Gated: sp.gated, Delta: math.NaN(), P: math.NaN(), Q: math.NaN(),
+				Ratio: Shift{math.NaN(), math.NaN(), math.NaN()}, ClientBound: clientBound}
+			if ch.Gated && clientBound && throughputMetric(sp.m.Name) {
+				ch.Gated = false
+				ch.Note = "client-bound: the generator's throughput, not gated"
+			}
 			ch.NBase, ch.NNew = len(bv), len(nv)
 			switch {
 			case len(bv) == 0:
@@ -245,12 +341,11 @@ func Compare(base, new []Row, opts CompareOptions) (*Comparison, error) {
 				cmp.Changes = append(cmp.Changes, ch)
 				continue
 			}
-			if ch.Base.Center != 0 {
-				ch.Delta = ch.New.Center/ch.Base.Center - 1
-			}
+			ch.Ratio = ratioShift(nv, bv, VerdictConfidence)
+			ch.Delta = ch.Ratio.Est - 1
 			if len(bv) < cmp.MinRuns || len(nv) < cmp.MinRuns {
 				ch.Verdict = VerdictTooFew
-				ch.Note = fmt.Sprintf("need >= %d runs a side at alpha %v, have %d and %d", cmp.MinRuns, opts.Alpha, len(bv), len(nv))
+				ch.Note = joinNote(ch.Note, fmt.Sprintf("need >= %d runs a side at alpha %v, have %d and %d", cmp.MinRuns, opts.Alpha, len(bv), len(nv)))
 				cmp.Changes = append(cmp.Changes, ch)
 				continue
 			}
@@ -293,25 +388,139 @@ func Compare(base, new []Row, opts CompareOptions) (*Comparison, error) {
 	return cmp, nil
 }
 
-// adjust sets Q of the changes at idx: their P adjusted by the
-// Benjamini-Hochberg step-up procedure (q of the i-th smallest of m
-// p-values is min over j >= i of p_j*m/j), or P itself with none. When
-// no change is real, BH keeps the chance of flagging any at alpha; when
-// many cells moved, it still finds them with few runs, where Bonferroni
-// would need p <= alpha/m of each.
-func adjust(chs []Change, idx []int, none bool) {
-	if none {
-		for _, i := range idx {
-			chs[i].Q = chs[i].P
+// chooseBasis decides what to compare and says why in one line.
+func chooseBasis(asked string, base, new []Row) (string, string) {
+	bh, nh := machines(base), machines(new)
+	var why string
+	switch {
+	case bh != "" && nh != "" && bh != nh:
+		why = fmt.Sprintf("base ran on %s, new on %s", bh, nh)
+	default:
+		b0, b1 := timeSpan(base)
+		n0, n1 := timeSpan(new)
+		if !b1.IsZero() && !n0.IsZero() {
+			gap := n0.Sub(b1)
+			if b0.After(n1) {
+				gap = b0.Sub(n1)
+			}
+			if gap > MaxAbsoluteAge {
+				why = fmt.Sprintf("base and new ran %s apart", fmtAge(gap))
+			}
 		}
-		return
 	}
-	sort.SliceStable(idx, func(a, b int) bool { return chs[idx[a]].P < chs[idx[b]].P })
-	m := float64(len(idx))
-	q := 1.0
-	for r := len(idx) - 1; r >= 0; r-- {
-		q = math.Min(q, chs[idx[r]].P*m/float64(r+1))
-		chs[idx[r]].Q = q
+	switch {
+	case asked == BasisRatio:
+		return BasisRatio, "comparing each model's ratio to the limit server (" + LimitModel + ") run by run, as asked (--basis ratio); absolute changes are shown, not gated."
+	case asked == BasisAbsolute && why != "":
+		return BasisAbsolute, why + ": comparing absolute numbers as asked (--basis absolute), so the machine's difference counts as a change."
+	case asked == BasisAbsolute, why == "":
+		return BasisAbsolute, ""
+	}
+	return BasisRatio, why + ": comparing each model's ratio to the limit server (" + LimitModel + ") run by run instead of absolute numbers, which move with the machine; absolute changes are shown, never gated."
+}
+
+// timeSpan is the earliest and latest run time of a set (zero when the
+// set carries none, as a .txt does).
+func timeSpan(rows []Row) (first, last time.Time) {
+	for _, r := range rows {
+		if r.Time.IsZero() {
+			continue
+		}
+		if first.IsZero() || r.Time.Before(first) {
+			first = r.Time
+		}
+		if r.Time.After(last) {
+			last = r.Time
+		}
+	}
+	return first, last
+}
+
+func fmtAge(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%.0f days", d.Hours()/24)
+	}
+	return fmt.Sprintf("%.0f hours", d.Hours())
+}
+
+// references picks, per workload, the model each other model is divided
+// by in a ratio comparison: LimitModel when both sets ran it, else the
+// first model (in the usual order) both sets ran.
+func references(bg, ng map[Key][]*Row) map[Key]string {
+	common := map[Key][]string{}
+	for k := range bg {
+		if len(ng[k]) == 0 {
+			continue
+		}
+		w := k
+		w.Model = ""
+		common[w] = append(common[w], k.Model)
+	}
+	refs := map[Key]string{}
+	for w, ms := range common {
+		sortModels(ms)
+		refs[w] = ms[0]
+		if slices.Contains(ms, LimitModel) {
+			refs[w] = LimitModel
+		}
+	}
+	return refs
+}
+
+// ratios is each run of rows divided by the reference run nearest to it
+// in time (the one of the same round: bench runs a workload's models one
+// after another), on metric m; by position where the runs carry no time.
+func ratios(rows, ref []*Row, m Metric) []float64 {
+	if len(rows) == 0 || len(ref) == 0 {
+		return nil
+	}
+	var out []float64
+	for i, r := range rows {
+		p := ref[i%len(ref)]
+		if !r.Time.IsZero() {
+			best := time.Duration(math.MaxInt64)
+			for _, q := range ref {
+				d := r.Time.Sub(q.Time)
+				if d < 0 {
+					d = -d
+				}
+				if d < best {
+					best, p = d, q
+				}
+			}
+		}
+		a, b := m.Get(r), m.Get(p)
+		if x := a / b; b > 0 && !math.IsNaN(x) && !math.IsInf(x, 0) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// anyClientBound reports whether any of the runs was client-bound (or,
+// in a set from before the label, saturated the load generator).
+func anyClientBound(rows []*Row) bool {
+	for _, r := range rows {
+		if r.Bound == BoundClient || r.ClientSaturated {
+			return true
+		}
+	}
+	return false
+}
+
+// adjust sets Q of the changes at idx: their P adjusted together
+// (benjaminiHochberg), or P itself with none.
+func adjust(chs []Change, idx []int, none bool) {
+	ps := make([]float64, len(idx))
+	for j, i := range idx {
+		ps[j] = chs[i].P
+	}
+	qs := ps
+	if !none {
+		qs = benjaminiHochberg(ps)
+	}
+	for j, i := range idx {
+		chs[i].Q = qs[j]
 	}
 }
 
@@ -359,6 +568,9 @@ func groupRows(rows []Row, side string) (map[Key][]*Row, []string) {
 	bad := map[string]int{}
 	for i := range rows {
 		r := &rows[i]
+		if r.Status == StatusPartial {
+			continue // Compare's caller refuses or notes a partial set
+		}
 		if !r.OK() {
 			bad[r.Status]++
 			continue
@@ -392,11 +604,14 @@ func machines(rows []Row) string {
 // WriteText prints the comparison as a table, then a verdict line.
 func (c *Comparison) WriteText(w io.Writer) error {
 	var buf bytes.Buffer
+	if c.BasisNote != "" {
+		fmt.Fprintln(&buf, "basis:", c.BasisNote)
+	}
 	for _, n := range c.Notes {
 		fmt.Fprintln(&buf, "note:", n)
 	}
 	tw := tabwriter.NewWriter(&buf, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "cell\tmetric\tbase median ±spread\tnew median ±spread\tchange\tp\tq\tverdict\t")
+	fmt.Fprintln(tw, "cell\tmetric\tbase median ±spread\tnew median ±spread\tchange [95% interval]\tp\tq\tverdict\t")
 	for _, ch := range c.Changes {
 		label := ch.Metric.Label
 		if ch.Gated {
@@ -409,10 +624,7 @@ func (c *Comparison) WriteText(w io.Writer) error {
 		if ch.NNew > 0 {
 			ns = fmt.Sprintf("%s ±%s (n=%d)", human.Number(ch.New.Center), fmtSpread(ch.NewSpread), ch.NNew)
 		}
-		delta, p, q := "", "", ""
-		if !math.IsNaN(ch.Delta) {
-			delta = fmt.Sprintf("%+.1f%%", ch.Delta*100)
-		}
+		p, q := "", ""
 		if !math.IsNaN(ch.P) {
 			p = fmt.Sprintf("%.3f", ch.P)
 		}
@@ -426,11 +638,12 @@ func (c *Comparison) WriteText(w io.Writer) error {
 		if ch.Note != "" {
 			verdict += ": " + ch.Note
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", ch.Key, label, bs, ns, delta, p, q, verdict)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", ch.Key, label, bs, ns, ch.ChangeText(), p, q, verdict)
 	}
 	tw.Flush()
-	fmt.Fprintf(&buf, "±spread: the farthest run from the median. p: Mann-Whitney U, two-sided. * gates the result:\n"+
-		"a change fails when q <= %v and the median moved more than %s.\n", c.Opts.Alpha, pct(c.Opts.Threshold))
+	fmt.Fprintf(&buf, "±spread: the farthest run from the median. change: Hodges-Lehmann estimate of new/base (the median of all\n"+
+		"run-by-run ratios) and its 95%% interval. p: Mann-Whitney U, two-sided. * gates the result: a change fails when\n"+
+		"q <= %v and it is past %s. Throughput is not gated in a client-bound cell (the generator's, not the server's).\n", c.Opts.Alpha, pct(c.Opts.Threshold))
 	if c.Opts.NoCorrection {
 		fmt.Fprintf(&buf, "q = p, uncorrected: with %d gated tests, expect about %.1f false alarms from noise alone.\n",
 			c.Tests, c.Opts.Alpha*float64(c.Tests))
@@ -444,7 +657,11 @@ func (c *Comparison) WriteText(w io.Writer) error {
 	case len(failed) > 0:
 		fmt.Fprintf(&buf, "FAIL: %d significant change(s) past %s:\n", len(failed), pct(c.Opts.Threshold))
 		for _, ch := range failed {
-			fmt.Fprintf(&buf, "  %s %s %+.1f%% (%s, p=%.3f q=%.3f)\n", ch.Key, ch.Metric.Name, ch.Delta*100, ch.Verdict, ch.P, ch.Q)
+			bound := ""
+			if ch.ClientBound {
+				bound = ", client-bound"
+			}
+			fmt.Fprintf(&buf, "  %s %s %s (%s, p=%.3f q=%.3f%s)\n", ch.Key, ch.Metric.Name, ch.ChangeText(), ch.Verdict, ch.P, ch.Q, bound)
 		}
 	case countGated(c.Changes) == 0:
 		fmt.Fprintln(&buf, "CANNOT JUDGE: no cell has clean runs on both sides (different profiles, or every run of one side failed).")
@@ -459,6 +676,18 @@ func (c *Comparison) WriteText(w io.Writer) error {
 	}
 	_, err := w.Write(buf.Bytes())
 	return err
+}
+
+// ChangeText is the change with its interval: "-12.3% [-18.0, -6.1]".
+func (ch *Change) ChangeText() string {
+	if math.IsNaN(ch.Delta) {
+		return ""
+	}
+	s := fmt.Sprintf("%+.1f%%", ch.Delta*100)
+	if ch.Ratio.OK() {
+		s += fmt.Sprintf(" [%+.1f, %+.1f]", (ch.Ratio.Lo-1)*100, (ch.Ratio.Hi-1)*100)
+	}
+	return s
 }
 
 func countGated(chs []Change) int {
@@ -486,157 +715,4 @@ func ParseThreshold(s string) (float64, error) {
 		f /= 100
 	}
 	return f, nil
-}
-
-// ReadResults reads a results file: a CSV, or Go benchmark format (.txt)
-// as WriteBenchfmt writes it. A directory means every *.csv in it, merged
-// (runs of one build made in several sittings, e.g. interleaved in CI).
-func ReadResults(path string) ([]Row, error) {
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		files, _ := filepath.Glob(filepath.Join(path, "*.csv"))
-		if len(files) == 0 {
-			return nil, fmt.Errorf("bench: no *.csv in directory %s", path)
-		}
-		sort.Strings(files)
-		var all []Row
-		for _, f := range files {
-			rows, err := ReadCSVFile(f)
-			if err != nil {
-				return nil, err
-			}
-			all = append(all, rows...)
-		}
-		return all, nil
-	}
-	if strings.HasSuffix(path, ".csv") {
-		return ReadCSVFile(path)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	defer f.Close()
-	var head [512]byte
-	n, _ := io.ReadFull(f, head[:])
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	if bytes.HasPrefix(head[:n], []byte("time,")) {
-		return ReadCSV(f)
-	}
-	rows, err := ReadBenchfmt(f, path)
-	if err != nil {
-		return nil, fmt.Errorf("bench: %s: %w", path, err)
-	}
-	return rows, nil
-}
-
-// ReadBenchfmt reads runs written by WriteBenchfmt back into rows (only
-// the fields the format carries).
-func ReadBenchfmt(r io.Reader, name string) ([]Row, error) {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, err
-	}
-	// The build's identity is in "# key: value" comment lines (see
-	// WriteBenchfmt); as config lines they apply to the results below them.
-	lines := bytes.Split(data, []byte("\n"))
-	for i, l := range lines {
-		if rest, ok := bytes.CutPrefix(l, []byte(buildKeyPrefix)); ok {
-			for _, k := range []string{"go_version:", "suite_version:", "commit:", "server_args:"} {
-				if bytes.HasPrefix(rest, []byte(k)) {
-					lines[i] = rest
-				}
-			}
-		}
-	}
-	br := benchfmt.NewReader(bytes.NewReader(bytes.Join(lines, []byte("\n"))), name)
-	var rows []Row
-	for br.Scan() {
-		res, ok := br.Result().(*benchfmt.Result)
-		if !ok {
-			if se, isErr := br.Result().(*benchfmt.SyntaxError); isErr {
-				return nil, se
-			}
-			continue
-		}
-		k, err := parseBenchName(string(res.Name))
-		if err != nil {
-			continue // somebody else's benchmark in the same file
-		}
-		row := Row{Key: k, Status: StatusOK, Requests: int64(res.Iters)}
-		row.Host, row.OS, row.Arch = res.GetConfig("host"), res.GetConfig("goos"), res.GetConfig("goarch")
-		row.CPUModel, row.Commit = res.GetConfig("cpu"), res.GetConfig("commit")
-		row.GoVersion, row.SuiteVersion = res.GetConfig("go_version"), res.GetConfig("suite_version")
-		row.Cores, _ = strconv.Atoi(res.GetConfig("cores"))
-		row.ServerArgs, row.ServerCPUList, row.ClientCPUList = res.GetConfig("server_args"), res.GetConfig("server_cpus"), res.GetConfig("client_cpus")
-		get := func(unit string, scale float64) float64 {
-			for _, v := range res.Values {
-				if v.OrigUnit == unit || (v.OrigUnit == "" && v.Unit == unit) {
-					if v.OrigUnit != "" {
-						return v.OrigValue * scale
-					}
-					return v.Value * scale
-				}
-			}
-			return math.NaN()
-		}
-		row.RPS = get("req/s", 1)
-		row.MBps = get("MB/s", 1)
-		row.P50US, row.P90US, row.P99US = get("p50-ns", 1e-3), get("p90-ns", 1e-3), get("p99-ns", 1e-3)
-		row.P999US, row.MaxUS = get("p99.9-ns", 1e-3), get("max-ns", 1e-3)
-		row.P9999US = math.NaN()
-		row.CPUUSPerReq = get("server-cpu-ns/req", 1e-3)
-		row.ServerRSSKB = int64(get("server-peak-rss-B", 1.0/1024))
-		rows = append(rows, row)
-	}
-	if err := br.Err(); err != nil {
-		return nil, err
-	}
-	if len(rows) == 0 {
-		return nil, errors.New("no sockbench benchmark lines found")
-	}
-	return rows, nil
-}
-
-// parseBenchName parses "Echo/model=threaded/net=tcp/conns=1/..." (the
-// leading "Benchmark" already stripped by benchfmt).
-func parseBenchName(name string) (Key, error) {
-	parts := strings.Split(name, "/")
-	k := Key{Mode: strings.ToLower(parts[0]), Pipeline: 1}
-	if k.Mode != "echo" && k.Mode != "upper" {
-		return k, errors.New("not a sockbench benchmark")
-	}
-	for _, p := range parts[1:] {
-		key, val, ok := strings.Cut(p, "=")
-		if !ok {
-			return k, errors.New("bad name part " + p)
-		}
-		var err error
-		switch key {
-		case "model":
-			k.Model = val
-		case "net":
-			k.Net = val
-		case "conns":
-			k.Conns, err = strconv.Atoi(val)
-		case "pipeline":
-			k.Pipeline, err = strconv.Atoi(val)
-		case "size":
-			k.Size, err = strconv.Atoi(val)
-		case "rate":
-			k.Rate, err = strconv.ParseFloat(val, 64)
-		case "work":
-			k.WorkUS, err = strconv.ParseInt(strings.TrimSuffix(val, "us"), 10, 64)
-		case "block":
-			k.BlockUS, err = strconv.ParseInt(strings.TrimSuffix(val, "us"), 10, 64)
-		}
-		if err != nil {
-			return k, err
-		}
-	}
-	if k.Model == "" || k.Net == "" {
-		return k, errors.New("not a sockbench benchmark")
-	}
-	return k, nil
 }

@@ -69,9 +69,15 @@ type Row struct {
 // OK reports whether the row holds a clean measurement.
 func (r *Row) OK() bool { return r.Status == StatusOK || r.Status == "" }
 
+// unmeasured reports whether a row with this status never measured
+// anything: its measured columns are empty.
+func unmeasured(status string) bool {
+	return status == StatusSkipped || status == StatusFailed || status == StatusPartial
+}
+
 // Record formats the row as CSV fields in Columns order.
 func (r *Row) Record() []string {
-	unmeasured := r.Status == StatusSkipped || r.Status == StatusFailed
+	unmeasured := unmeasured(r.Status)
 	rec := make([]string, len(Columns))
 	for i := range Columns {
 		if !(unmeasured && Columns[i].Measured) {
@@ -198,7 +204,7 @@ func ReadCSV(r io.Reader) ([]Row, error) {
 		}
 		var row Row
 		row.Status = field(columnIndex("status"))
-		unmeasured := row.Status == StatusSkipped || row.Status == StatusFailed
+		unmeasured := unmeasured(row.Status)
 		if unmeasured {
 			row.clearMeasured()
 		}

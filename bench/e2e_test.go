@@ -349,3 +349,51 @@ func countFDs() int {
 	}
 	return len(ents)
 }
+
+// TestCompareGatesServerCost: a server made costlier per request
+// (--server-args=--work=1ns: one round of Burn, a quarter more CPU per
+// request for bare on UDP) in a cell the load generator bounds (bare
+// against a generator on one CPU of its own) fails compare on server CPU
+// per request, though its throughput, the generator's, hardly moves:
+// compare gated on req/s alone passed such changes in 3 of 5 pairs. The
+// two sets alternate run by run, so drift lands on both alike.
+func TestCompareGatesServerCost(t *testing.T) {
+	bin := sockbenchBinary(t)
+	if sc, cc := DefaultPinning(); len(sc) == 0 || len(cc) == 0 {
+		t.Skip("needs two CPUs, to pin the server and the load generator apart")
+	}
+	p := testProfile(t, `
+count: 2
+duration: 300ms
+warmup: 100ms
+matrix:
+  - models: [bare]
+    nets: [udp]
+    conns: [32]
+`)
+	dir := t.TempDir()
+	base, costly := filepath.Join(dir, "base"), filepath.Join(dir, "costly")
+	clientBound := 0
+	for i := 0; i < 3; i++ {
+		for _, r := range runBench(t, p, base).Rows {
+			if r.Bound == BoundClient {
+				clientBound++
+			}
+		}
+		runBench(t, p, costly, "--work=1ns")
+	}
+	if clientBound == 0 {
+		t.Fatalf("no base run of bare on UDP at 32 connections was client-bound: the test needs the generator to be the bottleneck")
+	}
+	out, err := exec.Command(bin, "compare", base, costly).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("compare: %v, want exit 1\n%s", err, out)
+	}
+	s := string(out)
+	fail := s[strings.Index(s, "FAIL"):]
+	if !strings.Contains(fail, "Echo/model=bare/net=udp/conns=32/pipeline=1/size=64 cpu_us_per_req +") || !strings.Contains(fail, "worse") ||
+		!strings.Contains(fail, "client-bound") || strings.Contains(fail, " rps ") {
+		t.Errorf("compare did not fail on CPU per request in the client-bound cell:\n%s", s)
+	}
+}

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -116,23 +117,47 @@ matrix:
 		t.Errorf("CSV does not end with a complete line")
 	}
 	rows, err := ReadCSVFile(csvs[0])
-	if err != nil || len(rows) < 1 || len(rows) >= 12 {
+	if err != nil || len(rows) < 2 || len(rows) >= 13 {
 		t.Fatalf("rows %d, %v", len(rows), err)
 	}
-	for _, r := range rows {
+	// Every run a complete measurement; then the set marked partial.
+	for _, r := range rows[:len(rows)-1] {
 		if r.Status != StatusOK || !(r.RPS > 0) {
 			t.Errorf("row %s: %s %s", r.Key, r.Status, r.Note)
 		}
 	}
-	// The .txt and the report still cover what was finished.
+	last := rows[len(rows)-1]
+	p, ok := PartialOf(rows)
+	if last.Status != StatusPartial || !ok || p.Why != "interrupted" || p.Done != len(rows)-1 || p.Planned != 12 || last.Model != "" {
+		t.Errorf("last row %+v, partial %+v", last, p)
+	}
+	// The .txt and the report still cover what was finished, and say
+	// it is partial; so do the summary and compare.
 	stem := strings.TrimSuffix(csvs[0], ".csv")
-	for _, ext := range []string{".txt", ".html"} {
-		if _, err := os.Stat(stem + ext); err != nil {
-			t.Errorf("after interrupt: %v", err)
-		}
+	txt, err1 := os.ReadFile(stem + ".txt")
+	html, err2 := os.ReadFile(stem + ".html")
+	if err1 != nil || err2 != nil || !bytes.Contains(txt, []byte("# partial: interrupted: ")) || !bytes.Contains(html, []byte("Partial results: ")) {
+		t.Errorf("after interrupt: %v %v, or no partial mark in the .txt or the report", err1, err2)
+	}
+	if back, err := ReadResults(stem + ".txt"); err != nil {
+		t.Error(err)
+	} else if _, ok := PartialOf(back); !ok {
+		t.Error("the .txt does not read back as partial")
+	}
+	want := fmt.Sprintf("(interrupted: %d of 12 runs)", len(rows)-1)
+	if !strings.Contains(stdout.String(), "PARTIAL RESULTS "+want) || !strings.Contains(stdout.String(), fmt.Sprintf("%d runs %s in", len(rows)-1, want)) {
+		t.Errorf("the summary does not say %q:\n%s", want, stdout.String())
 	}
 	if !strings.Contains(stderr.String(), "interrupted") {
 		t.Errorf("stderr does not say it was interrupted: %s", stderr.String())
+	}
+	cmpOut, err := exec.Command(bin, "compare", csvs[0], csvs[0]).CombinedOutput()
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(cmpOut), "is a partial result set (interrupted:") || !strings.Contains(string(cmpOut), "--allow-partial") {
+		t.Errorf("compare of a partial set: %v\n%s", err, cmpOut)
+	}
+	cmpOut, err = exec.Command(bin, "compare", csvs[0], csvs[0], "--allow-partial").CombinedOutput()
+	if err != nil || !strings.Contains(string(cmpOut), "note: base is a partial set (interrupted: ") {
+		t.Errorf("compare --allow-partial: %v\n%s", err, cmpOut)
 	}
 }
 

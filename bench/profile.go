@@ -18,6 +18,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/sockbench/sockbench/loadgen"
 	"github.com/sockbench/sockbench/protocol"
 )
 
@@ -331,6 +333,9 @@ func (p *Profile) Cells() ([]Cell, error) {
 											if seen[cell.Key()] {
 												continue
 											}
+											if err := checkShape(cell); err != nil {
+												return nil, fmt.Errorf("%s: cell %s: %v", where, cell, err)
+											}
 											seen[cell.Key()] = true
 											cells = append(cells, cell)
 										}
@@ -347,6 +352,90 @@ func (p *Profile) Cells() ([]Cell, error) {
 		return nil, errors.New("bench: profile " + p.Name + " has no cells")
 	}
 	return cells, nil
+}
+
+// checkShape checks that the load generator can drive a cell's shape of
+// load, by the rules it applies itself (loadgen.Config.Normalize): a
+// datagram no shorter than its sequence tag nor longer than a datagram
+// can be, a line within the server's default --max-line, connections
+// times pipeline within what it keeps in flight. A profile that asks
+// for more is refused when it is read, not cell by cell minutes later.
+func checkShape(c Cell) error {
+	tr, err := protocol.ParseTransport(c.Net)
+	if err != nil {
+		return err
+	}
+	target := c.Net + "://" + tr.Loopback("1")
+	if tr.IsUnix() {
+		target = c.Net + ":///tmp/sockbench-check.sock"
+	}
+	mode, err := protocol.ParseMode(c.Mode)
+	if err != nil {
+		return err
+	}
+	cfg := loadgen.Config{Target: target, Mode: mode, Conns: c.Conns, Pipeline: c.Pipeline,
+		SizeMin: c.Size, SizeMax: c.Size, Rate: c.Rate, Duration: max(c.Duration, time.Millisecond)}
+	if err := cfg.Normalize(); err != nil {
+		msg := err.Error()
+		if p, ok := strings.CutPrefix(msg, loadgen.ErrConfig.Error()+": "); ok {
+			msg = p
+		}
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// CheckModels checks that every model the profile names is one of known
+// (the models the sockbench binary serves), suggesting the nearest name
+// for a misspelt one.
+func (p *Profile) CheckModels(known []string) error {
+	for gi, g := range p.Matrix {
+		for _, m := range orDefault(g.Models, "threaded") {
+			if slices.Contains(known, m) {
+				continue
+			}
+			hint := ""
+			if near := nearest(m, known); near != "" {
+				hint = fmt.Sprintf("; did you mean %s?", near)
+			}
+			return fmt.Errorf("bench: profile %s, matrix group %d: unknown model %q (want one of: %s)%s",
+				p.Name, gi+1, m, strings.Join(known, ", "), hint)
+		}
+	}
+	return nil
+}
+
+// nearest is the name in names within two edits of s, or "".
+func nearest(s string, names []string) string {
+	best, bestD := "", 3
+	for _, n := range names {
+		if d := editDistance(strings.ToLower(s), n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
 }
 
 func orDefault[T any](v []T, def T) []T {

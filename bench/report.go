@@ -82,8 +82,8 @@ func (rep *Report) WriteHTML(w io.Writer) error {
 type setsData struct{ Sets []setLine }
 
 type setLine struct {
-	Name, Host, CPU, OSArch, Go, Commit, Pinning, First string
-	Cores, OK, Skipped, Failed                          int
+	Name, Host, CPU, OSArch, Go, Commit, Pinning, First, Partial string
+	Cores, OK, Skipped, Failed                                   int
 }
 
 // warningsData is the "warnings" section: the first few in view, the rest folded.
@@ -262,10 +262,36 @@ func (rep *Report) collect() *reportData {
 	return d
 }
 
-// sections prepares every part of the page, in order.
+// sections prepares every part of the page, in order: first what a
+// reader must know (a partial set), then the findings in plain words
+// (and, for several sets, what changed), and only then the tables and
+// charts they come from.
 func (rep *Report) sections() ([]section, error) {
 	d := rep.collect()
-	secs := []section{{"sets", rep.setsData()}}
+	var secs []section
+	for _, s := range rep.Sets {
+		if p, ok := PartialOf(s.Rows); ok {
+			secs = append(secs, section{"partial", partialData{Set: s.Name, Partial: p.String()}})
+		}
+	}
+	var verdicts []*Verdicts
+	for i, s := range rep.Sets {
+		v := ComputeVerdicts(s.Rows, 0)
+		verdicts = append(verdicts, v)
+		if i > 0 {
+			diff, err := diffData(rep.Sets[0], s)
+			if err != nil {
+				return nil, err
+			}
+			secs = append(secs, section{"diff", diff})
+		}
+	}
+	for i, v := range verdicts {
+		if len(v.Cells) > 0 {
+			secs = append(secs, section{"findings", findingsOf(v, rep.Sets[i].Name, len(rep.Sets) > 1)})
+		}
+	}
+	secs = append(secs, section{"sets", rep.setsData()})
 	if len(d.warnings) > 0 {
 		w := warningsData{Shown: d.warnings}
 		if len(w.Shown) > shownWarnings {
@@ -299,6 +325,11 @@ func (rep *Report) sections() ([]section, error) {
 		}
 		secs = append(secs, section{"charts", c})
 	}
+	for i, v := range verdicts {
+		if len(v.Cells) > 0 {
+			secs = append(secs, section{"verdicts", verdictTable(v, rep.Sets[i].Name, len(rep.Sets) > 1)})
+		}
+	}
 	return append(secs, section{"cells", rep.cellsData()}), nil
 }
 
@@ -322,6 +353,8 @@ func (rep *Report) setsData() setsData {
 				}
 			}
 			switch {
+			case r.Status == StatusPartial:
+				l.Partial = r.Note
 			case r.Status == StatusSkipped:
 				l.Skipped++
 			case r.OK():
@@ -418,6 +451,11 @@ func (d *reportData) latency() (chartsData, error) {
 func (d *reportData) memoryPerConn() (chartsData, error) {
 	var charts []*svg.Chart
 	for _, n := range d.nets {
+		// A datagram server holds one socket however many the client
+		// opens: no connections, no memory per connection.
+		if tr, err := protocol.ParseTransport(n); err == nil && tr.IsDatagram() {
+			continue
+		}
 		type step struct {
 			w      workload // with Conns = the higher count
 			lo, hi int
@@ -470,7 +508,8 @@ func (d *reportData) memoryPerConn() (chartsData, error) {
 	html, err := render(charts...)
 	return chartsData{Heading: "Server memory per connection", Charts: html, Empty: "No workload ran at two connection counts.",
 		Note: "Extra peak RSS per extra connection, in KiB: (RSS at the higher count - RSS at the lower) / (difference in connections), " +
-			"between consecutive connection counts of the same workload. Drawn only where a workload ran at two or more counts; " +
+			"between consecutive connection counts of the same workload. Drawn only where a workload ran at two or more counts, " +
+			"and not for datagram transports (their server holds one socket whatever the client opens); " +
 			"a slope below zero (RSS noise larger than the cost) is left out."}, err
 }
 

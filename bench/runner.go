@@ -74,6 +74,17 @@ type Outcome struct {
 	sockDir     string // removed at the end of Run (tests check)
 }
 
+// Runs counts the runs written (every row but a partial set's marker).
+func (o *Outcome) Runs() int {
+	n := 0
+	for _, r := range o.Rows {
+		if r.Status != StatusPartial {
+			n++
+		}
+	}
+	return n
+}
+
 // Failures counts runs that failed or whose server did not exit cleanly.
 func (o *Outcome) Failures() int {
 	n := 0
@@ -399,6 +410,20 @@ loop:
 	prog.finish()
 	out.Interrupted = ctx.Err() != nil
 	out.Elapsed = r.now().Sub(start)
+	if out.Interrupted || hostErr != nil {
+		// Mark the set partial, in the CSV and in what is drawn from
+		// the rows (the .txt, the report, the summary).
+		why := "interrupted"
+		if !out.Interrupted {
+			why = "stopped: the server's host was lost"
+		}
+		row := partialRow(r.now().UTC(), r.opts.Env, Partial{Why: why, Done: len(out.Rows), Planned: r.Total()})
+		if err := cw.Write(&row); err != nil {
+			cw.Close()
+			return out, err
+		}
+		out.Rows = append(out.Rows, row)
+	}
 	if err := cw.Close(); err != nil {
 		return out, err
 	}

@@ -55,6 +55,9 @@ func Summarise(rows []Row) []CellStats {
 	vals := map[Key]map[string][]float64{}
 	for i := range rows {
 		r := &rows[i]
+		if r.Status == StatusPartial {
+			continue // the set's marker, not a cell
+		}
 		j, ok := idx[r.Key]
 		if !ok {
 			j = len(out)
@@ -119,12 +122,35 @@ func Summarise(rows []Row) []CellStats {
 	return out
 }
 
-// WriteSummary prints the end-of-run table, then skipped cells, failures
-// and, loudly, any run where the load generator was the bottleneck.
+// WriteSummary prints what a run found: first, when the set is partial,
+// how far it got; then the verdicts in plain words (ComputeVerdicts);
+// then the table of every cell, skipped cells, failures and, loudly, any
+// run where the load generator was the bottleneck.
 func WriteSummary(w io.Writer, rows []Row) {
+	if p, ok := PartialOf(rows); ok {
+		fmt.Fprintf(w, "PARTIAL RESULTS (%s): the cells below are those measured before it stopped.\n\n", p)
+	}
+	v := ComputeVerdicts(rows, 0)
+	v.WriteText(w)
+	limit := map[Key]Shift{}
+	for _, c := range v.Cells {
+		for m, s := range c.Limit {
+			k := c.Key
+			k.Model = m
+			limit[k] = s
+		}
+		k := c.Key
+		k.Model = LimitModel
+		if len(c.Limit) > 0 {
+			limit[k] = Shift{1, 1, 1}
+		}
+	}
+	if len(v.Cells) > 0 {
+		fmt.Fprintln(w)
+	}
 	cells := Summarise(rows)
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "model\tnet\tmode\tconns\tsize\trate\twork\tblock\truns\treq/s (median)\trange\tp50\tp99\tCPU µs/req\tRSS MiB\tbound\t")
+	fmt.Fprintln(tw, "model\tnet\tmode\tconns\tsize\trate\twork\tblock\truns\treq/s (median)\trange\tp50\tp99\tCPU µs/req\tof limit\tRSS MiB\tbound\t")
 	var skipped, bad, saturated, errs, clientBound []string
 	clientCPUs := 0
 	satRuns, runs := 0, 0
@@ -174,9 +200,13 @@ func WriteSummary(w io.Writer, rows []Row) {
 		case BoundServer:
 			bound = "server"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%dµs\t%dµs\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+		ofLimit := "-"
+		if s, ok := limit[k]; ok && !math.IsNaN(s.Est) {
+			ofLimit = fmt.Sprintf("%.2f", s.Est)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%dµs\t%dµs\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			k.Model, k.Net, k.Mode, k.Conns, k.Size, rate, k.WorkUS, k.BlockUS, c.Runs, rps, rng,
-			human.Micros(c.P50), human.Micros(c.P99), human.Number(c.CPUPerReq), human.Number(c.RSSKB/1024), bound)
+			human.Micros(c.P50), human.Micros(c.P99), human.Number(c.CPUPerReq), ofLimit, human.Number(c.RSSKB/1024), bound)
 	}
 	for i := range rows {
 		if n := cpuCount(rows[i].ClientCPUList); n > 0 {
@@ -201,6 +231,10 @@ func WriteSummary(w io.Writer, rows []Row) {
 		fmt.Fprintf(w, "\nCLIENT-BOUND: %d of %d cells could not be server-bound%s: the generator was saturated or came\n"+
 			"within 10%% of its own ceiling (calibrated against a cost-free sink), so their req/s (shown >=) is the\n"+
 			"generator's, a lower bound of the server's, not the server's:\n%s\n", len(clientBound), cellCount(cells), on, strings.Join(clientBound, "\n"))
+	}
+	if len(limit) > 0 {
+		fmt.Fprintf(w, "\nof limit: %s's CPU per request over the model's (Hodges-Lehmann over the runs): the share of the\n"+
+			"machine's limit the model reaches, what its framework, goroutines or processes cost on top of the kernel.\n", LimitModel)
 	}
 	if len(saturated) > 0 {
 		fmt.Fprintf(w, "\n!!! THE LOAD GENERATOR WAS THE BOTTLENECK in %d of %d runs: it used >= 90%% of its CPUs, so\n"+

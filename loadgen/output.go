@@ -41,13 +41,17 @@ func WriteJSON(w io.Writer, rep *Report) error {
 // (a count, which the results CSV uses for a CPU list). Appended after
 // failure: service time and send lag percentiles (open loop; empty in the
 // closed loop), the share of client_cpu_s spent yield-spinning for due
-// times, the engine, and the generator's ceiling (--calibrate only).
+// times, the engine, and the generator's ceiling (--calibrate only); then
+// the label of the server under test, the generator's host and the UTC
+// time the measurement began, so `sockbench report` and `compare` can read
+// the row as a run.
 var CSVHeader = []string{
 	"target", "net", "mode", "loop", "conns", "pipeline", "size", "size_min", "size_max", "rate",
 	"duration_s", "requests", "errors", "lost", "duplicated", "reordered", "timeouts", "mismatches",
 	"rps", "mbps", "p50_us", "p90_us", "p99_us", "p999_us", "p9999_us", "max_us", "mean_us", "stddev_us",
 	"connect_p50_us", "connect_max_us", "client_cpu_s", "client_cpu_count", "client_saturated", "rate_held", "failure",
 	"service_p50_us", "service_p99_us", "send_lag_p50_us", "send_lag_p99_us", "client_spin_s", "engine", "ceiling_rps",
+	"label", "host", "start",
 }
 
 // CSVRecord returns rep's row for CSVHeader.
@@ -80,6 +84,7 @@ func CSVRecord(rep *Report) []string {
 		strconv.FormatBool(rep.RateHeld), rep.Failure,
 		opt(rep.Service, false), opt(rep.Service, true), opt(rep.SendLag, false), opt(rep.SendLag, true),
 		f3(rep.ClientSpinS), rep.Engine, ceiling,
+		rep.Label, rep.Host, rep.Start,
 	}
 }
 

@@ -73,6 +73,12 @@ type Report struct {
 
 	Shard string `json:"shard,omitempty"` // i/N: this generator's part of a run shared by N (--shard)
 
+	// Label names the server under test (load --label): `sockbench report`
+	// and `compare` read it as the model of the run. Host is the machine
+	// the generator ran on, so compare can tell runs of two machines apart.
+	Label string `json:"label,omitempty"`
+	Host  string `json:"host,omitempty"`
+
 	// Histograms in nanoseconds, for --hdr-out and merging; not in JSON.
 	LatencyHist *hdrhistogram.Histogram `json:"-"`
 	ServiceHist *hdrhistogram.Histogram `json:"-"`

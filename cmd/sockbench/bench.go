@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sockbench/sockbench/bench"
+	"github.com/sockbench/sockbench/models"
 )
 
 // newBenchCmd builds `sockbench bench`.
@@ -65,6 +66,9 @@ Built-in profiles: ` + strings.Join(bench.ProfileNames(), ", ") + `.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := bench.LoadProfile(profile)
 			if err != nil {
+				return usageError{err}
+			}
+			if err := p.CheckModels(models.Names()); err != nil {
 				return usageError{err}
 			}
 			if count < 0 {
@@ -149,8 +153,12 @@ Built-in profiles: ` + strings.Join(bench.ProfileNames(), ", ") + `.`,
 			if out != nil && len(out.Rows) > 0 {
 				fmt.Println()
 				bench.WriteSummary(os.Stdout, out.Rows)
-				fmt.Printf("\n%d runs in %v\nresults: %s\n         %s (benchstat)\n         %s\n",
-					len(out.Rows), out.Elapsed.Round(time.Second), out.CSV, out.TXT, out.HTML)
+				runs := fmt.Sprintf("%d runs", out.Runs())
+				if p, ok := bench.PartialOf(out.Rows); ok {
+					runs += fmt.Sprintf(" (%s)", p)
+				}
+				fmt.Printf("\n%s in %v\nresults: %s\n         %s (benchstat)\n         %s\n",
+					runs, out.Elapsed.Round(time.Second), out.CSV, out.TXT, out.HTML)
 				if out.SkippedNote != "" {
 					fmt.Printf("skipped: %s\n", out.SkippedNote)
 				}

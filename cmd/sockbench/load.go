@@ -32,6 +32,9 @@ type loadFlags struct {
 	hdrInterval time.Duration
 	calibrate   string
 	sinkCPUs    string
+	label       string
+	report      string
+	slo         string
 }
 
 func newLoadCmd() *cobra.Command {
@@ -67,6 +70,32 @@ target was unreachable, connections were lost or any request failed (partial
 results are still printed), 2 for bad flags. UDP loss is reported but is not
 a failure.
 
+--report run.html draws the run on one page that opens offline: throughput
+and p50, p99 and max per interval over time (the interval histograms of
+--hdr-out: 1 s, or a twentieth of a shorter run, at least 10 ms; set
+--hdr-interval to choose), so warm-up, GC pauses and stalls show, and the
+latency spectrum (every percentile).
+
+--slo 'p99<1ms,errors=0,rps>=50000' judges the run against thresholds, as
+k6 thresholds do: each METRIC OP VALUE, separated by commas. Metrics: p50,
+p90, p95, p99, p99.9, p99.99, max, mean and p(N) for any percentile N
+(latency; the value needs a unit: ns, us, µs, ms, s), rps and mbps (a
+number, 50k and 2M allowed), errors and lost (counts), error_rate and
+loss_rate (a fraction, or a percentage: 0.1%). OP: < <= > >= == (or =) !=.
+Each threshold's result goes to stderr ("slo p99<1ms: FAILED (p99 1.42ms)").
+A malformed expression is refused before any load is sent (exit 2).
+
+--label NAME names the server under test in the JSON and CSV output, so
+that 'sockbench report' and 'compare', which read those files (one run per
+file, or appended), show it as the model; the generator's host is recorded
+too.
+
+Exit status: 0 when the run succeeded (and every --slo threshold held);
+1 when the target was unreachable, connections were lost or requests
+failed (with --slo naming errors or error_rate, failed requests count only
+through those thresholds); 2 for bad flags or a malformed --slo; 3 when the
+run completed but an --slo threshold failed; 130 when interrupted.
+
 Several generators, one result: give each the same whole-run flags plus
 --shard i/N (its share of -c, -n and --rate) and the same --start-at (the
 measurement starts then on every one, the warmup just before), write each
@@ -76,7 +105,9 @@ one's --hdr-out log, and 'sockbench merge' them.`,
   sockbench load --target udp://127.0.0.1:7000 --rate 20000 --format json
   sockbench load --target tcp://127.0.0.1:7000 -n 100000 --hdr-out run1.hlog
   sockbench load --target tcp://10.0.0.5:7000 -c 64 -d 30s --shard 0/2 --start-at 2026-12-01T12:00:00Z --hdr-out shard0.hlog
-  taskset -c 0,1 sockbench load --calibrate tcp --sink-cpus 0 -c 64 -d 3s`,
+  taskset -c 0,1 sockbench load --calibrate tcp --sink-cpus 0 -c 64 -d 3s
+  sockbench load --target tcp://10.0.0.5:7000 -c 64 -d 60s --report run.html --slo 'p99<2ms,errors=0,rps>=40k'
+  sockbench load --target tcp://10.0.0.5:7000 -c 64 -d 10s --label v2 --format json -o after/run1.json`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usagef("load takes no arguments, got %q (the target goes in --target)", strings.Join(args, " "))
@@ -111,6 +142,9 @@ one's --hdr-out log, and 'sockbench merge' them.`,
 	completeValues(cmd, "format", func() []string { return loadgen.Formats }, cobra.ShellCompDirectiveNoFileComp)
 	completeValues(cmd, "target", targetSchemes, cobra.ShellCompDirectiveNoSpace|cobra.ShellCompDirectiveNoFileComp)
 	fl.StringVar(&f.calibrate, "calibrate", "", "measure this generator's own ceiling against a built-in sink on NET (tcp, udp, unix or unixgram) instead of a --target")
+	fl.StringVar(&f.label, "label", "", "name of the server under test, recorded in the JSON and CSV output (report and compare show it as the model)")
+	fl.StringVar(&f.report, "report", "", "also draw the run as an HTML page: throughput and p50/p99/max per interval over time, and the latency spectrum")
+	fl.StringVar(&f.slo, "slo", "", "thresholds the run must meet, e.g. 'p99<1ms,errors=0,rps>=50000'; exit 3 when one fails")
 	fl.StringVar(&f.sinkCPUs, "sink-cpus", "", "with --calibrate: CPUs for the sink, e.g. 0 or 0-1 (default: the last CPU this process may use; the generator gets the others)")
 	return cmd
 }
@@ -148,6 +182,13 @@ func runLoad(cmd *cobra.Command, f *loadFlags) error {
 	}
 	if !validFormat(f.format) {
 		return usagef("--format %q: want text, json or csv", f.format)
+	}
+	var slo []threshold
+	if cmd.Flags().Changed("slo") {
+		var err error
+		if slo, err = parseSLO(f.slo); err != nil {
+			return usageError{err}
+		}
 	}
 	fl := cmd.Flags()
 	if fl.Changed("duration") && fl.Changed("requests") {
@@ -204,6 +245,11 @@ func runLoad(cmd *cobra.Command, f *loadFlags) error {
 	if f.hdrOut != "" {
 		c.Interval = f.hdrInterval
 	}
+	if f.report != "" && !fl.Changed("hdr-interval") {
+		c.Interval = reportInterval(c.Duration)
+	} else if f.report != "" {
+		c.Interval = f.hdrInterval
+	}
 	if err := c.Normalize(); err != nil {
 		return usagef("%s", trimSentinel(err))
 	}
@@ -225,6 +271,13 @@ func runLoad(cmd *cobra.Command, f *loadFlags) error {
 		}
 		defer hdrFile.Close()
 	}
+	var reportFile *os.File
+	if f.report != "" {
+		if reportFile, err = os.Create(f.report); err != nil {
+			return fmt.Errorf("--report: %w", err)
+		}
+		defer reportFile.Close()
+	}
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		c.Progress = os.Stderr
 	}
@@ -240,7 +293,7 @@ func runLoad(cmd *cobra.Command, f *loadFlags) error {
 	}
 	if rep == nil {
 		// Nothing was sent (the file limit, say): leave no empty files.
-		for _, f := range []*os.File{outFile, hdrFile} {
+		for _, f := range []*os.File{outFile, hdrFile, reportFile} {
 			if f != nil {
 				f.Close()
 				os.Remove(f.Name())
@@ -250,6 +303,24 @@ func runLoad(cmd *cobra.Command, f *loadFlags) error {
 			return usagef("%s", trimSentinel(runErr))
 		}
 		return errors.New(trimSentinel(runErr))
+	}
+	rep.Label = f.label
+	rep.Host, _ = os.Hostname()
+	var results []sloResult
+	if slo != nil {
+		results = judge(slo, rep)
+	}
+	if reportFile != nil {
+		var checks []string
+		for _, r := range results {
+			checks = append(checks, r.String())
+		}
+		if err := (&bench.RunReport{Rep: rep, Checks: checks}).WriteHTML(reportFile); err != nil {
+			return fmt.Errorf("--report: %w", err)
+		}
+		if err := reportFile.Close(); err != nil {
+			return fmt.Errorf("--report: %w", err)
+		}
 	}
 	// Nothing connected: on a terminal the one-line error says it all; a
 	// program reading JSON or CSV, or a report file asked for with -o,
@@ -275,6 +346,8 @@ func runLoad(cmd *cobra.Command, f *loadFlags) error {
 	switch {
 	case runErr != nil:
 		return errors.New(trimSentinel(runErr))
+	case slo != nil && !rep.Interrupted:
+		return sloOutcome(results, rep, namesErrors(slo))
 	case rep.Errors > 0:
 		return fmt.Errorf("%d errors (%s) beside %d good replies", rep.Errors, kindsLine(rep.ErrorsByKind), rep.Requests)
 	case rep.Interrupted:
@@ -316,4 +389,34 @@ func kindsLine(m map[string]int64) string {
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, ", ")
+}
+
+// reportInterval is the interval of --report's charts: 1 s, or for a run
+// shorter than 20 s a twentieth of it (at least 10 ms), so a short run
+// still shows its course.
+func reportInterval(d time.Duration) time.Duration {
+	if d <= 0 || d >= 20*time.Second {
+		return time.Second
+	}
+	return max(10*time.Millisecond, (d / 20).Truncate(10*time.Millisecond))
+}
+
+// sloOutcome prints every threshold's result to stderr and returns the
+// exit: exitSLO when one failed; else an error for failed requests the
+// thresholds did not judge; else none.
+func sloOutcome(results []sloResult, rep *loadgen.Report, errorsJudged bool) error {
+	var failed []string
+	for _, r := range results {
+		fmt.Fprintln(os.Stderr, r.String())
+		if !r.ok {
+			failed = append(failed, r.t.text)
+		}
+	}
+	if len(failed) > 0 {
+		return exitError{exitSLO, fmt.Errorf("%d of %d --slo thresholds failed: %s", len(failed), len(results), strings.Join(failed, ", "))}
+	}
+	if rep.Errors > 0 && !errorsJudged {
+		return fmt.Errorf("%d errors (%s) beside %d good replies", rep.Errors, kindsLine(rep.ErrorsByKind), rep.Requests)
+	}
+	return nil
 }

@@ -111,19 +111,25 @@ func (c *Chart) HTML() (template.HTML, error) {
 	return template.HTML(b.String()), nil // chart.tmpl escaped every value
 }
 
-// NiceMax rounds v up to 1, 2 or 5 times a power of ten: the top of a
-// linear axis.
-func NiceMax(v float64) float64 {
-	if v <= 0 || math.IsNaN(v) {
-		return 1
+// NiceScale is a linear axis from 0 that fits v: the tick step is 1,
+// 2, 2.5 or 5 times a power of ten, the smallest that reaches v in at
+// most five steps, and the top is the first tick at or above v. Data
+// peaking at 210k gets ticks of 50k up to 250k (rounding the top up to
+// 1, 2 or 5 times a power of ten drew it against an axis to 500k).
+func NiceScale(v float64) (top, step float64) {
+	if v <= 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 1, 0.25
 	}
-	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
-		if v <= m*p {
-			return m * p
+	p := math.Pow(10, math.Floor(math.Log10(v/5)))
+	for {
+		for _, m := range []float64{1, 2, 2.5, 5} {
+			step = m * p
+			if n := math.Ceil(v/step - 1e-9); n <= 5 {
+				return n * step, step
+			}
 		}
+		p *= 10
 	}
-	return 10 * p
 }
 
 // legendWidth fits the longest series label (about 6.5 px a character at
@@ -177,10 +183,10 @@ func BarChart(title, unit string, groups []string, ser []Series, vals [][]Bar, t
 			}
 		}
 	}
-	axisTop := NiceMax(maxV)
+	axisTop, step := NiceScale(maxV)
 	y := func(v float64) float64 { return top + plotH - v/axisTop*plotH }
-	for i := 0; i <= 4; i++ {
-		v := axisTop * float64(i) / 4
+	for i := 0; float64(i)*step <= axisTop*(1+1e-9); i++ {
+		v := float64(i) * step
 		c.Grid = append(c.Grid, Line{left, y(v), left + plotW, y(v), "#e5e5e5", ""})
 		c.Texts = append(c.Texts, Text{X: left - 4, Y: y(v) + 3, Size: 10, Anchor: "end", S: tick(v)})
 	}
@@ -267,6 +273,121 @@ func LineChart(title, xName string, xs []string, ser []Series, lines [][]float64
 		}
 		c.Lines = append(c.Lines, pl)
 		c.Points = append(c.Points, pts...)
+	}
+	c.Frame = &Rect{X: left, Y: top, W: plotW, H: plotH, Fill: "none", Stroke: "#333"}
+	c.legend(ser, left+plotW+12, top)
+	return c
+}
+
+// Axis describes one axis of an XYChart.
+type Axis struct {
+	Name string
+	// Scale is ScaleLinear (from 0 on y, the data's range on x), ScaleLog
+	// (decades) or ScaleNines (x only: percentiles spread as 90, 99,
+	// 99.9..., each as wide as the one before, as HdrHistogram plots them).
+	Scale int
+	Tick  func(float64) string
+}
+
+// Scales of an Axis.
+const (
+	ScaleLinear = iota
+	ScaleLog
+	ScaleNines
+)
+
+// nines maps a percentile p (0..100) to how many nines it has: 90 -> 1,
+// 99 -> 2, 99.9 -> 3.
+func nines(p float64) float64 { return -math.Log10(math.Max(1-p/100, 1e-9)) }
+
+// XYChart lays out one line per series over numeric x: xs[s][i], ys[s][i]
+// is point i of series s (NaN, and values <= 0 on a log axis, are left
+// out). It draws a run over time (x linear in seconds) and a latency
+// spectrum (x in nines, y log).
+func XYChart(title string, x, y Axis, ser []Series, xs, ys [][]float64) *Chart {
+	const left, top, bottom, plotW, plotH = 64.0, 28.0, 40.0, 560.0, 200.0
+	c := &Chart{Width: left + plotW + legendWidth(ser) + 10, Height: top + plotH + bottom, Label: title,
+		Title: Text{X: left, Y: 16, Size: 12, Bold: true, S: title}}
+	fx := func(v float64) float64 { return v }
+	if x.Scale == ScaleNines {
+		fx = nines
+	}
+	xlo, xhi, ylo, yhi := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
+	usable := func(v float64, log bool) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) && (!log || v > 0) }
+	for s := range ser {
+		for i := range xs[s] {
+			if usable(xs[s][i], false) && usable(ys[s][i], y.Scale == ScaleLog) {
+				xlo, xhi = math.Min(xlo, fx(xs[s][i])), math.Max(xhi, fx(xs[s][i]))
+				ylo, yhi = math.Min(ylo, ys[s][i]), math.Max(yhi, ys[s][i])
+			}
+		}
+	}
+	if math.IsInf(xlo, 0) {
+		c.Texts = append(c.Texts, Text{X: 60, Y: 100, Size: 11, S: "no data"})
+		return c
+	}
+	if x.Scale == ScaleNines {
+		xlo, xhi = 0, math.Max(1, math.Ceil(xhi-1e-9))
+	}
+	if xhi <= xlo {
+		xhi = xlo + 1
+	}
+	px := func(v float64) float64 { return left + (fx(v)-xlo)/(xhi-xlo)*plotW }
+	var py func(v float64) float64
+	if y.Scale == ScaleLog {
+		d0, d1 := math.Floor(math.Log10(ylo)), math.Ceil(math.Log10(yhi))
+		if d1 <= d0 {
+			d1 = d0 + 1
+		}
+		py = func(v float64) float64 { return top + plotH - (math.Log10(v)-d0)/(d1-d0)*plotH }
+		for d := d0; d <= d1; d++ {
+			v := math.Pow(10, d)
+			c.Grid = append(c.Grid, Line{left, py(v), left + plotW, py(v), "#e5e5e5", ""})
+			c.Texts = append(c.Texts, Text{X: left - 4, Y: py(v) + 3, Size: 10, Anchor: "end", S: y.Tick(v)})
+		}
+	} else {
+		axisTop, step := NiceScale(yhi)
+		py = func(v float64) float64 { return top + plotH - v/axisTop*plotH }
+		for i := 0; float64(i)*step <= axisTop*(1+1e-9); i++ {
+			v := float64(i) * step
+			c.Grid = append(c.Grid, Line{left, py(v), left + plotW, py(v), "#e5e5e5", ""})
+			c.Texts = append(c.Texts, Text{X: left - 4, Y: py(v) + 3, Size: 10, Anchor: "end", S: y.Tick(v)})
+		}
+	}
+	// x ticks: every nine, or about six steps of the range.
+	if x.Scale == ScaleNines {
+		for n := 0.0; n <= xhi; n++ {
+			xx := left + n/xhi*plotW
+			c.Texts = append(c.Texts, Text{X: xx, Y: top + plotH + 14, Size: 10, Anchor: "middle", S: x.Tick(100 * (1 - math.Pow(10, -n)))})
+		}
+	} else {
+		_, step := NiceScale((xhi - xlo) * 5 / 6)
+		for v := math.Ceil(xlo/step) * step; v <= xhi+1e-9; v += step {
+			c.Texts = append(c.Texts, Text{X: px(v), Y: top + plotH + 14, Size: 10, Anchor: "middle", S: x.Tick(v)})
+		}
+	}
+	c.Texts = append(c.Texts, Text{X: left + plotW/2, Y: top + plotH + 32, Size: 10, Anchor: "middle", S: x.Name},
+		Text{X: 12, Y: top + plotH/2, Size: 11, Anchor: "middle", Rotate: -90, S: y.Name})
+	for s, sr := range ser {
+		var pl Polyline
+		var pts []Circle
+		for i := range xs[s] {
+			if usable(xs[s][i], false) && usable(ys[s][i], y.Scale == ScaleLog) {
+				pl.Points = append(pl.Points, Point{px(xs[s][i]), py(ys[s][i])})
+				pts = append(pts, Circle{X: px(xs[s][i]), Y: py(ys[s][i]), Fill: sr.Color, Tip: sr.Label + " at " + x.Tick(xs[s][i]) + ": " + y.Tick(ys[s][i])})
+			}
+		}
+		if len(pl.Points) == 0 {
+			continue
+		}
+		pl.Stroke = sr.Color
+		if sr.Faded {
+			pl.Dash = "5 3"
+		}
+		c.Lines = append(c.Lines, pl)
+		if len(pts) <= 400 { // a point per value, with its tooltip, while they can be told apart
+			c.Points = append(c.Points, pts...)
+		}
 	}
 	c.Frame = &Rect{X: left, Y: top, W: plotW, H: plotH, Fill: "none", Stroke: "#333"}
 	c.legend(ser, left+plotW+12, top)

@@ -16,8 +16,8 @@ func TestBarChart(t *testing.T) {
 	if len(c.Bars) != 3 || len(c.Whiskers) != 3 || len(c.Legend) != 2 {
 		t.Fatalf("%d bars, %d whisker lines, %d legend entries; want 3, 3 (one whisker), 2", len(c.Bars), len(c.Whiskers), len(c.Legend))
 	}
-	if NiceMax(40) != 50 || c.Bars[1].Y != 28+220-40.0/50*220 {
-		t.Errorf("axis top %v, bar at %v", NiceMax(40), c.Bars[1].Y)
+	if top, _ := NiceScale(40); top != 40 || c.Bars[1].Y != 28+220-40.0/40*220 {
+		t.Errorf("axis top %v, bar at %v", top, c.Bars[1].Y)
 	}
 	if c.Bars[2].FillOpacity != "0.45" || c.Legend[1].Dash == "" {
 		t.Errorf("a faded series is not drawn lighter and dashed: %+v %+v", c.Bars[2], c.Legend[1])
@@ -50,5 +50,24 @@ func TestLineChart(t *testing.T) {
 	empty := LineChart("none", "percentile", []string{"50"}, ser[:1], [][]float64{{math.NaN()}}, num)
 	if h, err := empty.HTML(); err != nil || !strings.Contains(string(h), "no data") {
 		t.Errorf("empty chart: %v %s", err, h)
+	}
+}
+
+// TestNiceScale: the axis fits the data (a 210k peak is not drawn against
+// 500k), in at most five steps of 1, 2, 2.5 or 5 times a power of ten.
+func TestNiceScale(t *testing.T) {
+	for _, c := range []struct{ v, top, step float64 }{
+		{210e3, 250e3, 50e3}, {199e3, 200e3, 50e3}, {40, 40, 10}, {1, 1, 0.2}, {7.3, 8, 2}, {0.42, 0.5, 0.1}, {0, 1, 0.25},
+	} {
+		top, step := NiceScale(c.v)
+		if math.Abs(top-c.top) > 1e-9*c.top || math.Abs(step-c.step) > 1e-9*c.step {
+			t.Errorf("NiceScale(%v) = %v, %v; want %v, %v", c.v, top, step, c.top, c.step)
+		}
+	}
+	for v := 0.013; v < 1e7; v *= 1.37 {
+		top, step := NiceScale(v)
+		if top < v || top > 1.6*v+step || top/step > 5+1e-9 {
+			t.Errorf("NiceScale(%v) = %v, %v", v, top, step)
+		}
 	}
 }

@@ -225,18 +225,7 @@ func (rep *Report) collect() *reportData {
 	for _, ws := range d.works {
 		sort.Slice(ws, func(i, j int) bool { return ws[i].less(ws[j]) })
 	}
-	order := map[string]int{"threaded": 0, "eventloop": 1, "prefork": 2, "bare": 3}
-	sort.SliceStable(models, func(i, j int) bool {
-		oi, iok := order[models[i]]
-		oj, jok := order[models[j]]
-		if iok && jok {
-			return oi < oj
-		}
-		if iok != jok {
-			return iok
-		}
-		return models[i] < models[j]
-	})
+	sortModels(models)
 	for _, t := range protocol.Transports() {
 		if nets[t.String()] {
 			d.nets = append(d.nets, t.String())

@@ -627,6 +627,17 @@ func TestSummary(t *testing.T) {
 	if strings.Contains(s, "eventloop/net=udp") && strings.Contains(s[strings.Index(s, "CLIENT-BOUND"):], "eventloop") {
 		t.Errorf("a server-bound cell is listed as client-bound:\n%s", s)
 	}
+	// The report's table of cells labels them the same way.
+	buf.Reset()
+	if err := (&Report{Sets: []ResultSet{{Name: "s", Rows: rows}}}).WriteHTML(&buf); err != nil {
+		t.Fatal(err)
+	}
+	h := buf.String()
+	for _, want := range []string{"<th>bound</th>", "<td>client 1/5</td>", "<td>server</td>", "<td>&gt;="} {
+		if !strings.Contains(h, want) {
+			t.Errorf("the report's cells table lacks %q", want)
+		}
+	}
 }
 
 // TestClientShare: the default pinning gives the load generator the CPUs

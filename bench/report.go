@@ -105,6 +105,7 @@ type cellLine struct {
 	RPS, RPSMin, RPSMax, P50, P99, P999, CPUPerReq, RSSKB string
 	Errors, Lost                                          int64
 	Saturated                                             int
+	Bound                                                 string // CellStats.BoundShort
 }
 
 // shownWarnings is how many warnings show before the rest fold: a long
@@ -511,10 +512,10 @@ func (rep *Report) cellsData() cellsData {
 				continue
 			}
 			out.Rows = append(out.Rows, cellLine{Set: s.Name, Cell: cs.Key.String(), Runs: cs.Runs,
-				RPS: human.Number(cs.RPS), RPSMin: human.Number(cs.RPSMin), RPSMax: human.Number(cs.RPSMax),
+				RPS: cs.RPSText(), RPSMin: human.Number(cs.RPSMin), RPSMax: human.Number(cs.RPSMax),
 				P50: human.Number(cs.P50), P99: human.Number(cs.P99), P999: human.Number(cs.P999),
 				CPUPerReq: human.Number(cs.CPUPerReq), RSSKB: human.Number(cs.RSSKB),
-				Errors: cs.Errors, Lost: cs.Lost, Saturated: cs.Saturated})
+				Errors: cs.Errors, Lost: cs.Lost, Saturated: cs.Saturated, Bound: cs.BoundShort()})
 		}
 	}
 	return out

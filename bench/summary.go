@@ -47,6 +47,30 @@ func (c *CellStats) Bound() string {
 	return BoundServer
 }
 
+// BoundShort is Bound as a table shows it: "server", "client" (or
+// "client 2/6" when only some runs were), or "unknown".
+func (c *CellStats) BoundShort() string {
+	switch c.Bound() {
+	case BoundClient:
+		if c.ClientRuns < c.Runs {
+			return fmt.Sprintf("client %d/%d", c.ClientRuns, c.Runs)
+		}
+		return "client"
+	case BoundServer:
+		return "server"
+	}
+	return BoundUnknown
+}
+
+// RPSText is the cell's median throughput as text, ">=" before it when
+// the cell was client-bound: the server did at least that much.
+func (c *CellStats) RPSText() string {
+	if c.Bound() == BoundClient {
+		return ">=" + human.Number(c.RPS)
+	}
+	return human.Number(c.RPS)
+}
+
 // Summarise groups rows by cell in a stable order and takes medians
 // (github.com/montanaflynn/stats) across the clean runs.
 func Summarise(rows []Row) []CellStats {
@@ -184,21 +208,13 @@ func WriteSummary(w io.Writer, rows []Row) {
 		}
 		// A client-bound cell's throughput is the load generator's: the
 		// server did at least that much, so it reads as a lower bound.
-		rps, bound := human.Number(c.RPS), c.Bound()
-		switch bound {
-		case BoundClient:
-			rps = ">=" + rps
-			bound = "client"
-			if c.ClientRuns < c.Runs {
-				bound = fmt.Sprintf("client %d/%d", c.ClientRuns, c.Runs)
-			}
+		rps, bound := c.RPSText(), c.BoundShort()
+		if c.Bound() == BoundClient {
 			ceil := ""
 			if !math.IsNaN(c.Ceiling) {
 				ceil = fmt.Sprintf(", the generator's ceiling %s req/s", human.Number(c.Ceiling))
 			}
 			clientBound = append(clientBound, fmt.Sprintf("  %s (%d of %d runs; %s req/s%s)", k, c.ClientRuns, c.Runs, human.Number(c.RPS), ceil))
-		case BoundServer:
-			bound = "server"
 		}
 		ofLimit := "-"
 		if s, ok := limit[k]; ok && !math.IsNaN(s.Est) {

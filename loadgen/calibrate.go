@@ -59,7 +59,7 @@ func Calibrate(ctx context.Context, cfg Config, network string, sinkCPUs []int) 
 	if len(allowed) > 0 { // pinning is possible
 		for _, c := range sinkCPUs {
 			if !slices.Contains(allowed, c) {
-				return nil, fmt.Errorf("%w: --sink-cpus: CPU %d is not one this process may use (%s)", ErrConfig, c, formatCPUList(allowed))
+				return nil, errorf(ErrConfig, "--sink-cpus: CPU %d is not one this process may use (%s)", c, formatCPUList(allowed))
 			}
 		}
 		if len(sinkCPUs) == 0 && len(allowed) >= 2 {
@@ -74,7 +74,7 @@ func Calibrate(ctx context.Context, cfg Config, network string, sinkCPUs []int) 
 			clientCPUs, cal.Shared = allowed, true
 		}
 	} else if len(sinkCPUs) > 0 {
-		return nil, fmt.Errorf("%w: --sink-cpus: pinning threads needs Linux", ErrConfig)
+		return nil, errorf(ErrConfig, "--sink-cpus: pinning threads needs Linux")
 	}
 	if len(sinkCPUs) == 0 {
 		cal.Shared = true

@@ -30,7 +30,8 @@ const (
 	maxInFlight = 1 << 22
 )
 
-// Sentinel errors; Run and Config.Normalize wrap them with %w.
+// The kinds of error Run and Config.Normalize return, each inside an
+// *Error.
 var (
 	// ErrConfig means the configuration is invalid (a usage error).
 	ErrConfig = errors.New("loadgen: invalid configuration")
@@ -42,6 +43,22 @@ var (
 	// ErrFileLimit means RLIMIT_NOFILE is too low for the connections asked.
 	ErrFileLimit = errors.New("loadgen: open file limit too low")
 )
+
+// Error is a failure of one of the kinds above: errors.Is(err, ErrConfig)
+// tells the kind, and Detail says what went wrong in words a user reads
+// alone ("-c 0: must be at least 1"), without the kind's prefix.
+type Error struct {
+	Kind   error // ErrConfig, ErrUnreachable, ErrFailed or ErrFileLimit
+	Detail string
+}
+
+func (e *Error) Error() string { return e.Kind.Error() + ": " + e.Detail }
+func (e *Error) Unwrap() error { return e.Kind }
+
+// errorf returns an *Error of kind with a formatted Detail.
+func errorf(kind error, format string, args ...any) error {
+	return &Error{Kind: kind, Detail: fmt.Sprintf(format, args...)}
+}
 
 // Config describes one run. Zero values mean the defaults above; call
 // Normalize to fill them in and validate the whole.
@@ -114,7 +131,7 @@ type Config struct {
 // 65535, or an absolute socket path within protocol.MaxUnixPath.
 func ParseTarget(s string) (network, address string, err error) {
 	bad := func(format string, args ...any) (string, string, error) {
-		return "", "", fmt.Errorf("%w: target %q: "+format, append([]any{ErrConfig, s}, args...)...)
+		return "", "", errorf(ErrConfig, "target %q: "+format, append([]any{s}, args...)...)
 	}
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
@@ -154,10 +171,10 @@ func (c *Config) Normalize() error {
 	}
 	c.transport, _ = protocol.ParseTransport(c.network)
 	if c.Mode != protocol.Echo && c.Mode != protocol.Upper {
-		return fmt.Errorf("%w: unknown mode %d", ErrConfig, c.Mode)
+		return errorf(ErrConfig, "unknown mode %d", c.Mode)
 	}
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+		return errorf(ErrConfig, format, args...)
 	}
 	if c.Conns == 0 {
 		c.Conns = DefaultConns

@@ -26,7 +26,7 @@ func WriteReport(w io.Writer, rep *Report, format string) error {
 	case "csv":
 		return WriteCSV(w, rep, true)
 	}
-	return fmt.Errorf("%w: unknown format %q (want text, json or csv)", ErrConfig, format)
+	return errorf(ErrConfig, "unknown format %q (want text, json or csv)", format)
 }
 
 // WriteJSON writes rep as one indented JSON object.

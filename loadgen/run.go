@@ -161,7 +161,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.network == "unixgram" {
 		dir, err := os.MkdirTemp("", "sbload")
 		if err != nil {
-			return nil, fmt.Errorf("%w: client socket directory: %v", ErrFailed, err)
+			return nil, errorf(ErrFailed, "client socket directory: %v", err)
 		}
 		r.tmpDir = dir
 		defer os.RemoveAll(dir)
@@ -174,9 +174,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Failure = fmt.Sprintf("cannot connect to %s: %v", cfg.Target, firstErr)
 		if ctx.Err() != nil {
 			rep.Interrupted = true
-			return rep, fmt.Errorf("%w: interrupted while connecting", ErrFailed)
+			return rep, errorf(ErrFailed, "interrupted while connecting")
 		}
-		return rep, fmt.Errorf("%w: %s: %v", ErrUnreachable, cfg.Target, firstErr)
+		return rep, errorf(ErrUnreachable, "%s: %v", cfg.Target, firstErr)
 	}
 	eng, err := r.newEngine()
 	if err != nil {
@@ -186,7 +186,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 		}
 		rep.Failure = err.Error()
-		return rep, fmt.Errorf("%w: %v", ErrFailed, err)
+		return rep, errorf(ErrFailed, "%v", err)
 	}
 	rep.Engine = eng.name()
 
@@ -620,7 +620,7 @@ func (r *run) fill(rep *Report, window, cpu, spin time.Duration, startWall time.
 // verdict turns the report's failure into Run's error.
 func (r *run) verdict(rep *Report) error {
 	if rep.Failure != "" {
-		return fmt.Errorf("%w: %s", ErrFailed, strings.TrimSpace(rep.Failure))
+		return errorf(ErrFailed, "%s", strings.TrimSpace(rep.Failure))
 	}
 	return nil
 }

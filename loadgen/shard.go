@@ -33,7 +33,7 @@ func ParseShard(s string) (Shard, error) {
 	i, err1 := strconv.Atoi(strings.TrimSpace(a))
 	n, err2 := strconv.Atoi(strings.TrimSpace(b))
 	if !ok || err1 != nil || err2 != nil || n < 1 || i < 0 || i >= n || n > 100000 {
-		return Shard{}, fmt.Errorf("%w: --shard %q: want i/N with 0 <= i < N, e.g. 0/4 for the first of four generators", ErrConfig, s)
+		return Shard{}, errorf(ErrConfig, "--shard %q: want i/N with 0 <= i < N, e.g. 0/4 for the first of four generators", s)
 	}
 	return Shard{Index: i, Count: n}, nil
 }
@@ -71,10 +71,10 @@ func (s Shard) Apply(c *Config) error {
 		conns = DefaultConns
 	}
 	if conns < s.Count {
-		return fmt.Errorf("%w: -c %d is fewer connections than the %d shards (-c counts the whole run's connections)", ErrConfig, conns, s.Count)
+		return errorf(ErrConfig, "-c %d is fewer connections than the %d shards (-c counts the whole run's connections)", conns, s.Count)
 	}
 	if c.Requests > 0 && c.Requests < int64(s.Count) {
-		return fmt.Errorf("%w: -n %d is fewer requests than the %d shards (-n counts the whole run's requests)", ErrConfig, c.Requests, s.Count)
+		return errorf(ErrConfig, "-n %d is fewer requests than the %d shards (-n counts the whole run's requests)", c.Requests, s.Count)
 	}
 	mine := int(share(int64(conns), s.Index, s.Count))
 	c.Rate = c.Rate * float64(mine) / float64(conns)
@@ -131,7 +131,7 @@ func (r *run) abort(ctx context.Context, rep *Report, err error) (*Report, error
 	rep.Failure = err.Error()
 	rep.Interrupted = ctx.Err() != nil
 	rep.Start = ""
-	return rep, fmt.Errorf("%w: %v", ErrFailed, err)
+	return rep, errorf(ErrFailed, "%v", err)
 }
 
 // intervals records latencies into one histogram per interval of the

@@ -41,7 +41,7 @@ func StartSink(network string, mode protocol.Mode, cpus []int) (*Sink, error) {
 		s.dir = dir
 		addr = filepath.Join(dir, "s.sock")
 	default:
-		return nil, fmt.Errorf("%w: sink: unknown network %q (want tcp, udp, unix or unixgram)", ErrConfig, network)
+		return nil, errorf(ErrConfig, "sink: unknown network %q (want tcp, udp, unix or unixgram)", network)
 	}
 	var (
 		ln  net.Listener

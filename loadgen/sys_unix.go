@@ -3,7 +3,6 @@
 package loadgen
 
 import (
-	"fmt"
 	"syscall"
 	"time"
 )
@@ -23,8 +22,7 @@ func raiseFileLimit(need int) error {
 		}
 	}
 	if uint64(lim.Cur) < uint64(need) {
-		return fmt.Errorf("%w: %d connections need about %d open files, but the limit is %d (hard limit %d); raise it (ulimit -n) or use fewer connections",
-			ErrFileLimit, need-fdReserve, need, uint64(lim.Cur), uint64(lim.Max))
+		return errorf(ErrFileLimit, "%d connections need about %d open files, but the limit is %d (hard limit %d); raise it (ulimit -n) or use fewer connections", need-fdReserve, need, uint64(lim.Cur), uint64(lim.Max))
 	}
 	return nil
 }

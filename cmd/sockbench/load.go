@@ -236,7 +236,7 @@ func runLoad(cmd *cobra.Command, f *loadFlags) error {
 			err = sh.Apply(&c)
 		}
 		if err != nil {
-			return usagef("%s", trimSentinel(err))
+			return usagef("%s", plainError(err))
 		}
 	}
 	if f.hdrInterval < 0 {
@@ -251,7 +251,7 @@ func runLoad(cmd *cobra.Command, f *loadFlags) error {
 		c.Interval = f.hdrInterval
 	}
 	if err := c.Normalize(); err != nil {
-		return usagef("%s", trimSentinel(err))
+		return usagef("%s", plainError(err))
 	}
 
 	out := io.Writer(os.Stdout)
@@ -300,9 +300,9 @@ func runLoad(cmd *cobra.Command, f *loadFlags) error {
 			}
 		}
 		if errors.Is(runErr, loadgen.ErrConfig) {
-			return usagef("%s", trimSentinel(runErr))
+			return usagef("%s", plainError(runErr))
 		}
-		return errors.New(trimSentinel(runErr))
+		return errors.New(plainError(runErr))
 	}
 	rep.Label = f.label
 	rep.Host, _ = os.Hostname()
@@ -345,7 +345,7 @@ func runLoad(cmd *cobra.Command, f *loadFlags) error {
 	}
 	switch {
 	case runErr != nil:
-		return errors.New(trimSentinel(runErr))
+		return errors.New(plainError(runErr))
 	case slo != nil && !rep.Interrupted:
 		return sloOutcome(results, rep, namesErrors(slo))
 	case rep.Errors > 0:
@@ -366,19 +366,18 @@ func validFormat(s string) bool {
 	return false
 }
 
-// trimSentinel drops the "loadgen: ...: " prefix of a wrapped sentinel so
-// the user reads one plain line.
-func trimSentinel(err error) string {
-	msg := err.Error()
-	for _, s := range []error{loadgen.ErrConfig, loadgen.ErrUnreachable, loadgen.ErrFailed, loadgen.ErrFileLimit} {
-		if p, ok := strings.CutPrefix(msg, s.Error()+": "); ok {
-			if s == loadgen.ErrUnreachable {
-				return "cannot reach " + p
-			}
-			return p
-		}
+// plainError is a loadgen error as one plain line for the user: its
+// Detail without the kind's prefix ("cannot reach" before an unreachable
+// target's).
+func plainError(err error) string {
+	var le *loadgen.Error
+	if !errors.As(err, &le) {
+		return err.Error()
 	}
-	return msg
+	if le.Kind == loadgen.ErrUnreachable {
+		return "cannot reach " + le.Detail
+	}
+	return le.Detail
 }
 
 // kindsLine formats errors by kind as "timeout 3, closed 1".

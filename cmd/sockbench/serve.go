@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -140,7 +141,7 @@ func serveConfig(f *serveFlags, log *slog.Logger) (models.Config, error) {
 		cfg.LineTimeout = -1 // the flag's 0 is "never", as --idle-timeout's; Config's 0 is the default
 	}
 
-	if !hasModel(f.model) {
+	if !slices.Contains(models.Names(), f.model) {
 		return cfg, usagef("unknown model %q (want one of: %s)", f.model, strings.Join(models.Names(), ", "))
 	}
 	tr, err := protocol.ParseTransport(f.network)
@@ -198,15 +199,6 @@ func serveConfig(f *serveFlags, log *slog.Logger) (models.Config, error) {
 		log.Warn("--max-conns, --idle-timeout and --max-buffered apply to stream transports (tcp, unix) only; ignored", "net", f.network)
 	}
 	return cfg, nil
-}
-
-func hasModel(name string) bool {
-	for _, n := range models.Names() {
-		if n == name {
-			return true
-		}
-	}
-	return false
 }
 
 // checkHostPort validates a host:port address and warns when it is not a

@@ -585,13 +585,20 @@ func groupRows(rows []Row, side string) (map[Key][]*Row, []string) {
 	return g, notes
 }
 
-// machines names the host(s) and CPU of a result set.
+// machines names the host(s), CPU and architecture of a result set: one
+// host running an arm64 build under qemu-user is another machine than the
+// same host running its own.
 func machines(rows []Row) string {
 	set := map[string]bool{}
 	for _, r := range rows {
-		if r.Host != "" || r.CPUModel != "" {
-			set[fmt.Sprintf("%s (%s)", r.Host, r.CPUModel)] = true
+		if r.Host == "" && r.CPUModel == "" {
+			continue
 		}
+		m := fmt.Sprintf("%s (%s)", r.Host, r.CPUModel)
+		if r.Arch != "" {
+			m = fmt.Sprintf("%s (%s, %s)", r.Host, r.CPUModel, r.Arch)
+		}
+		set[m] = true
 	}
 	var s []string
 	for k := range set {
@@ -633,7 +640,14 @@ func (c *Comparison) WriteText(w io.Writer) error {
 		}
 		verdict := ch.Verdict
 		if ch.Verdict == VerdictBetter || ch.Verdict == VerdictWorse {
-			verdict = strings.ToUpper(verdict) + fmt.Sprintf(" (past %s)", pct(c.Opts.Threshold))
+			// Capitals only where the change can fail the comparison.
+			if ch.Gated {
+				verdict = strings.ToUpper(verdict) + fmt.Sprintf(" (past %s)", pct(c.Opts.Threshold))
+			} else if ch.Note == "" {
+				verdict += fmt.Sprintf(" (past %s; shown, not gated)", pct(c.Opts.Threshold))
+			} else {
+				verdict += fmt.Sprintf(" (past %s)", pct(c.Opts.Threshold))
+			}
 		}
 		if ch.Note != "" {
 			verdict += ": " + ch.Note

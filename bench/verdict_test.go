@@ -327,6 +327,16 @@ func TestCompareAcrossMachines(t *testing.T) {
 			t.Errorf("failure names %s", ch.Key)
 		}
 	}
+	// The same host and CPU running another architecture (an arm64 build
+	// under qemu-user) is another machine too.
+	emu := verdictSet(rng, 6, 0.05, "", 1, false)
+	for i := range emu {
+		emu[i].Arch = "arm64"
+		emu[i].RPS /= 3
+	}
+	if c, _ := Compare(ws, emu, CompareOptions{Threshold: 0.05}); c.Basis != BasisRatio || !strings.Contains(c.BasisNote, "arm64") || len(c.Failed()) != 0 {
+		t.Errorf("another architecture on one host: basis %s (%s), %d failures", c.Basis, c.BasisNote, len(c.Failed()))
+	}
 	if c, _ := Compare(ws, pi(""), CompareOptions{Threshold: 0.05, Basis: BasisAbsolute}); len(c.Failed()) < 48 || c.Basis != BasisAbsolute {
 		t.Errorf("absolute basis across machines: %d failures", len(c.Failed()))
 	}

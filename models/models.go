@@ -28,6 +28,10 @@ const (
 	DefaultGrace       = 5 * time.Second
 	DefaultSocketMode  = os.FileMode(0o600)
 	DefaultLineTimeout = 5 * time.Second
+	// DefaultWriteTimeout is how long a stream client may leave its
+	// replies untaken: a client reading at a few KB/s takes a batch of
+	// replies (one read's worth, 64 KiB at most) well within it.
+	DefaultWriteTimeout = 30 * time.Second
 )
 
 // Upper bounds of Config fields. A typo must not turn into a million
@@ -85,6 +89,14 @@ type Config struct {
 	// by IdleTimeout only. 0 means DefaultLineTimeout; negative means no
 	// bound.
 	LineTimeout time.Duration `json:"line_timeout"`
+	// WriteTimeout bounds how long a stream client may leave its replies
+	// untaken: a connection whose pending replies make no progress for
+	// this long is closed and counted in WriteTimeouts. It is the bound
+	// the others cannot give: a client that sends a pipeline and never
+	// reads is neither idle nor slow to send a line, and with MaxConns
+	// such clients would hold every place for ever. 0 means
+	// DefaultWriteTimeout; negative means no bound.
+	WriteTimeout time.Duration `json:"write_timeout"`
 	// MaxBuffered bounds the bytes the whole server holds for clients: the
 	// start of lines not complete yet, lines read and not answered yet, and
 	// replies written to a socket that does not take them. Past it the
@@ -184,6 +196,9 @@ func (c *Config) Normalize() error {
 	if c.LineTimeout == 0 {
 		c.LineTimeout = DefaultLineTimeout
 	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
 	if c.SocketMode == 0 {
 		c.SocketMode = DefaultSocketMode
 	}
@@ -202,6 +217,10 @@ func (c *Config) Transport() protocol.Transport {
 // LineBound is the line timeout a model enforces: LineTimeout, or 0 when
 // it is negative (no bound). Call it on a normalized Config.
 func (c *Config) LineBound() time.Duration { return max(c.LineTimeout, 0) }
+
+// WriteBound is the write timeout a model enforces: WriteTimeout, or 0
+// when it is negative (no bound). Call it on a normalized Config.
+func (c *Config) WriteBound() time.Duration { return max(c.WriteTimeout, 0) }
 
 // IsStream reports whether the transport is a byte stream (framed in lines).
 func (c *Config) IsStream() bool { return c.Transport().IsStream() }

@@ -16,20 +16,21 @@ type Stats struct {
 	BytesOut uint64 `json:"bytes_out"`
 
 	// Errors by kind.
-	Rejected     uint64 `json:"rejected"`      // connections closed at once: max-conns
-	LineTooLong  uint64 `json:"line_too_long"` // connections closed for a line over max-line
-	IdleTimeouts uint64 `json:"idle_timeouts"` // connections closed by idle-timeout
-	LineTimeouts uint64 `json:"line_timeouts"` // connections closed by line-timeout (a line too slow to complete)
-	OverBuffered uint64 `json:"over_buffered"` // connections closed for holding the most when the server held over max-buffered
-	ReadErrors   uint64 `json:"read_errors"`   // resets and other read failures (not EOF)
-	WriteErrors  uint64 `json:"write_errors"`  // replies that could not be written
-	AcceptErrors uint64 `json:"accept_errors"` // failed accepts (EMFILE and the like)
-	BadDatagrams uint64 `json:"bad_datagrams"` // datagrams dropped: truncated or unanswerable
+	Rejected      uint64 `json:"rejected"`       // connections closed at once: max-conns
+	LineTooLong   uint64 `json:"line_too_long"`  // connections closed for a line over max-line
+	IdleTimeouts  uint64 `json:"idle_timeouts"`  // connections closed by idle-timeout
+	LineTimeouts  uint64 `json:"line_timeouts"`  // connections closed by line-timeout (a line too slow to complete)
+	WriteTimeouts uint64 `json:"write_timeouts"` // connections closed by write-timeout (replies left untaken)
+	OverBuffered  uint64 `json:"over_buffered"`  // connections closed for holding the most when the server held over max-buffered
+	ReadErrors    uint64 `json:"read_errors"`    // resets and other read failures (not EOF)
+	WriteErrors   uint64 `json:"write_errors"`   // replies that could not be written
+	AcceptErrors  uint64 `json:"accept_errors"`  // failed accepts (EMFILE and the like)
+	BadDatagrams  uint64 `json:"bad_datagrams"`  // datagrams dropped: truncated or unanswerable
 }
 
 // Errors sums every error counter.
 func (s Stats) Errors() uint64 {
-	return s.Rejected + s.LineTooLong + s.IdleTimeouts + s.LineTimeouts + s.OverBuffered +
+	return s.Rejected + s.LineTooLong + s.IdleTimeouts + s.LineTimeouts + s.WriteTimeouts + s.OverBuffered +
 		s.ReadErrors + s.WriteErrors + s.AcceptErrors + s.BadDatagrams
 }
 
@@ -40,7 +41,8 @@ func (s Stats) Add(o Stats) Stats {
 		Requests: s.Requests + o.Requests, BytesIn: s.BytesIn + o.BytesIn, BytesOut: s.BytesOut + o.BytesOut,
 		Rejected: s.Rejected + o.Rejected, LineTooLong: s.LineTooLong + o.LineTooLong,
 		IdleTimeouts: s.IdleTimeouts + o.IdleTimeouts, LineTimeouts: s.LineTimeouts + o.LineTimeouts,
-		OverBuffered: s.OverBuffered + o.OverBuffered, ReadErrors: s.ReadErrors + o.ReadErrors,
+		WriteTimeouts: s.WriteTimeouts + o.WriteTimeouts,
+		OverBuffered:  s.OverBuffered + o.OverBuffered, ReadErrors: s.ReadErrors + o.ReadErrors,
 		WriteErrors: s.WriteErrors + o.WriteErrors, AcceptErrors: s.AcceptErrors + o.AcceptErrors,
 		BadDatagrams: s.BadDatagrams + o.BadDatagrams,
 	}
@@ -49,9 +51,9 @@ func (s Stats) Add(o Stats) Stats {
 // String is the one-line summary a server logs on exit.
 func (s Stats) String() string {
 	return fmt.Sprintf("accepted=%d active=%d buffered=%d requests=%d bytes_in=%d bytes_out=%d errors=%d "+
-		"(rejected=%d line_too_long=%d idle_timeouts=%d line_timeouts=%d over_buffered=%d read=%d write=%d accept=%d bad_datagrams=%d)",
+		"(rejected=%d line_too_long=%d idle_timeouts=%d line_timeouts=%d write_timeouts=%d over_buffered=%d read=%d write=%d accept=%d bad_datagrams=%d)",
 		s.Accepted, s.Active, s.Buffered, s.Requests, s.BytesIn, s.BytesOut, s.Errors(),
-		s.Rejected, s.LineTooLong, s.IdleTimeouts, s.LineTimeouts, s.OverBuffered,
+		s.Rejected, s.LineTooLong, s.IdleTimeouts, s.LineTimeouts, s.WriteTimeouts, s.OverBuffered,
 		s.ReadErrors, s.WriteErrors, s.AcceptErrors, s.BadDatagrams)
 }
 
@@ -61,7 +63,7 @@ type Counters struct {
 	Accepted, Requests, BytesIn, BytesOut            atomic.Uint64
 	Active                                           atomic.Int64
 	Rejected, LineTooLong, IdleTimeouts              atomic.Uint64
-	LineTimeouts, OverBuffered                       atomic.Uint64
+	LineTimeouts, WriteTimeouts, OverBuffered        atomic.Uint64
 	ReadErrors, WriteErrors, AcceptErrors, BadDgrams atomic.Uint64
 }
 
@@ -72,7 +74,7 @@ func (c *Counters) Snapshot() Stats {
 		Accepted: c.Accepted.Load(), Active: c.Active.Load(), Requests: c.Requests.Load(),
 		BytesIn: c.BytesIn.Load(), BytesOut: c.BytesOut.Load(),
 		Rejected: c.Rejected.Load(), LineTooLong: c.LineTooLong.Load(), IdleTimeouts: c.IdleTimeouts.Load(),
-		LineTimeouts: c.LineTimeouts.Load(), OverBuffered: c.OverBuffered.Load(),
+		LineTimeouts: c.LineTimeouts.Load(), WriteTimeouts: c.WriteTimeouts.Load(), OverBuffered: c.OverBuffered.Load(),
 		ReadErrors: c.ReadErrors.Load(), WriteErrors: c.WriteErrors.Load(), AcceptErrors: c.AcceptErrors.Load(),
 		BadDatagrams: c.BadDgrams.Load(),
 	}

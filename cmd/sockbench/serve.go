@@ -29,22 +29,23 @@ const (
 
 // serveFlags are the flags of `sockbench serve`.
 type serveFlags struct {
-	model       string
-	network     string
-	addr        string
-	mode        protocol.Mode
-	workers     int
-	maxConns    int
-	maxLine     int
-	idleTimeout time.Duration
-	lineTimeout time.Duration
-	maxBuffered int64
-	work        time.Duration
-	block       time.Duration
-	grace       time.Duration
-	socketMode  string
-	spawn       string
-	logLevel    string
+	model        string
+	network      string
+	addr         string
+	mode         protocol.Mode
+	workers      int
+	maxConns     int
+	maxLine      int
+	idleTimeout  time.Duration
+	lineTimeout  time.Duration
+	writeTimeout time.Duration
+	maxBuffered  int64
+	work         time.Duration
+	block        time.Duration
+	grace        time.Duration
+	socketMode   string
+	spawn        string
+	logLevel     string
 }
 
 func newServeCmd() *cobra.Command {
@@ -86,6 +87,7 @@ and unixgram; echo returns them unchanged, upper maps ASCII a-z to A-Z.`,
 	fl.IntVar(&f.maxLine, "max-line", protocol.DefaultMaxLine, "longest request line in bytes, '\\n' included; a longer one closes its connection")
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", 0, "close a stream connection that sends nothing for this long (0: never)")
 	fl.DurationVar(&f.lineTimeout, "line-timeout", models.DefaultLineTimeout, "close a stream connection whose request line is not complete this long after its first byte, as a client trickling bytes would (0: never)")
+	fl.DurationVar(&f.writeTimeout, "write-timeout", models.DefaultWriteTimeout, "close a stream connection whose replies wait this long without the client taking any, as a client that never reads would (0: never)")
 	fl.Int64Var(&f.maxBuffered, "max-buffered", 0, "most bytes the server holds for all its stream clients (partial lines, unanswered lines, unsent replies); past it the connection holding the most is closed (0: no bound; at least --max-line)")
 	fl.DurationVar(&f.work, "work", 0, "CPU time to burn per request")
 	fl.DurationVar(&f.block, "block", 0, "time to wait per request, as a blocking call would")
@@ -135,10 +137,13 @@ func runServe(ctx context.Context, f *serveFlags) error {
 // flag a refused field came from.
 func serveConfig(f *serveFlags, log *slog.Logger) (models.Config, error) {
 	cfg := models.Config{Net: f.network, Mode: f.mode, Workers: f.workers, MaxConns: f.maxConns,
-		MaxLine: f.maxLine, IdleTimeout: f.idleTimeout, LineTimeout: f.lineTimeout, MaxBuffered: f.maxBuffered,
+		MaxLine: f.maxLine, IdleTimeout: f.idleTimeout, LineTimeout: f.lineTimeout, WriteTimeout: f.writeTimeout, MaxBuffered: f.maxBuffered,
 		Cost: protocol.Cost{Work: f.work, Block: f.block}, Grace: f.grace, Logger: log}
 	if f.lineTimeout == 0 {
 		cfg.LineTimeout = -1 // the flag's 0 is "never", as --idle-timeout's; Config's 0 is the default
+	}
+	if f.writeTimeout == 0 {
+		cfg.WriteTimeout = -1
 	}
 
 	if !slices.Contains(models.Names(), f.model) {
@@ -150,6 +155,9 @@ func serveConfig(f *serveFlags, log *slog.Logger) (models.Config, error) {
 		return cfg, usagef("--net must not be empty (want %s)", protocol.TransportsWanted)
 	case err != nil:
 		return cfg, usagef("unknown --net %q (want %s)", f.network, protocol.TransportsWanted)
+	}
+	if f.writeTimeout < 0 {
+		return cfg, usagef("--write-timeout must not be negative (got %v; 0 means never)", f.writeTimeout)
 	}
 	if f.lineTimeout < 0 {
 		// Config reads a negative line timeout as "none"; the flag says that with 0.

@@ -117,6 +117,7 @@ func TestServeBadInput(t *testing.T) {
 		{[]string{"--work=-1s"}, "--work must not be negative"},
 		{[]string{"--idle-timeout", "-5s"}, "--idle-timeout must not be negative"},
 		{[]string{"--line-timeout", "-1s"}, "--line-timeout must not be negative"},
+		{[]string{"--write-timeout", "-1s"}, "--write-timeout must not be negative"},
 		{[]string{"--line-timeout", "5"}, `"--line-timeout" flag: want a duration`},
 		{[]string{"--max-buffered", "-1"}, "--max-buffered must not be negative"},
 		{[]string{"--max-buffered", "1000"}, "--max-buffered must be 0 (no bound) or at least max-line"},
@@ -374,30 +375,31 @@ func TestServeWarnsOffLoopback(t *testing.T) {
 	}
 }
 
-// TestServeBoundsFlags: --line-timeout and --max-buffered reach the
-// Config (--line-timeout 0 is "never", as --idle-timeout's is), and a
+// TestServeBoundsFlags: --line-timeout, --write-timeout and --max-buffered
+// reach the Config (a timeout of 0 is "never", as --idle-timeout's is), and a
 // running server closes a client whose line is not complete in time and
 // counts it in its final stats.
 func TestServeBoundsFlags(t *testing.T) {
 	t.Parallel()
 	log := slog.New(slog.DiscardHandler)
 	for _, tc := range []struct {
-		line, want time.Duration
-		maxBuf     int64
+		line, want   time.Duration
+		write, wantW time.Duration
+		maxBuf       int64
 	}{
-		{models.DefaultLineTimeout, models.DefaultLineTimeout, 0},
-		{0, -1, 0},
-		{300 * time.Millisecond, 300 * time.Millisecond, 1 << 20},
+		{models.DefaultLineTimeout, models.DefaultLineTimeout, models.DefaultWriteTimeout, models.DefaultWriteTimeout, 0},
+		{0, -1, 0, -1, 0},
+		{300 * time.Millisecond, 300 * time.Millisecond, 2 * time.Second, 2 * time.Second, 1 << 20},
 	} {
 		f := &serveFlags{model: "threaded", network: "tcp", maxLine: 64 << 10, grace: time.Second, socketMode: "0600",
-			lineTimeout: tc.line, maxBuffered: tc.maxBuf}
+			lineTimeout: tc.line, writeTimeout: tc.write, maxBuffered: tc.maxBuf}
 		cfg, err := serveConfig(f, log)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cfg.LineTimeout != tc.want || cfg.MaxBuffered != tc.maxBuf {
-			t.Errorf("--line-timeout %v --max-buffered %d: Config has %v and %d, want %v and %d",
-				tc.line, tc.maxBuf, cfg.LineTimeout, cfg.MaxBuffered, tc.want, tc.maxBuf)
+		if cfg.LineTimeout != tc.want || cfg.WriteTimeout != tc.wantW || cfg.MaxBuffered != tc.maxBuf {
+			t.Errorf("--line-timeout %v --write-timeout %v --max-buffered %d: Config has %v, %v and %d, want %v, %v and %d",
+				tc.line, tc.write, tc.maxBuf, cfg.LineTimeout, cfg.WriteTimeout, cfg.MaxBuffered, tc.want, tc.wantW, tc.maxBuf)
 		}
 	}
 

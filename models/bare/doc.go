@@ -83,7 +83,10 @@
 // the replies its socket did not take. Replies back up only when the
 // client does not read; the connection is then not read either until
 // they are written (backpressure), so they stay within one read, 64 KiB
-// (TestReaderThatDoesNotRead). Connections past Config.MaxConns are closed
+// (TestReaderThatDoesNotRead). A connection whose output makes no
+// progress for Config.WriteTimeout is closed and counted in
+// WriteTimeouts: such connections wait on a list in order of their
+// output's last progress, swept with the idle and line lists. Connections past Config.MaxConns are closed
 // at once and counted. An accept that fails for want of descriptors
 // (EMFILE) turns the listener off for a backoff from 5 ms to 1 s, so the
 // loop neither spins nor stops serving the connections it has.

@@ -76,6 +76,7 @@ type loop struct {
 	maxConn int
 	idle    int64 // idle timeout in ns, 0: none
 	lineTO  int64 // line timeout in ns (Config.LineBound), 0: none
+	writeTO int64 // write timeout in ns (Config.WriteBound), 0: none
 
 	buf   []byte  // the read buffer every connection shares
 	conns []*conn // by descriptor
@@ -83,8 +84,10 @@ type loop struct {
 	// an idle timeout), closing the lingering ones in order of deadline,
 	// through conn.link; lines the open ones holding a partial line, in
 	// order of when that line began (with a line timeout), through
-	// conn.lineLink.
-	open, closing, lines models.List[*conn]
+	// conn.lineLink; outs those with replies the socket did not take, in
+	// order of the output's last progress (with a write timeout), through
+	// conn.outLink.
+	open, closing, lines, outs models.List[*conn]
 
 	nconns int // open and lingering connections
 	from   sockaddr
@@ -123,8 +126,8 @@ func newLoop(s *server, fd int) (*loop, error) {
 		stream: cfg.IsStream(), tcp: cfg.IsStream() && !cfg.IsUnix(),
 		mode: cfg.Mode, work: cfg.Cost.Work, blocks: cfg.Cost.Blocks(),
 		maxLine: cfg.MaxLine, maxConn: cfg.MaxConns, idle: int64(cfg.IdleTimeout),
-		lineTO: int64(cfg.LineBound()), t0: time.Now(),
-		tick: int64(models.SweepInterval(maxTick, cfg.IdleTimeout, cfg.LineBound())),
+		lineTO: int64(cfg.LineBound()), writeTO: int64(cfg.WriteBound()), t0: time.Now(),
+		tick: int64(models.SweepInterval(maxTick, cfg.IdleTimeout, cfg.LineBound(), cfg.WriteBound())),
 		logs: &s.logs, bufs: s.bufs,
 	}
 	if l.stream {
@@ -235,10 +238,10 @@ func (l *loop) deadline() int64 {
 	return at
 }
 
-// sweeping reports whether sweeps have work: idle or line timeouts to
-// watch, or lingering connections to close.
+// sweeping reports whether sweeps have work: idle, line or write timeouts
+// to watch, or lingering connections to close.
 func (l *loop) sweeping() bool {
-	return (l.idle > 0 && !l.open.Empty()) || !l.lines.Empty() || !l.closing.Empty()
+	return (l.idle > 0 && !l.open.Empty()) || !l.lines.Empty() || !l.outs.Empty() || !l.closing.Empty()
 }
 
 // timers runs what is due at now.

@@ -43,12 +43,14 @@ type conn struct {
 	deadline   int64 // lingering: when to give up and close
 	discarded  int
 	lineStart  int64 // when its partial line began, while on loop.lines
+	outSince   int64 // when its output last made progress, while on loop.outs
 
 	hold models.Hold // Config.MaxBuffered only
 	held int         // what hold was last told
 
-	// link puts it on loop.open or loop.closing, lineLink on loop.lines.
-	link, lineLink models.Link[*conn]
+	// link puts it on loop.open or loop.closing, lineLink on loop.lines,
+	// outLink on loop.outs.
+	link, lineLink, outLink models.Link[*conn]
 }
 
 func (c *conn) pending() bool { return c.outOff < len(c.out) }
@@ -91,7 +93,7 @@ func (l *loop) accept() {
 			continue
 		}
 		c := &conn{fd: fd, want: wantRead}
-		c.link.Elem, c.lineLink.Elem = c, c
+		c.link.Elem, c.lineLink.Elem, c.outLink.Elem = c, c, c
 		if l.idle > 0 {
 			c.last = l.clock()
 		}
@@ -300,7 +302,18 @@ func (l *loop) send(c *conn, b []byte, n int) {
 	}
 	l.requests += uint64(bytes.Count(b[:w], newline))
 	c.out, c.outOff = append(c.out[:0], b[w:]...), 0
+	l.outStalled(c)
 	l.update(c)
+}
+
+// outStalled puts c, whose output just made progress and still waits for
+// the socket, at the back of loop.outs, so the write timeout counts from
+// now.
+func (l *loop) outStalled(c *conn) {
+	if l.writeTO > 0 {
+		c.outSince = l.clock()
+		l.outs.PushBack(&c.outLink)
+	}
 }
 
 // flush writes what waits in c.out; once it is all written, c is read
@@ -322,11 +335,15 @@ func (l *loop) flush(c *conn) {
 	l.requests += uint64(bytes.Count(b[:w], newline))
 	c.outOff += w
 	if c.pending() {
+		if w > 0 {
+			l.outStalled(c)
+		}
 		if l.bufs != nil {
 			l.account(c)
 		}
 		return
 	}
+	c.outLink.Remove()
 	c.out, c.outOff = c.out[:0], 0
 	if cap(c.out) > keepBuf {
 		c.out = nil
@@ -430,6 +447,7 @@ func (l *loop) closeConn(c *conn) {
 	l.conns[c.fd] = nil
 	c.link.Remove()
 	c.lineLink.Remove()
+	c.outLink.Remove()
 	c.closed = true
 	c.partial, c.out = nil, nil
 	if l.bufs != nil {
@@ -441,7 +459,9 @@ func (l *loop) closeConn(c *conn) {
 
 // sweep closes idle connections, connections whose partial line has taken
 // longer than the line timeout (after the replies to their earlier
-// lines), and lingering ones past their deadline. Each list is in
+// lines), connections whose replies made no progress within the write
+// timeout (at once: what they left untaken cannot be sent), and
+// lingering ones past their deadline. Each list is in
 // deadline order, so it looks only at what expired.
 func (l *loop) sweep(now int64) {
 	if l.idle > 0 {
@@ -465,6 +485,14 @@ func (l *loop) sweep(now int64) {
 		l.logs.Warn(l.s.log, "request line not complete within line-timeout; closing the connection",
 			"remote", c.Remote(), "line_timeout", time.Duration(l.lineTO), "bytes", len(c.partial))
 		l.startLinger(c) // takes it off lines
+		x = next
+	}
+	for x := l.outs.Front(); x != nil && now-x.Elem.outSince >= l.writeTO; {
+		c, next := x.Elem, x.Next()
+		l.ctr.WriteTimeouts.Add(1)
+		l.logs.Warn(l.s.log, "client left its replies untaken past write-timeout; closing connection",
+			"remote", c.Remote(), "write_timeout", time.Duration(l.writeTO), "unsent", len(c.out)-c.outOff)
+		l.closeConn(c) // takes it off outs
 		x = next
 	}
 	for x := l.closing.Front(); x != nil && now >= x.Elem.deadline; {

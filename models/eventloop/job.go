@@ -92,7 +92,7 @@ func (j *blockJob) answer(conn net.Conn, b []byte) bool {
 		}
 		s.cfg.Cost.Pay(s.taskCtx)
 		s.cfg.Mode.Apply(line)
-		if !s.writeAll(conn, line, st.gone.Load) {
+		if !s.writeAll(st, conn, line, st.gone.Load) {
 			return false
 		}
 		s.ctr.Requests.Add(1)

@@ -23,9 +23,6 @@ import (
 // (handover.go).
 
 const (
-	// stallTimeout: a client that takes nothing for this long while
-	// replies wait for it loses its connection.
-	stallTimeout = 30 * time.Second
 	// writeSlice is how long one blocking write waits before the writer
 	// checks whether the server is stopping.
 	writeSlice = 250 * time.Millisecond
@@ -87,7 +84,7 @@ func (w *writer) run() {
 			st.finish(conn, ok, detached, st.resumeFn)
 			return
 		}
-		if ok && !s.writeAll(conn, buf.B, w.abandoned) {
+		if ok && !s.writeAll(st, conn, buf.B, w.abandoned) {
 			ok = false
 			st.countFailure(&s.ctr.WriteErrors)
 		}
@@ -102,10 +99,12 @@ func (w *writer) abandoned() bool {
 	return w.st.gone.Load() && !w.st.pooled.isDetached()
 }
 
-// writeAll writes p to c, waiting as long as the client makes progress
-// within stallTimeout, and giving up when the server stops or abandon
-// says so.
-func (s *server) writeAll(c net.Conn, p []byte, abandon func() bool) bool {
+// writeAll writes p to c, st's connection, waiting as long as the client
+// makes progress within Config.WriteBound (a client that takes nothing
+// for that long is counted in WriteTimeouts and loses its connection),
+// and giving up when the server stops or abandon says so.
+func (s *server) writeAll(st *connState, c net.Conn, p []byte, abandon func() bool) bool {
+	bound := s.cfg.WriteBound()
 	last := time.Now()
 	for len(p) > 0 {
 		c.SetWriteDeadline(time.Now().Add(writeSlice))
@@ -118,7 +117,13 @@ func (s *server) writeAll(c net.Conn, p []byte, abandon func() bool) bool {
 			continue
 		}
 		var ne net.Error
-		if !errors.As(err, &ne) || !ne.Timeout() || time.Since(last) > stallTimeout {
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			return false
+		}
+		if bound > 0 && time.Since(last) > bound {
+			st.countFailure(&s.ctr.WriteTimeouts)
+			s.logs.Warn(s.log, "client left its replies untaken past write-timeout; closing connection",
+				"remote", c.RemoteAddr().String(), "write_timeout", bound, "unsent", len(p))
 			return false
 		}
 		s.stopMu.RLock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -132,6 +133,101 @@ func checkLineTimeout(e *env) {
 		return nil
 	})
 	e.reportErrs("clients within the line-timeout", errs)
+}
+
+// checkWriteTimeout: with MaxConns clients each sending a deep pipeline
+// and never reading a reply (they are neither idle nor slow to send a
+// line), every one is closed once its replies have waited
+// Config.WriteTimeout without progress (WriteTimeouts), or sooner by a
+// bound of the model's own on what it holds for a client that does not
+// read (WriteErrors: eventloop's, whose gnet reads on while replies
+// wait), and a new client is served again: a client that does not read
+// cannot hold the places for ever. A client that reads its replies
+// slowly, but within the timeout each time, gets them all.
+func checkWriteTimeout(e *env) {
+	writeTO := e.d(time.Second)
+	const places = 2
+	s := e.start(func(c *models.Config) { c.WriteTimeout = writeTO; c.LineTimeout = -1; c.MaxConns = places })
+
+	// Lines of 64 bytes, up to 256 MiB of them: far more than the socket
+	// buffers of both sides hold (loopback TCP's grow to megabytes), so
+	// the server's replies back up.
+	chunk := make([]byte, 0, 64<<10)
+	for len(chunk)+64 <= cap(chunk) {
+		chunk = append(chunk, e.line(63)...)
+	}
+	hogs := make([]net.Conn, places)
+	for i := range hogs {
+		hogs[i] = e.mustDial(s.addr)
+		if err := e.exchange(hogs[i], e.line(10)); err != nil {
+			e.t.Fatalf("client %d before its pipeline: %v", i, err)
+		}
+	}
+	s.waitStats(fmt.Sprintf("active=%d", places), func(st models.Stats) bool { return st.Active == places })
+	began := time.Now()
+	errs := goAll(places, func(i int) error {
+		c := hogs[i]
+		defer c.Close()
+		c.SetWriteDeadline(time.Now().Add(writeTO + e.d(opTimeout)))
+		for sent := 0; sent < 256<<20; sent += len(chunk) {
+			if _, err := c.Write(chunk); err != nil {
+				if IsTimeout(err) {
+					return fmt.Errorf("a client sending a pipeline and reading nothing, write-timeout %v: connection still open after %v (%d bytes sent)", writeTO, time.Since(began), sent)
+				}
+				return nil // the server closed it
+			}
+		}
+		return fmt.Errorf("the server took 256 MiB of requests from a client that read none of their replies")
+	})
+	e.reportErrs("clients that never read", errs)
+	s.waitStats(fmt.Sprintf("write_timeouts+write>=%d active=0", places), func(st models.Stats) bool {
+		return st.WriteTimeouts+st.WriteErrors >= places && st.Active == 0
+	})
+	st := s.srv.Stats()
+	e.t.Logf("clients that never read closed: write_timeouts=%d write=%d", st.WriteTimeouts, st.WriteErrors)
+	c := e.mustDial(s.addr)
+	if err := e.exchange(c, e.line(10)); err != nil {
+		e.t.Errorf("a new client once the ones that never read were closed (max-conns %d): %v", places, err)
+	}
+	c.Close()
+
+	// A slow reader: 1 MiB of requests, their replies read 256 KiB at a
+	// time, a quarter of the write-timeout apart.
+	slow := e.mustDial(s.addr)
+	defer slow.Close()
+	var want []byte
+	werr := make(chan error, 1)
+	reqs := make([]byte, 0, 1<<20)
+	for len(reqs) < cap(reqs) {
+		reqs = append(reqs, chunk...)
+	}
+	want = e.reply(reqs)
+	go func() {
+		slow.SetWriteDeadline(time.Now().Add(e.d(4 * opTimeout)))
+		_, err := slow.Write(reqs)
+		werr <- err
+	}()
+	got := make([]byte, 0, len(want))
+	buf := make([]byte, 256<<10)
+	for len(got) < len(want) {
+		time.Sleep(writeTO / 4)
+		slow.SetReadDeadline(time.Now().Add(e.d(opTimeout)))
+		n, err := io.ReadAtLeast(slow, buf[:min(len(buf), len(want)-len(got))], 1)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			e.t.Errorf("a client reading its replies 256 KiB every %v (write-timeout %v) was cut off after %d of %d bytes: %v", writeTO/4, writeTO, len(got), len(want), err)
+			return
+		}
+	}
+	if err := diff(got, want); err != nil {
+		e.t.Errorf("slow reader: %v", err)
+	}
+	if err := <-werr; err != nil {
+		e.t.Errorf("slow reader: sending its requests: %v", err)
+	}
+	if st := s.srv.Stats(); st.WriteTimeouts+st.WriteErrors != places {
+		e.t.Errorf("write_timeouts=%d write=%d after the slow reader, want %d in all (only the clients that never read)", st.WriteTimeouts, st.WriteErrors, places)
+	}
 }
 
 // Sizes of the slow-peer check's floods.

@@ -90,6 +90,10 @@ const (
 	// closed after Config.LineTimeout, so they cannot hold MaxConns places
 	// for ever; clients completing their lines in time are not.
 	CheckLineTimeout = "line-timeout"
+	// CheckWriteTimeout: clients that send a pipeline and never read their
+	// replies are closed after Config.WriteTimeout, so they cannot hold
+	// MaxConns places for ever; a client reading slowly is not.
+	CheckWriteTimeout = "write-timeout"
 	// CheckSlowPeer (datagrams): a client that never reads its replies
 	// neither blocks the server's readers nor its shutdown; what cannot be
 	// sent is counted.
@@ -220,6 +224,7 @@ func init() {
 		{name: CheckSocketFile, stream: true, dgram: true, unix: true, fn: checkSocketFile},
 		{name: CheckSocketUmask, stream: true, dgram: true, unix: true, serial: true, fn: checkSocketUmask},
 		{name: CheckLineTimeout, stream: true, fn: checkLineTimeout},
+		{name: CheckWriteTimeout, stream: true, fn: checkWriteTimeout},
 		{name: CheckSlowPeer, dgram: true, fn: checkSlowPeer},
 		{name: CheckShortGrace, stream: true, dgram: true, fn: checkShortGrace},
 		{name: CheckLogFlood, stream: true, dgram: true, fn: checkLogFlood},

@@ -148,6 +148,7 @@ func TestChecksFailOnBrokenServers(t *testing.T) {
 		{"modeltest-broken-log-every-event", "tcp", protocol.Echo, CheckLogFlood, "must be rate-limited", 1},
 		{"modeltest-broken-log-every-event", "unixgram", protocol.Echo, CheckLogFlood, "must be rate-limited", 1},
 		{"modeltest-broken-no-max-buffered", "unix", protocol.Echo, CheckMaxBuffered, "over_buffered", 0.2},
+		{"modeltest-broken-no-write-timeout", "tcp", protocol.Echo, CheckWriteTimeout, "still open", 0.3},
 	}
 	for _, tc := range cases {
 		t.Run(tc.model+"/"+tc.net+"/"+tc.check, func(t *testing.T) {

@@ -62,6 +62,7 @@ type bugs struct {
 	exitZeroForced   bool // Shutdown returns nil even when its grace ran out
 	chmodAfterBind   bool // binds the Unix socket in place, then chmods it
 	noMaxBuffered    bool // accounts Config.MaxBuffered but never closes anyone
+	noWriteTimeout   bool // ignores Config.WriteTimeout: a write waits as long as the client does not read
 }
 
 var refVariants = map[string]bugs{
@@ -101,6 +102,7 @@ var refVariants = map[string]bugs{
 	"modeltest-broken-exit-zero-forced":    {exitZeroForced: true},
 	"modeltest-broken-chmod-after-bind":    {chmodAfterBind: true},
 	"modeltest-broken-no-max-buffered":     {noMaxBuffered: true},
+	"modeltest-broken-no-write-timeout":    {noWriteTimeout: true},
 }
 
 func init() {
@@ -470,11 +472,18 @@ func (s *refServer) serveConn(c net.Conn) {
 			}
 			defer s.bufs.Set(&rc.hold, lr.Buffered())
 		}
-		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if wt := s.cfg.WriteBound(); wt > 0 && !s.bugs.noWriteTimeout {
+			c.SetWriteDeadline(time.Now().Add(wt))
+		}
 		n, err := c.Write(out)
 		s.cnt.BytesOut.Add(uint64(n))
 		if err != nil {
-			s.cnt.WriteErrors.Add(1)
+			if IsTimeout(err) {
+				s.cnt.WriteTimeouts.Add(1)
+				s.warn("replies not taken within write-timeout; closing")
+			} else {
+				s.cnt.WriteErrors.Add(1)
+			}
 			return false
 		}
 		if !s.bugs.dropOnShutdown {

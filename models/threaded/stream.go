@@ -60,6 +60,8 @@ type conn struct {
 	lineDL    time.Time     // when that line must be complete; zero: no partial line
 	dl        time.Time     // the read deadline last set
 	lineBound bool          // dl is lineDL (not the idle timeout)
+	writeTO   time.Duration // Config.WriteBound
+	wdl       time.Time     // the write deadline last set
 
 	// Config.MaxBuffered: nil without a bound.
 	bufs *models.Buffers
@@ -72,7 +74,7 @@ type conn struct {
 }
 
 func newConn(c net.Conn, cfg *models.Config, ctr *models.Counters, log *slog.Logger, logs *models.RateLog) *conn {
-	return &conn{c: c, cfg: cfg, ctr: ctr, log: log, logs: logs, idle: cfg.IdleTimeout, lineTO: cfg.LineBound()}
+	return &conn{c: c, cfg: cfg, ctr: ctr, log: log, logs: logs, idle: cfg.IdleTimeout, lineTO: cfg.LineBound(), writeTO: cfg.WriteBound()}
 }
 
 // Hold and Remote make a conn a models.Holder.
@@ -235,9 +237,16 @@ func (cn *conn) write(b []byte, n int) bool {
 		}
 		defer cn.bufs.Set(&cn.hold, cn.lr.Buffered())
 	}
+	cn.armWrite()
 	w, err := cn.c.Write(b)
 	cn.ctr.BytesOut.Add(uint64(w))
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			cn.ctr.WriteTimeouts.Add(1)
+			cn.logs.Warn(cn.log, "client left its replies untaken past write-timeout; closing connection",
+				"remote", remoteAddr(cn.c), "write_timeout", cn.writeTO, "unsent", len(b)-w)
+			return false
+		}
 		if !errors.Is(err, net.ErrClosed) {
 			cn.ctr.WriteErrors.Add(1)
 			cn.logs.Debug(cn.log, "write failed; closing connection", "remote", remoteAddr(cn.c), "err", err)
@@ -246,6 +255,23 @@ func (cn *conn) write(b []byte, n int) bool {
 	}
 	cn.ctr.Requests.Add(uint64(n))
 	return true
+}
+
+// armWrite keeps a write deadline Config.WriteBound ahead of a write
+// about to start, so a client that takes none of its replies cannot hold
+// the connection (and its place under MaxConns) for ever. The deadline is
+// renewed lazily, once an eighth of the bound has gone by since it was
+// set: a write that blocks is cut between 7/8 of the bound and the bound
+// after it began, and a connection writing all the time moves its
+// deadline (a timer) a few times a minute, not once per write.
+func (cn *conn) armWrite() {
+	if cn.writeTO <= 0 {
+		return
+	}
+	if now := time.Now(); cn.wdl.Sub(now) < cn.writeTO-cn.writeTO/8 {
+		cn.wdl = now.Add(cn.writeTO)
+		cn.c.SetWriteDeadline(cn.wdl)
+	}
 }
 
 // finish counts why reading stopped and closes the connection; every reply

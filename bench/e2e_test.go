@@ -383,7 +383,11 @@ matrix:
 		runBench(t, p, costly, "--work=1ns")
 	}
 	if clientBound == 0 {
-		t.Fatalf("no base run of bare on UDP at 32 connections was client-bound: the test needs the generator to be the bottleneck")
+		// Other tests running beside this one can take the server's CPU
+		// too, and then the generator is not the bottleneck: compare must
+		// still fail on CPU per request (the client-bound case alone is
+		// TestCompareClientBoundGatesCPU's, on synthetic sets).
+		t.Logf("no base run of bare on UDP at 32 connections was client-bound here (a loaded machine); checking the CPU gate alone")
 	}
 	out, err := exec.Command(bin, "compare", base, costly).CombinedOutput()
 	var ee *exec.ExitError
@@ -392,8 +396,10 @@ matrix:
 	}
 	s := string(out)
 	fail := s[strings.Index(s, "FAIL"):]
-	if !strings.Contains(fail, "Echo/model=bare/net=udp/conns=32/pipeline=1/size=64 cpu_us_per_req +") || !strings.Contains(fail, "worse") ||
-		!strings.Contains(fail, "client-bound") || strings.Contains(fail, " rps ") {
-		t.Errorf("compare did not fail on CPU per request in the client-bound cell:\n%s", s)
+	if !strings.Contains(fail, "Echo/model=bare/net=udp/conns=32/pipeline=1/size=64 cpu_us_per_req +") || !strings.Contains(fail, "worse") {
+		t.Errorf("compare did not fail on CPU per request:\n%s", s)
+	}
+	if clientBound > 0 && (!strings.Contains(fail, "client-bound") || strings.Contains(fail, " rps ")) {
+		t.Errorf("compare did not fail on CPU per request alone in the client-bound cell:\n%s", s)
 	}
 }

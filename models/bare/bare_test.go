@@ -203,7 +203,9 @@ func TestBlockDoesNotStallTheLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	modeltest.WaitStats(t, srv, "the blocked request read", func(st models.Stats) bool { return st.BytesIn >= 8 })
-	if modeltest.Goroutines("bare.(*pool).work") == 0 {
+	// The loop counts the bytes before it hands the line over: wait for
+	// the pool's goroutine to have it.
+	if !modeltest.WaitFor(modeltest.Scaled(5*time.Second), func() bool { return modeltest.Goroutines("bare.(*pool).work") > 0 }) {
 		t.Error("no pool goroutine holds the blocked request")
 	}
 

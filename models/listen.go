@@ -159,6 +159,13 @@ func bindUnixSocket(path, network string, mode os.FileMode) (io.Closer, *SocketF
 	if fchmodRefused {
 		return bindUnixPrivately(path, network, mode)
 	}
+	return claimBound(c, err, path, mode)
+}
+
+// claimBound ends a bind at path: the listen's error, or the socket file
+// claimed with mode (ClaimSocketFile), the socket closed and the file
+// removed if that fails.
+func claimBound(c io.Closer, err error, path string, mode os.FileMode) (io.Closer, *SocketFile, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("models: %w", err)
 	}
@@ -242,17 +249,9 @@ func bindUnderUmask(path, network string, mode os.FileMode) (io.Closer, *SocketF
 	c, err := listenUnix(net.ListenConfig{}, network, path)
 	syscall.Umask(old)
 	umaskMu.Unlock()
-	if err != nil {
-		return nil, nil, fmt.Errorf("models: %w", err)
-	}
-	// The umask only narrows: set mode's bits exactly (0o7xxx ones too).
-	sf, err := ClaimSocketFile(path, mode)
-	if err != nil {
-		c.Close()
-		os.Remove(path)
-		return nil, nil, err
-	}
-	return c, sf, nil
+	// The umask only narrows: claimBound sets mode's bits exactly (0o7xxx
+	// ones too).
+	return claimBound(c, err, path, mode)
 }
 
 // unixListener is a Unix listener that reports the path it was asked for

@@ -13,8 +13,9 @@
 # ("tcp unix udp", the closed-loop part), CONNS (64), SIZE (64),
 # OPEN (1: also the open-loop part, over tcp), SERVER_CPU (0), CLIENT_CPU (1).
 #
-# Closed loop: CONNS connections x SIZE bytes, one request in flight each;
-# each line is a round, sockbench's req/s over refclient's, and sockbench's
+# Closed loop: CONNS connections x SIZE bytes, one request in flight each,
+# the two clients in turn against one server, the first to go alternating
+# from round to round; each line is a round, sockbench's req/s over refclient's, and sockbench's
 # own CPU per request (client_cpu_s / requests).
 # Open loop: 1,000 req/s x 1 connection and 10,000 req/s x 16 connections,
 # latency p50 and send lag p99 from sockbench, against refclient's
@@ -54,14 +55,24 @@ field() { # $1 key= from refclient's line on stdin
 jq_() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
+refrun() { taskset -c "$ccpu" "$ys"/refclient "$1" "$2" echo "$conns" "$size" "$secs" | field rps; }
+sbrun() { taskset -c "$ccpu" "$sb" load --target "$1://$2" -c "$conns" -s "$size" -d "${secs}s" --format json; }
+
 echo "# closed loop, $conns conns x $size B, $secs s, $rounds rounds (server CPU $scpu, client CPU $ccpu)"
 for net in $nets; do : >"$dir/closed-$net"; done
 for round in $(seq "$rounds"); do
 	for net in $nets; do
 		addr=$(addr_of "$net")
 		serve "$net" "$addr"
-		ref=$(taskset -c "$ccpu" "$ys"/refclient "$net" "$addr" echo "$conns" "$size" "$secs" | field rps)
-		out=$(taskset -c "$ccpu" "$sb" load --target "$net://$addr" -c "$conns" -s "$size" -d "${secs}s" --format json)
+		# The two clients take turns at going first: a round's first
+		# run meets a fresh server.
+		if [ $((round % 2)) = 1 ]; then
+			ref=$(refrun "$net" "$addr")
+			out=$(sbrun "$net" "$addr")
+		else
+			out=$(sbrun "$net" "$addr")
+			ref=$(refrun "$net" "$addr")
+		fi
 		rps=$(echo "$out" | jq_ 'round(d["rps"])')
 		cpu=$(echo "$out" | jq_ 'round(d["client_cpu_s"] / max(d["requests"], 1) * 1e6, 2)')
 		ratio=$(awk -v a="$rps" -v b="$ref" 'BEGIN {printf "%.3f", a / b}')

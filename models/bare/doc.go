@@ -86,8 +86,9 @@
 // (TestReaderThatDoesNotRead). A connection whose output makes no
 // progress for Config.WriteTimeout is closed and counted in
 // WriteTimeouts: such connections wait on a list in order of their
-// output's last progress, swept with the idle and line lists. Connections past Config.MaxConns are closed
-// at once and counted. An accept that fails for want of descriptors
+// output's last progress, swept with the idle and line lists.
+// Connections past Config.MaxConns are closed at once and counted. An
+// accept that fails for want of descriptors
 // (EMFILE) turns the listener off for a backoff from 5 ms to 1 s, so the
 // loop neither spins nor stops serving the connections it has.
 //

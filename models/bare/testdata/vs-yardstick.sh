@@ -11,8 +11,9 @@
 # refclient (../shared/yardstick/build.sh prints it). Environment: CASES
 # ("tcp:1 tcp:64 udp:1 udp:64 unix:1 unix:64"), MODE (echo), SIZE (64),
 # SERVER_CPU (0), CLIENT_CPU (1), SERVERS ("ref bare"), OLD (another
-# sockbench binary, say one built before a change: its bare model runs as
-# the server "old", interleaved with the others in every round).
+# sockbench binary, say one built before a change: its OLD_MODEL model,
+# bare unless set, runs as the server "old", interleaved with the others
+# in every round).
 #
 # Server CPU is what bench reads (bench/proc_linux.go): the server
 # process's user+system time, from the run time of each of its threads in
@@ -51,7 +52,7 @@ start() { # $1 server, $2 net, $3 addr; sets pid
 		pid=$!
 		;;
 	old)
-		taskset -c "$scpu" "$old" serve --model bare --net "$2" --addr "$3" --mode "$mode" --workers 1 --log-level error >"$dir/ready" 2>"$dir/err" &
+		taskset -c "$scpu" "$old" serve --model "${OLD_MODEL:-bare}" --net "$2" --addr "$3" --mode "$mode" --workers 1 --log-level error >"$dir/ready" 2>"$dir/err" &
 		pid=$!
 		;;
 	*)

@@ -98,8 +98,8 @@ func TestStartAtAndIntervals(t *testing.T) {
 }
 
 // TestMergeShards runs two shards of one run at the same --start-at and
-// merges their logs: requests add up, the p99 lies between the shards'
-// p99s. Logs of runs that did not overlap are refused.
+// merges their logs: requests add up, the p99 is that of both shards'
+// latencies together. Logs of runs that did not overlap are refused.
 func TestMergeShards(t *testing.T) {
 	slow := startStream(t, "tcp", &streamServer{mode: protocol.Echo, delay: 2 * time.Millisecond})
 	fast := startStream(t, "tcp", &streamServer{mode: protocol.Echo})
@@ -142,9 +142,20 @@ func TestMergeShards(t *testing.T) {
 	if m.Requests != reps[0].Requests+reps[1].Requests || m.Latency.Count != m.Requests || m.Conns != 4 {
 		t.Fatalf("merged %d requests (%d latencies, %d conns) from %d + %d", m.Requests, m.Latency.Count, m.Conns, reps[0].Requests, reps[1].Requests)
 	}
-	lo, hi := min(reps[0].Latency.P99, reps[1].Latency.P99), max(reps[0].Latency.P99, reps[1].Latency.P99)
-	if m.Latency.P99 < lo || m.Latency.P99 > hi {
-		t.Fatalf("merged p99 %v not between the shards' %v and %v", m.Latency.P99, lo, hi)
+	// The merged p99 is the p99 of both shards' latencies together, and
+	// not below the lower of the shards' p99s. It can lie above the
+	// higher one: HdrHistogram rounds a percentile's rank to a whole
+	// count, and the merged rank can need one value more than the two
+	// shards' ranks together (under emulation: 2570.2 µs against 2558.0
+	// and 2562.0).
+	both := newHist()
+	both.Merge(reps[0].LatencyHist)
+	both.Merge(reps[1].LatencyHist)
+	if want := Summarize(both).P99; m.Latency.P99 != want {
+		t.Errorf("merged p99 %v, want %v, the p99 of both shards' latencies", m.Latency.P99, want)
+	}
+	if lo := min(reps[0].Latency.P99, reps[1].Latency.P99); m.Latency.P99 < lo {
+		t.Errorf("merged p99 %v below the lower of the shards' p99s, %v", m.Latency.P99, lo)
 	}
 	for _, w := range m.Warnings {
 		if strings.Contains(w, "shard") || strings.Contains(w, "share only") {
